@@ -1,0 +1,1 @@
+"""dashfrog_sdk"""

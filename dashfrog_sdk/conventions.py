@@ -1,0 +1,71 @@
+"""Every name dashfrog_sdk puts on the wire: attributes, baggage keys, event names, statuses.
+
+This module is the wire contract (see DESIGN.md, "Data model"). Backends, the local flow
+store and the tests all read these names; nothing else in the package spells them out.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+PREFIX: Final = "dashfrog."
+
+# -- attributes (also baggage keys where marked) ---------------------------------------------
+FLOW_ID: Final = "dashfrog.flow.id"  # spans, events, baggage
+FLOW_NAME: Final = "dashfrog.flow.name"  # spans, events, baggage
+TENANT: Final = "dashfrog.tenant"  # spans, events, baggage
+LABEL_PREFIX: Final = "dashfrog.label."  # + user label key; spans, events, baggage
+FLOW_PARENT_ID: Final = "dashfrog.flow.parent_id"  # child flow span, events, baggage
+FLOW_STATUS: Final = "dashfrog.flow.status"  # flow span at its end, flow.end event
+FLOW_TIMEOUT: Final = "dashfrog.flow.timeout_s"  # flow span, flow.start event, baggage
+STEP_NAME: Final = "dashfrog.step.name"  # step span, step events
+STEP_STATUS: Final = "dashfrog.step.status"  # step span at its end
+STEP_OPTIONAL: Final = "dashfrog.step.optional"  # step span when optional
+EVENT_NAME_ATTR: Final = "dashfrog.event.name"  # dashfrog.flow.event records
+
+# What a process needs to close a flow it did not start (DESIGN.md, "Cross-process end").
+# Carried in baggage, copied onto the dashfrog.flow.end event.
+FLOW_TRACE_ID: Final = "dashfrog.flow.trace_id"  # 32 hex: trace of the span that started the flow
+FLOW_SPAN_ID: Final = "dashfrog.flow.span_id"  # 16 hex: the flow span
+FLOW_START_TIME: Final = "dashfrog.flow.start_time"  # unix ns (int on events, decimal in baggage)
+FLOW_END_TIME: Final = "dashfrog.flow.end_time"  # unix ns, flow.end event
+FLOW_DURATION_MS: Final = "dashfrog.flow.duration_ms"  # float, flow.end event
+FLOW_END_ON_EXIT: Final = "dashfrog.flow.end_on_exit"  # bool, flow span and flow.start event
+ERROR_TYPE: Final = "dashfrog.error.type"  # flow.end event / step span when failed
+ERROR_MESSAGE: Final = "dashfrog.error.message"
+
+# Internal baggage members (never user-visible attributes).
+BAGGAGE_SIGNATURE: Final = "dashfrog.sig"  # HMAC over the other dashfrog.* members
+
+# -- event names (OTel log records with this event_name) -------------------------------------
+EVENT_FLOW_START: Final = "dashfrog.flow.start"
+EVENT_STEP_START: Final = "dashfrog.step.start"
+EVENT_FLOW_END: Final = "dashfrog.flow.end"
+EVENT_FLOW_EVENT: Final = "dashfrog.flow.event"
+
+# -- statuses ----------------------------------------------------------------------------
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+TIMED_OUT: Final = "timed_out"  # derived by the store: a deadline passed with no end
+
+FlowStatus = Literal["running", "completed", "failed", "cancelled"]
+StepStatus = Literal["completed", "failed", "cancelled"]
+
+# -- instrumentation scope ------------------------------------------------------------------
+SCOPE_NAME: Final = "dashfrog_sdk"
+
+# Span names: "flow <name>" and "step <name>" keep flows and steps apart in any trace UI.
+FLOW_SPAN_PREFIX: Final = "flow "
+STEP_SPAN_PREFIX: Final = "step "
+
+# W3C Baggage limits (https://www.w3.org/TR/baggage/#limits).
+BAGGAGE_MAX_BYTES: Final = 8192
+BAGGAGE_MAX_MEMBERS: Final = 180
+BAGGAGE_MAX_MEMBER_BYTES: Final = 4096
+
+
+def label_key(key: str) -> str:
+    """The attribute and baggage key of a user label."""
+    return LABEL_PREFIX + key
