@@ -1,1 +1,18 @@
-"""dashfrog_sdk"""
+"""dashfrog_sdk: business-flow tracing on OpenTelemetry.
+
+Example:
+    >>> from dashfrog_sdk import flow, step
+    >>> with flow.start("order_processing", tenant="customer-123", region="eu") as flow_id:
+    ...     with step.start("validate_order"):
+    ...         ...
+"""
+
+from __future__ import annotations
+
+from dashfrog_sdk import flow, step
+from dashfrog_sdk.context import FlowInfo
+from dashfrog_sdk.setup import flush, setup, shutdown
+
+__version__ = "0.1.0"
+
+__all__ = ["FlowInfo", "__version__", "flow", "flush", "setup", "shutdown", "step"]

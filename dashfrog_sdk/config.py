@@ -1,0 +1,222 @@
+"""Every option in one place: `setup()` keywords over `DASHFROG_*` / `OTEL_*` variables over defaults.
+
+A bad value is a `ValueError` at `setup()` naming the variable (or keyword) and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+DEFAULT_STORE = os.path.join(".dashfrog", "flows.db")
+PROTOCOLS = ("grpc", "http/protobuf")
+SIGNALS = ("traces", "logs", "metrics")
+EXPORTERS = ("otlp", "console", "none")
+
+
+@dataclass(frozen=True)
+class Config:
+    service_name: str | None
+    endpoints: Mapping[str, str | None]  # per signal: the OTLP endpoint, or None
+    protocol: str
+    exporters: Mapping[str, str]  # per signal: otlp | console | none
+    console: bool
+    store: str | None  # SQLite path, or None when off
+    store_max_age_s: float | None
+    store_max_flows: int | None
+    propagate_to: tuple[str, ...]  # host patterns; ("internal",) by default
+    propagation_key: bytes | None
+    capture_logging: bool
+    shutdown_timeout_s: float
+    explicit: frozenset[str] = frozenset()  # local outputs asked for by name: console, store
+
+    @property
+    def distributed(self) -> bool:
+        """True when any signal goes to an OTLP endpoint (a collector)."""
+        return any(self.endpoints.values())
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _switch(name: str, value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be 'on' or 'off', got {value!r}")
+
+
+def check_endpoint(name: str, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"{name} must be a URL like http://localhost:4317 (scheme http or https and a "
+            f"host), got {value!r}"
+        )
+    try:
+        parsed.port  # noqa: B018 - raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"{name} has an invalid port: {value!r}") from exc
+    return value
+
+
+def check_headers(name: str, value: str) -> dict[str, str]:
+    """Parse `k=v,k2=v2` (values URL-encoded), as the OTLP exporter spec defines."""
+    headers: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if (
+            not sep
+            or not key.strip()
+            or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", key.strip())
+        ):
+            raise ValueError(
+                f"{name} must be comma-separated key=value pairs (values URL-encoded), got "
+                f"{item.strip()!r} in {value!r}"
+            )
+        headers[key.strip().lower()] = unquote(val.strip())
+    return headers
+
+
+def _duration(name: str, value: object) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    text = str(value).strip().lower()
+    if text in ("off", "none", "0"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?", text)
+    if not match:
+        raise ValueError(f"{name} must be a duration like 30m, 12h or 7d, got {value!r}")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
+    return float(match.group(1)) * unit
+
+
+def _positive_int(name: str, value: object) -> int | None:
+    if value is None or str(value).strip().lower() in ("off", "none", "0"):
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive integer or 'off', got {value!r}")
+    return number
+
+
+def load(**overrides: Any) -> Config:
+    """Build the configuration; `overrides` are `setup()` keywords (None = not given)."""
+    get = overrides.get
+    protocol = get("protocol") or _env("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    if protocol not in PROTOCOLS:
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
+    for signal in SIGNALS:
+        per = _env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        if per is not None and per not in PROTOCOLS:
+            raise ValueError(
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL must be one of "
+                f"{', '.join(PROTOCOLS)}, got {per!r}"
+            )
+    endpoint = get("endpoint") or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint is not None:
+        check_endpoint("endpoint" if get("endpoint") else "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    endpoints: dict[str, str | None] = {}
+    exporters: dict[str, str] = {}
+    for signal in SIGNALS:
+        var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+        own = _env(var) if not get("endpoint") else None
+        if own is not None:
+            check_endpoint(var, own)
+        kind_var = f"OTEL_{signal.upper()}_EXPORTER"
+        kind = (_env(kind_var) or "otlp").lower()
+        if kind not in EXPORTERS:
+            raise ValueError(f"{kind_var} must be one of {', '.join(EXPORTERS)}, got {kind!r}")
+        exporters[signal] = kind
+        endpoints[signal] = (own or endpoint) if kind == "otlp" else None
+    for var in (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        *(f"OTEL_EXPORTER_OTLP_{s.upper()}_HEADERS" for s in SIGNALS),
+    ):
+        if (value := _env(var)) is not None:
+            check_headers(var, value)
+    for var in ("OTEL_EXPORTER_OTLP_COMPRESSION",):
+        if (value := _env(var)) is not None and value not in ("gzip", "deflate", "none"):
+            raise ValueError(f"{var} must be gzip, deflate or none, got {value!r}")
+    for var in ("OTEL_EXPORTER_OTLP_CERTIFICATE",):
+        if (value := _env(var)) is not None and not os.path.isfile(value):
+            raise ValueError(f"{var} names a certificate file that does not exist: {value!r}")
+    distributed = any(endpoints.values())
+
+    console = _switch("console", get("console"))
+    if console is None:
+        console = _switch("DASHFROG_CONSOLE", _env("DASHFROG_CONSOLE"))
+    store_arg = get("store")
+    if store_arg is False:
+        store_arg = "off"
+    store_value = store_arg if store_arg is not None else _env("DASHFROG_STORE")
+    if store_value is None:
+        store: str | None = None if distributed else DEFAULT_STORE
+    elif str(store_value).strip().lower() in ("off", "none", "0", "false"):
+        store = None
+    else:
+        store = os.fspath(store_value)
+
+    propagate = get("propagate_to")
+    if propagate is None:
+        propagate = _env("DASHFROG_PROPAGATE_TO") or "internal"
+    patterns = tuple(
+        p.strip().lower()
+        for p in (propagate.split(",") if isinstance(propagate, str) else propagate)
+    )
+    if not patterns or any(not p for p in patterns):
+        raise ValueError(
+            "DASHFROG_PROPAGATE_TO must be a comma-separated list of host patterns "
+            f"(e.g. 'internal,*.corp.example'), got {propagate!r}"
+        )
+    key = get("propagation_key") or _env("DASHFROG_PROPAGATION_KEY")
+    if key is not None and len(key) < 16:
+        raise ValueError("DASHFROG_PROPAGATION_KEY must be at least 16 characters long")
+    capture = _switch("capture_logging", get("capture_logging"))
+    if capture is None:
+        capture = _switch("DASHFROG_CAPTURE_LOGGING", _env("DASHFROG_CAPTURE_LOGGING"))
+    timeout = get("shutdown_timeout") or _duration(
+        "DASHFROG_SHUTDOWN_TIMEOUT", _env("DASHFROG_SHUTDOWN_TIMEOUT") or "5s"
+    )
+
+    return Config(
+        service_name=get("service_name") or _env("OTEL_SERVICE_NAME"),
+        endpoints=endpoints,
+        protocol=protocol,
+        exporters=exporters,
+        console=(not distributed) if console is None else console,
+        store=store,
+        store_max_age_s=_duration(
+            "DASHFROG_STORE_MAX_AGE", get("store_max_age") or _env("DASHFROG_STORE_MAX_AGE") or "7d"
+        ),
+        store_max_flows=_positive_int(
+            "DASHFROG_STORE_MAX_FLOWS",
+            get("store_max_flows") or _env("DASHFROG_STORE_MAX_FLOWS") or 100_000,
+        ),
+        propagate_to=patterns,
+        propagation_key=key.encode() if isinstance(key, str) else key,
+        capture_logging=True if capture is None else capture,
+        shutdown_timeout_s=timeout or 5.0,
+        explicit=frozenset(
+            name
+            for name, var in (("console", "DASHFROG_CONSOLE"), ("store", "DASHFROG_STORE"))
+            if get(name) is not None or _env(var) is not None
+        ),
+    )

@@ -1,0 +1,104 @@
+"""The embedded console: flows and steps printed as a live tree as they start and end.
+
+Written by hand rather than with `rich` because the core package depends only on OpenTelemetry
+(rich is in the `cli` extra); it is a lifecycle sink, so it runs on the dispatcher thread and
+never does I/O on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import events
+from dashfrog_sdk.events import Lifecycle
+
+_MARKS = {
+    c.COMPLETED: ("✔", "32"),
+    c.FAILED: ("✖", "31"),
+    c.CANCELLED: ("■", "33"),
+    c.RUNNING: ("…", "36"),
+}
+
+
+class ConsoleSink:
+    """Print lifecycle records as indented lines: `▶ flow order  tenant=acme`, `✔ step charge 3 ms`."""
+
+    def __init__(self, stream: TextIO | None = None, color: bool | None = None) -> None:
+        self.stream = stream
+        self._color = color
+
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    def _use_color(self, out: TextIO) -> bool:
+        if self._color is not None:
+            return self._color
+        return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
+
+    def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        out = self._out()
+        color = self._use_color(out)
+        lines = [line for event in batch if (line := render_line(event, color))]
+        if lines:
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def _ms(duration_ns: int) -> str:
+    ms = duration_ns / 1e6
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _error(error: BaseException | str | None) -> str:
+    if error is None:
+        return ""
+    if isinstance(error, BaseException):
+        return f"  {type(error).__name__}: {error}"
+    return f"  {error}"
+
+
+def render_line(event: Lifecycle, color: bool = False) -> str | None:
+    """One console line for `event`, or None for kinds the console does not show."""
+    state = event.state
+    if state is None:
+        return None
+    clock = time.strftime("%H:%M:%S", time.localtime(event.time_ns / 1e9))
+    clock += f".{event.time_ns // 1_000_000 % 1000:03d}"
+    indent = "  " * event.depth
+    info = state.info
+    extra = event.attributes or {}
+    if event.kind == c.EVENT_FLOW_START:
+        labels = "".join(f" {k}={v}" for k, v in info.labels.items())
+        parent = f"  child of {info.parent_id[:8]}" if info.parent_id else ""
+        head = _paint(f"▶ flow {info.name}", "1", color)
+        return f"{clock} {indent}{head}  tenant={info.tenant}{labels}  id={info.id[:8]}{parent}"
+    if event.kind == c.EVENT_STEP_START:
+        return f"{clock} {indent}▶ step {extra.get(c.STEP_NAME)}"
+    status = event.status or c.COMPLETED
+    mark, code = _MARKS.get(status, ("•", "0"))
+    if event.kind == events.STEP_END:
+        text = f"{mark} step {extra.get(c.STEP_NAME)}  {status}  {_ms(event.duration_ns)}"
+        return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
+    if event.kind == events.FLOW_CLOSE:
+        if status == c.RUNNING:
+            text = f"{mark} flow {info.name}  handed off, still running  id={info.id[:8]}"
+        else:
+            text = f"{mark} flow {info.name}  {status}  {_ms(event.duration_ns)}"
+        return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
+    if event.kind == c.EVENT_FLOW_END:
+        took = f"  {_ms(event.duration_ns)} since start" if event.duration_ns else ""
+        text = f"{mark} flow {info.name}  ended {status}{took}  id={info.id[:8]}"
+        return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
+    if event.kind == c.EVENT_FLOW_EVENT:
+        rest = "".join(f" {k}={v}" for k, v in extra.items() if k != c.EVENT_NAME_ATTR)
+        return f"{clock} {indent}  • {extra.get(c.EVENT_NAME_ATTR)}{rest}"
+    return None

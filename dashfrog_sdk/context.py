@@ -1,0 +1,252 @@
+"""Reading and writing the flow context: the only code that touches dashfrog baggage keys.
+
+A flow lives in the OpenTelemetry context twice:
+
+* under a private context key, as the :class:`FlowState` object of the process that started it
+  (fast to read, carries mutable status such as "a step failed");
+* as W3C baggage members (``dashfrog.flow.id``, ``dashfrog.tenant``, ...), which is what crosses
+  process boundaries. A process that received the flow over HTTP or a task queue rebuilds a
+  :class:`FlowState` from baggage once per flow and caches it (see :func:`flow_state`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from dashfrog_sdk import conventions as c
+
+LabelValue = str | int | float | bool
+
+_FLOW_KEY = otel_context.create_key("dashfrog-flow")
+_STEP_KEY = otel_context.create_key("dashfrog-step")
+# The OTel baggage module keeps its dict under this key. Writing the dict once, instead of one
+# `set_baggage` call (one Context copy) per member, is what keeps flow.start cheap.
+_BAGGAGE_KEY: str = getattr(otel_baggage, "_BAGGAGE_KEY", "")
+
+
+@dataclass(frozen=True)
+class FlowInfo:
+    """What `flow.current()` returns: the identity of the flow the caller is in.
+
+    Example:
+        >>> info = flow.current()
+        >>> info.tenant if info else None
+    """
+
+    id: str
+    name: str
+    tenant: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    parent_id: str | None = None
+
+
+class FlowState:
+    """A flow as this process knows it. Created once per flow; read on every span."""
+
+    __slots__ = (
+        "attributes",
+        "baggage",
+        "end_on_exit",
+        "ended",
+        "error",
+        "failed",
+        "final_status",
+        "info",
+        "local",
+        "span_id",
+        "start_time_ns",
+        "timeout_s",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        info: FlowInfo,
+        *,
+        start_time_ns: int,
+        end_on_exit: bool,
+        timeout_s: float | None,
+        local: bool,
+    ) -> None:
+        self.info = info
+        self.trace_id = 0
+        self.span_id = 0
+        self.start_time_ns = start_time_ns
+        self.end_on_exit = end_on_exit
+        self.timeout_s = timeout_s
+        self.local = local  # True in the process whose `flow.start` created it
+        self.failed = False  # a non-optional step failed, or flow.fail() was called
+        self.error: BaseException | str | None = None
+        self.ended = False
+        self.final_status: str | None = None
+        # Computed once, reused by every span, event and metric of the flow.
+        attrs: dict[str, Any] = {c.FLOW_ID: info.id, c.FLOW_NAME: info.name, c.TENANT: info.tenant}
+        for key, value in info.labels.items():
+            attrs[c.LABEL_PREFIX + key] = value
+        if info.parent_id:
+            attrs[c.FLOW_PARENT_ID] = info.parent_id
+        self.attributes: Mapping[str, Any] = attrs
+        self.baggage: dict[str, str] = {}
+
+    def bind_span(self, trace_id: int, span_id: int) -> None:
+        """Record the flow span's ids, and with them the baggage that carries the flow."""
+        self.trace_id, self.span_id = trace_id, span_id
+        members = {key: str(value) for key, value in self.attributes.items()}
+        members[c.FLOW_TRACE_ID] = format(self.trace_id, "032x")
+        members[c.FLOW_SPAN_ID] = format(self.span_id, "016x")
+        members[c.FLOW_START_TIME] = str(self.start_time_ns)
+        if self.timeout_s is not None:
+            members[c.FLOW_TIMEOUT] = repr(self.timeout_s)
+        self.baggage = members
+
+
+def _baggage_of(ctx: Context | None) -> Mapping[str, object]:
+    return otel_baggage.get_all(ctx)
+
+
+# Flows that arrived from another process, by id. Bounded: a worker sees an unbounded number
+# of flows over its life. The entry keeps the per-process "a step failed" / "ended" marks.
+_REMOTE_MAX = 4096
+_remote: OrderedDict[str, FlowState] = OrderedDict()
+_remote_lock = threading.Lock()
+
+
+def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
+    flow_id = bag.get(c.FLOW_ID)
+    if not isinstance(flow_id, str) or not flow_id:
+        return None
+    with _remote_lock:
+        state = _remote.get(flow_id)
+        if state is not None:
+            _remote.move_to_end(flow_id)
+            return state
+    name, tenant = bag.get(c.FLOW_NAME), bag.get(c.TENANT)
+    if not isinstance(name, str) or not isinstance(tenant, str):
+        return None
+    labels: dict[str, str] = {}
+    for key, value in bag.items():
+        if key.startswith(c.LABEL_PREFIX) and isinstance(value, str):
+            labels[key[len(c.LABEL_PREFIX) :]] = value
+    parent = bag.get(c.FLOW_PARENT_ID)
+    timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
+    state = FlowState(
+        FlowInfo(flow_id, name, tenant, labels, parent if isinstance(parent, str) else None),
+        start_time_ns=int(_float_or_none(bag.get(c.FLOW_START_TIME)) or 0),
+        end_on_exit=False,
+        timeout_s=timeout,
+        local=False,
+    )
+    state.bind_span(_hex_or_zero(bag.get(c.FLOW_TRACE_ID)), _hex_or_zero(bag.get(c.FLOW_SPAN_ID)))
+    with _remote_lock:
+        state = _remote.setdefault(flow_id, state)
+        while len(_remote) > _REMOTE_MAX:
+            _remote.popitem(last=False)
+    return state
+
+
+def _hex_or_zero(value: object) -> int:
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        return 0
+
+
+def _float_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def flow_state(ctx: Context | None = None) -> FlowState | None:
+    """The flow current in `ctx` (default: the current context), local or from baggage."""
+    state = otel_context.get_value(_FLOW_KEY, ctx)
+    if state is not None:
+        return state  # type: ignore[return-value]
+    bag = _baggage_of(ctx)
+    if not bag:
+        return None
+    return _state_from_baggage(bag)
+
+
+def current_flow() -> FlowInfo | None:
+    """The current flow's identity, or None outside any flow."""
+    state = flow_state()
+    return state.info if state is not None else None
+
+
+def current_step_name() -> str | None:
+    """The name of the innermost step running in this context, or None."""
+    frame = otel_context.get_value(_STEP_KEY)
+    return frame[0] if isinstance(frame, tuple) else None
+
+
+def depth_of(parent: Context, outer: FlowState | None = None) -> int:
+    """Nesting depth of a flow or step started in `parent` (0 at the top), for the console."""
+    frame = otel_context.get_value(_STEP_KEY, parent)
+    if isinstance(frame, tuple):
+        return int(frame[1]) + 1
+    return 1 if outer is not None else 0
+
+
+def with_flow(parent: Context, state: FlowState, span_ctx: Context, depth: int = 0) -> Context:
+    """A context in which `state` is the current flow, its baggage set, and `span_ctx`'s span current.
+
+    `span_ctx` is what `trace.set_span_in_context(span, parent)` returned. The baggage keeps the
+    parent's non-dashfrog members; the parent flow's dashfrog members are replaced, not merged.
+    """
+    old = _baggage_of(parent)
+    if old:
+        bag: dict[str, object] = {k: v for k, v in old.items() if not k.startswith(c.PREFIX)}
+        bag.update(state.baggage)
+    else:
+        bag = dict(state.baggage)
+    values = dict(span_ctx)
+    values[_FLOW_KEY] = state
+    values[_STEP_KEY] = (None, depth)
+    if _BAGGAGE_KEY:
+        values[_BAGGAGE_KEY] = bag
+        return Context(values)
+    ctx = Context(values)  # pragma: no cover - only if OTel renames its private key
+    for key, value in bag.items():
+        ctx = otel_baggage.set_baggage(key, value, ctx)
+    return ctx
+
+
+def with_step(span_ctx: Context, step_name: str, depth: int) -> Context:
+    """A context in which `step_name` is the current step (span already set in `span_ctx`)."""
+    values = dict(span_ctx)
+    values[_STEP_KEY] = (step_name, depth)
+    return Context(values)
+
+
+def without_dashfrog_baggage(ctx: Context) -> Context:
+    """`ctx` with every dashfrog.* baggage member and the local flow removed."""
+    bag = _baggage_of(ctx)
+    if not any(key.startswith(c.PREFIX) for key in bag):
+        return ctx
+    kept = {k: v for k, v in bag.items() if not k.startswith(c.PREFIX)}
+    values = dict(ctx)
+    values.pop(_FLOW_KEY, None)
+    if _BAGGAGE_KEY:
+        values[_BAGGAGE_KEY] = kept
+    return Context(values)
+
+
+def is_dashfrog_key(key: str) -> bool:
+    return key.startswith(c.PREFIX)
+
+
+def _reset_for_tests() -> None:
+    with _remote_lock:
+        _remote.clear()

@@ -1,0 +1,56 @@
+"""How the SDK reports runtime trouble without raising into user code: one warning, a counter.
+
+Every problem the application cannot fix at the call site (a dead collector, oversized baggage,
+a forged signature, a full queue) goes through :func:`report`: the counter always moves, the
+warning is logged once per key until :func:`rearm` is called for it (for example when an outage
+ends), so a broken collector cannot flood the application's logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+
+logger = logging.getLogger("dashfrog_sdk")
+
+_counts: Counter[str] = Counter()
+_warned: set[str] = set()
+_lock = threading.Lock()
+
+
+def count(name: str, n: int = 1) -> None:
+    """Add `n` to the counter `name` (thread-safe)."""
+    with _lock:
+        _counts[name] += n
+
+
+def report(
+    name: str, message: str, *args: object, n: int = 1, level: int = logging.WARNING
+) -> None:
+    """Count `n` occurrences of `name`; log `message` the first time since the last rearm."""
+    with _lock:
+        _counts[name] += n
+        first = name not in _warned
+        _warned.add(name)
+    if first:
+        logger.log(level, message, *args)
+
+
+def rearm(name: str) -> None:
+    """Allow the warning for `name` to be logged again (e.g. a new outage after a recovery)."""
+    with _lock:
+        _warned.discard(name)
+
+
+def counts() -> dict[str, int]:
+    """A snapshot of every counter, e.g. ``{"baggage.dropped": 2}``."""
+    with _lock:
+        return dict(_counts)
+
+
+def reset() -> None:
+    """Zero all counters and re-arm all warnings (tests)."""
+    with _lock:
+        _counts.clear()
+        _warned.clear()

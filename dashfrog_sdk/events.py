@@ -1,0 +1,213 @@
+"""Lifecycle events: where they are recorded (cheaply) and where they are emitted (later).
+
+The calling thread only appends a small tuple to a deque (:func:`record`). A background
+dispatcher drains it in order and hands each batch to the sinks: the OTel event emitter below
+(which builds the `dashfrog.flow.start` / `dashfrog.step.start` / `dashfrog.flow.end` /
+`dashfrog.flow.event` log records), the console, and the automatic flow metrics. Building log
+records off the calling thread is what keeps a flow within budget (DESIGN.md, principle 4).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from opentelemetry import trace
+from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk.context import FlowState
+
+# Internal kinds that are not OTel events, only fed to the console and metrics sinks.
+STEP_END = "dashfrog.step.end"
+FLOW_CLOSE = "dashfrog.flow.close"  # the flow span ended where it was started
+
+OTEL_EVENTS = frozenset(
+    {c.EVENT_FLOW_START, c.EVENT_STEP_START, c.EVENT_FLOW_END, c.EVENT_FLOW_EVENT}
+)
+
+
+class Lifecycle(NamedTuple):
+    """One thing that happened to a flow, as recorded on the calling thread."""
+
+    kind: str
+    time_ns: int
+    trace_id: int
+    span_id: int
+    state: FlowState | None
+    attributes: Mapping[str, Any] | None = None  # event-specific extras
+    status: str | None = None  # step.end / flow.close / flow.end
+    duration_ns: int = 0
+    error: BaseException | str | None = None
+    depth: int = 0  # nesting, for the console
+    ends_flow: bool = False  # this record is the one that ends the flow (metrics count it)
+
+
+Sink = Callable[[Sequence[Lifecycle]], None]
+
+MAX_QUEUE = 100_000
+_INTERVAL_S = 0.1
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.queue: deque[Lifecycle] = deque()
+        self.sinks: tuple[Sink, ...] = ()
+        self._lock = threading.Lock()  # serialises draining: events reach sinks in order
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="dashfrog-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(_INTERVAL_S)
+            self._wake.clear()
+            self.drain()
+
+    def drain(self) -> None:
+        with self._lock:
+            queue = self.queue
+            while queue:
+                batch = [queue.popleft() for _ in range(min(len(queue), 2048))]
+                for sink in self.sinks:
+                    try:
+                        sink(batch)
+                    except Exception as exc:  # a sink must never kill the dispatcher
+                        diagnostics.report(
+                            "events.sink_errors",
+                            "dashfrog_sdk: an event sink failed (%r); events go on",
+                            exc,
+                        )
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        self._thread = None
+        self.drain()
+
+    def after_fork(self) -> None:
+        # The parent's queue belongs to the parent: the child starts empty, with its own thread
+        # and a fresh lock (the parent's may have been held by its dispatcher at fork time).
+        self.queue = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        if self._thread is not None:
+            self._thread = None
+            self.start()
+
+
+_bus = _Bus()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_bus.after_fork)
+
+
+def record(event: Lifecycle) -> None:
+    """Queue `event` for the sinks. The only bus call on the hot path."""
+    queue = _bus.queue
+    if len(queue) >= MAX_QUEUE:
+        diagnostics.report(
+            "events.dropped",
+            "dashfrog_sdk: lifecycle event queue full (%d); dropping events",
+            MAX_QUEUE,
+        )
+        return
+    queue.append(event)
+
+
+def add_sink(sink: Sink) -> None:
+    """Register `sink` to receive every lifecycle batch (idempotent)."""
+    if sink not in _bus.sinks:
+        _bus.sinks = (*_bus.sinks, sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    _bus.sinks = tuple(s for s in _bus.sinks if s is not sink)
+
+
+def start() -> None:
+    _bus.start()
+
+
+def flush() -> None:
+    """Deliver everything recorded so far to the sinks, on the calling thread."""
+    _bus.drain()
+
+
+def stop() -> None:
+    _bus.stop()
+
+
+class OtelEventEmitter:
+    """Sink that turns lifecycle records into OTel log records with an event name."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        emit = self._logger.emit
+        for event in batch:
+            if event.kind in OTEL_EVENTS:
+                emit(to_log_record(event))
+
+
+def to_log_record(event: Lifecycle) -> LogRecord:
+    state = event.state
+    attributes: dict[str, Any] = dict(state.attributes) if state is not None else {}
+    if event.kind == c.EVENT_FLOW_START and state is not None:
+        attributes[c.FLOW_END_ON_EXIT] = state.end_on_exit
+        if state.timeout_s is not None:
+            attributes[c.FLOW_TIMEOUT] = state.timeout_s
+    if event.attributes:
+        attributes.update(event.attributes)
+    if event.status is not None:
+        attributes[c.FLOW_STATUS] = event.status
+    if event.error is not None:
+        attributes.update(error_attributes(event.error))
+    span_ctx = SpanContext(
+        event.trace_id, event.span_id, is_remote=False, trace_flags=TraceFlags(1)
+    )
+    return LogRecord(
+        timestamp=event.time_ns,
+        observed_timestamp=event.time_ns,
+        context=trace.set_span_in_context(NonRecordingSpan(span_ctx)),
+        severity_number=SeverityNumber.WARN if event.status == c.FAILED else SeverityNumber.INFO,
+        severity_text="WARN" if event.status == c.FAILED else "INFO",
+        body=_body(event),
+        attributes=attributes,
+        event_name=event.kind,
+    )
+
+
+def error_attributes(error: BaseException | str) -> dict[str, str]:
+    if isinstance(error, BaseException):
+        return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: str(error)}
+    return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}
+
+
+def _body(event: Lifecycle) -> str:
+    state = event.state
+    name = state.info.name if state is not None else "?"
+    if event.kind == c.EVENT_FLOW_START:
+        return f"flow {name} started"
+    if event.kind == c.EVENT_STEP_START:
+        step = (event.attributes or {}).get(c.STEP_NAME, "?")
+        return f"step {step} of flow {name} started"
+    if event.kind == c.EVENT_FLOW_END:
+        return f"flow {name} ended: {event.status}"
+    label = (event.attributes or {}).get(c.EVENT_NAME_ATTR, "?")
+    return f"flow {name}: {label}"

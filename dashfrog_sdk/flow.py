@@ -1,0 +1,302 @@
+"""`flow.start` / `flow.end` / `flow.fail` / `flow.current` / `flow.event`.
+
+Example:
+    >>> from dashfrog_sdk import flow, step
+    >>> with flow.start("order_processing", tenant="customer-123", region="eu") as flow_id:
+    ...     with step.start("validate_order"):
+    ...         ...
+"""
+
+from __future__ import annotations
+
+import logging
+from random import getrandbits
+from time import time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics, events, validation
+from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._scope import CANCELLING, Scope, detach
+from dashfrog_sdk.context import (
+    FlowInfo,
+    FlowState,
+    current_flow,
+    depth_of,
+    flow_state,
+    with_flow,
+)
+from dashfrog_sdk.events import Lifecycle
+
+logger = logging.getLogger("dashfrog_sdk")
+
+__all__ = ["FlowScope", "current", "end", "event", "fail", "start"]
+
+
+def status_for(exc: BaseException | None, state: FlowState) -> str:
+    """The status a flow or step ends with, per DESIGN.md ("Status")."""
+    if exc is not None:
+        return c.CANCELLED if isinstance(exc, CANCELLING) else c.FAILED
+    return c.FAILED if state.failed else c.COMPLETED
+
+
+class FlowScope(Scope[str]):
+    """What `flow.start()` returns: a context manager (sync and async) and a decorator."""
+
+    __slots__ = (
+        "_depth",
+        "_end_on_exit",
+        "_labels",
+        "_name",
+        "_span",
+        "_state",
+        "_tenant",
+        "_timeout",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        tenant: str,
+        labels: dict[str, str],
+        end_on_exit: bool,
+        timeout: float | None,
+    ) -> None:
+        super().__init__()
+        self._name = name
+        self._tenant = tenant
+        self._labels = labels
+        self._end_on_exit = end_on_exit
+        self._timeout = timeout
+        self._state: FlowState | None = None
+        self._span: Span | None = None
+        self._token: object = None
+        self._depth = 0
+
+    def _copy(self) -> FlowScope:
+        return FlowScope(self._name, self._tenant, self._labels, self._end_on_exit, self._timeout)
+
+    def _enter(self) -> str:
+        rt = runtime if runtime.configured else runtime.ensure()
+        parent = otel_context.get_current()
+        outer = flow_state(parent)
+        flow_id = f"{getrandbits(128):032x}"
+        parent_id = outer.info.id if outer is not None else None
+        info = FlowInfo(flow_id, self._name, self._tenant, self._labels, parent_id)
+        start = time_ns()
+        state = FlowState(
+            info,
+            start_time_ns=start,
+            end_on_exit=self._end_on_exit,
+            timeout_s=self._timeout,
+            local=True,
+        )
+        span_attrs = dict(state.attributes)
+        span_attrs[c.FLOW_END_ON_EXIT] = self._end_on_exit
+        if self._timeout is not None:
+            span_attrs[c.FLOW_TIMEOUT] = self._timeout
+        span = rt.tracer.start_span(
+            c.FLOW_SPAN_PREFIX + self._name, parent, attributes=span_attrs, start_time=start
+        )
+        span_context = span.get_span_context()
+        state.bind_span(span_context.trace_id, span_context.span_id)
+        self._depth = depth = depth_of(parent, outer)
+        ctx = with_flow(parent, state, trace.set_span_in_context(span, parent), depth)
+        self._token = otel_context.attach(ctx)
+        self._state, self._span = state, span
+        events.record(
+            Lifecycle(
+                c.EVENT_FLOW_START,
+                start,
+                span_context.trace_id,
+                span_context.span_id,
+                state,
+                depth=depth,
+            )
+        )
+        return flow_id
+
+    def _exit(self, exc: BaseException | None) -> None:
+        state, span = self._state, self._span
+        if state is None or span is None:  # pragma: no cover - _enter raised
+            return
+        detach(self._token)
+        end = time_ns()
+        status = status_for(exc, state)
+        if exc is not None and status == c.FAILED:
+            span.record_exception(exc)
+        ends_here = not state.ended and (state.end_on_exit or exc is not None)
+        if ends_here:
+            state.ended = True
+            state.final_status = status
+            if exc is not None and state.error is None:
+                state.error = exc
+        elif not state.ended:
+            status = c.RUNNING  # end_on_exit=False: the flow goes on elsewhere
+        else:
+            status = state.final_status or status
+        span.set_attribute(c.FLOW_STATUS, status)
+        if status == c.FAILED:
+            span.set_status(Status(StatusCode.ERROR, _describe(state.error)))
+            if state.error is not None:
+                span.set_attributes(events.error_attributes(state.error))
+        span.end(end)
+        sc = span.get_span_context()
+        events.record(
+            Lifecycle(
+                events.FLOW_CLOSE,
+                end,
+                sc.trace_id,
+                sc.span_id,
+                state,
+                status=status,
+                duration_ns=end - state.start_time_ns,
+                error=state.error if status == c.FAILED else None,
+                depth=self._depth,
+                ends_flow=ends_here,
+            )
+        )
+        if ends_here and not state.end_on_exit:
+            # The start event announced an end elsewhere; say it ended here instead.
+            _record_end(state, status, end, sc.trace_id, sc.span_id)
+
+
+def _describe(error: BaseException | str | None) -> str:
+    if error is None:
+        return "a step failed"
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return error
+
+
+def start(
+    name: str,
+    tenant: str,
+    *,
+    end_on_exit: bool = True,
+    timeout: float | None = None,
+    **labels: str | int | float | bool,
+) -> FlowScope:
+    """Start a flow: a customer-scoped workflow made of steps.
+
+    Args:
+        name: the flow's name, e.g. ``"order_processing"``.
+        tenant: the customer the flow runs for; on every span, event and metric of the flow.
+        end_on_exit: ``False`` when another process ends the flow with `flow.end()`.
+        timeout: seconds after which a flow with no end shows as ``timed_out`` in the store.
+        **labels: str/int/float/bool labels, recorded as ``dashfrog.label.<key>``.
+
+    Example:
+        >>> with flow.start("data_import", tenant="acme-corp", env="production") as flow_id:
+        ...     ...
+    """
+    where = "flow.start()"
+    return FlowScope(
+        validation.name(where, "name", name),
+        validation.name(where, "tenant", tenant),
+        validation.labels(where, labels),
+        validation.boolean(where, "end_on_exit", end_on_exit),
+        validation.timeout(where, timeout),
+    )
+
+
+def _record_end(state: FlowState, status: str, end: int, trace_id: int, span_id: int) -> None:
+    events.record(
+        Lifecycle(
+            c.EVENT_FLOW_END,
+            end,
+            trace_id,
+            span_id,
+            state,
+            attributes={
+                c.FLOW_START_TIME: state.start_time_ns,
+                c.FLOW_END_TIME: end,
+                c.FLOW_DURATION_MS: (end - state.start_time_ns) / 1e6
+                if state.start_time_ns
+                else 0.0,
+                c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
+                c.FLOW_SPAN_ID: format(state.span_id, "016x"),
+            },
+            status=status,
+            duration_ns=end - state.start_time_ns if state.start_time_ns else 0,
+            error=state.error if status == c.FAILED else None,
+            ends_flow=True,
+        )
+    )
+
+
+def _end(status: str, error: BaseException | str | None, where: str) -> bool:
+    state = flow_state()
+    if state is None:
+        diagnostics.report(
+            "flow.end_outside_flow",
+            "dashfrog_sdk: %s called outside any flow (no flow context here: was the task or "
+            "request instrumented?); nothing to end",
+            where,
+        )
+        return False
+    if state.ended:
+        return False
+    if status == c.FAILED:
+        state.failed = True
+        state.error = error if error is not None else state.error
+    elif state.failed:
+        status = c.FAILED
+    state.ended = True
+    state.final_status = status
+    runtime.ensure()
+    here = trace.get_current_span().get_span_context()
+    _record_end(state, status, time_ns(), here.trace_id, here.span_id)
+    return True
+
+
+def end() -> bool:
+    """End the current flow, wherever its context arrived (an API, a Celery worker).
+
+    The flow ends ``completed``, or ``failed`` if one of its non-optional steps failed in this
+    process. Returns ``False`` (and warns once) outside any flow, and for a flow already ended.
+    """
+    return _end(c.COMPLETED, None, "flow.end()")
+
+
+def fail(error: BaseException | str | None = None) -> bool:
+    """End the current flow as ``failed``, recording `error` (an exception or a message)."""
+    if error is not None and not isinstance(error, BaseException | str):
+        raise TypeError(f"flow.fail(): error must be an exception or a string, got {error!r}")
+    return _end(c.FAILED, error, "flow.fail()")
+
+
+def current() -> FlowInfo | None:
+    """The current flow (`FlowInfo(id, name, tenant, labels, parent_id)`), or None."""
+    return current_flow()
+
+
+def event(name: str, **attributes: Any) -> bool:
+    """Record a custom event on the current flow (`dashfrog.flow.event`, `dashfrog.event.name`).
+
+    Example:
+        >>> flow.event("payment_retried", attempt=2)
+    """
+    where = "flow.event()"
+    validation.name(where, "name", name)
+    attrs = validation.attributes(where, attributes)
+    state = flow_state()
+    if state is None:
+        diagnostics.report(
+            "flow.event_outside_flow",
+            "dashfrog_sdk: flow.event(%r) called outside any flow; event dropped",
+            name,
+        )
+        return False
+    runtime.ensure()
+    attrs[c.EVENT_NAME_ATTR] = name
+    here = trace.get_current_span().get_span_context()
+    events.record(
+        Lifecycle(c.EVENT_FLOW_EVENT, time_ns(), here.trace_id, here.span_id, state, attrs)
+    )
+    return True

@@ -1,0 +1,68 @@
+"""The span and log processors setup() installs: flow attributes on every span, and a fan-out.
+
+`FlowSpanProcessor` is what makes "tenant-labelled spans": any span started while a flow is
+current (FastAPI server spans, HTTP client spans, Celery task spans, the user's own spans) gets
+the flow's attributes, computed once per flow, in one `set_attributes` call.
+
+The fan-outs let `setup()` be undone and redone (`shutdown()` then `setup()`) on a provider the
+application owns: the SDK cannot remove a processor once added, so we add one fan-out per
+provider, once, and swap what it forwards to.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.context import flow_state
+
+
+class FlowSpanProcessor(SpanProcessor):
+    """Stamp the current flow's attributes on every span started inside it."""
+
+    def __init__(self) -> None:
+        self.children: tuple[SpanProcessor, ...] = ()
+        self.enabled = True
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.enabled:
+            attrs = span.attributes
+            if not attrs or c.FLOW_ID not in attrs:  # our own spans arrive stamped
+                state = flow_state(parent_context)
+                if state is not None:
+                    span.set_attributes(state.attributes)
+        for child in self.children:
+            child.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for child in self.children:
+            child.on_end(span)
+
+    def shutdown(self) -> None:
+        children, self.children = self.children, ()
+        for child in children:
+            child.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(child.force_flush(timeout_millis) for child in self.children)
+
+
+class FanOutLogProcessor(LogRecordProcessor):
+    """Forward log records to the processors of the current setup()."""
+
+    def __init__(self) -> None:
+        self.children: tuple[LogRecordProcessor, ...] = ()
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        for child in self.children:
+            child.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        children, self.children = self.children, ()
+        for child in children:
+            child.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(child.force_flush(timeout_millis) for child in self.children)

@@ -1,0 +1,155 @@
+"""`step.start`: a logical operation of the current flow, as a span with lifecycle events.
+
+Example:
+    >>> with flow.start("order", tenant="acme"):
+    ...     with step.start("charge", amount=42):
+    ...         ...
+    >>> @step.start("validate")
+    ... def validate(order): ...
+"""
+
+from __future__ import annotations
+
+import logging
+from time import time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import events, validation
+from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._scope import CANCELLING, Scope, detach
+from dashfrog_sdk.context import FlowState, depth_of, flow_state, with_step
+from dashfrog_sdk.events import Lifecycle
+
+logger = logging.getLogger("dashfrog_sdk")
+
+__all__ = ["StepScope", "start"]
+
+
+class StepScope(Scope[None]):
+    """What `step.start()` returns: a context manager (sync and async) and a decorator."""
+
+    __slots__ = (
+        "_attributes",
+        "_depth",
+        "_name",
+        "_optional",
+        "_span",
+        "_start",
+        "_state",
+        "_token",
+    )
+
+    def __init__(self, name: str, optional: bool, attributes: dict[str, Any]) -> None:
+        super().__init__()
+        self._name = name
+        self._optional = optional
+        self._attributes = attributes
+        self._state: FlowState | None = None
+        self._span: Span | None = None
+        self._token: object = None
+        self._start = 0
+        self._depth = 0
+
+    def _copy(self) -> StepScope:
+        return StepScope(self._name, self._optional, self._attributes)
+
+    def _enter(self) -> None:
+        rt = runtime if runtime.configured else runtime.ensure()
+        parent = otel_context.get_current()
+        state = flow_state(parent)
+        if state is not None:
+            attrs: dict[str, Any] = dict(state.attributes)
+            attrs[c.STEP_NAME] = self._name
+        else:
+            logger.debug("dashfrog_sdk: step %r started outside any flow", self._name)
+            attrs = {c.STEP_NAME: self._name}
+        if self._optional:
+            attrs[c.STEP_OPTIONAL] = True
+        if self._attributes:
+            attrs.update(self._attributes)
+        self._start = start = time_ns()
+        span = rt.tracer.start_span(
+            c.STEP_SPAN_PREFIX + self._name, parent, attributes=attrs, start_time=start
+        )
+        self._depth = depth = depth_of(parent)
+        self._token = otel_context.attach(
+            with_step(trace.set_span_in_context(span, parent), self._name, depth)
+        )
+        self._state, self._span = state, span
+        if state is not None:
+            sc = span.get_span_context()
+            events.record(
+                Lifecycle(
+                    c.EVENT_STEP_START,
+                    start,
+                    sc.trace_id,
+                    sc.span_id,
+                    state,
+                    {c.STEP_NAME: self._name},
+                    depth=depth,
+                )
+            )
+
+    def _exit(self, exc: BaseException | None) -> None:
+        span, state = self._span, self._state
+        if span is None:  # pragma: no cover - _enter raised
+            return
+        detach(self._token)
+        error: BaseException | None = None
+        if exc is None:
+            status = c.COMPLETED
+        elif isinstance(exc, CANCELLING):
+            status = c.CANCELLED
+        else:
+            status, error = c.FAILED, exc
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            span.set_attributes(events.error_attributes(exc))
+            if state is not None and not self._optional:
+                # A failed step fails its flow even when the caller catches the exception.
+                state.failed = True
+                if state.error is None:
+                    state.error = exc
+        span.set_attribute(c.STEP_STATUS, status)
+        end = time_ns()
+        span.end(end)
+        if state is not None:
+            sc = span.get_span_context()
+            events.record(
+                Lifecycle(
+                    events.STEP_END,
+                    end,
+                    sc.trace_id,
+                    sc.span_id,
+                    state,
+                    {c.STEP_NAME: self._name},
+                    status=status,
+                    duration_ns=end - self._start,
+                    error=error,
+                    depth=self._depth,
+                )
+            )
+
+
+def start(name: str, *, optional: bool = False, **attributes: Any) -> StepScope:
+    """Start a step of the current flow.
+
+    A failed step fails its flow, even when the caller catches the exception, unless the step
+    is ``optional=True``. Outside any flow the step is still a span (and logs a debug line).
+
+    Args:
+        name: the step's name, e.g. ``"charge_payment"``.
+        optional: a failure of this step does not fail the flow.
+        **attributes: attributes of the step span (str/int/float/bool or lists of them).
+    """
+    where = "step.start()"
+    return StepScope(
+        validation.name(where, "name", name),
+        validation.boolean(where, "optional", optional),
+        validation.attributes(where, attributes),
+    )

@@ -1,0 +1,91 @@
+"""Argument checks for the public API: wrong arguments raise at once, naming the argument and the fix."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MAX_NAME_LENGTH = 256
+# W3C baggage keys are RFC 7230 tokens; we accept the readable subset.
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def name(where: str, argument: str, value: object) -> str:
+    """A non-empty str of at most MAX_NAME_LENGTH characters (flow/step/event names, tenants)."""
+    if not isinstance(value, str) or not value.strip():
+        raise (TypeError if not isinstance(value, str) and value is not None else ValueError)(
+            f"{where}: {argument} must be a non-empty string, got {value!r}"
+        )
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{where}: {argument} must be at most {MAX_NAME_LENGTH} characters, got "
+            f"{len(value)}; put long data in a label or step attribute instead"
+        )
+    return value
+
+
+def key(where: str, kind: str, value: str) -> None:
+    if not _KEY_RE.match(value):
+        raise ValueError(
+            f"{where}: {kind} name {value!r} is not a valid key: use letters, digits, '_', '-' "
+            "and '.', starting with a letter, digit or '_'"
+        )
+    if value.startswith("dashfrog."):
+        raise ValueError(f"{where}: {kind} name {value!r} may not start with 'dashfrog.'")
+
+
+def label_value(where: str, label: str, value: object) -> str:
+    """Labels are str/int/float/bool, recorded as strings so every service compares them equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}: label {label!r} must be a finite number, got {value!r}")
+        return str(value)
+    raise TypeError(
+        f"{where}: label {label!r} must be str, int, float or bool, got "
+        f"{type(value).__name__} ({value!r}); convert it with str() if you need it"
+    )
+
+
+def labels(where: str, given: Mapping[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for label, value in given.items():
+        key(where, "label", label)
+        out[label] = label_value(where, label, value)
+    return out
+
+
+def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
+    """Step and event attributes: OTel attribute values (str/int/float/bool or a list of one type)."""
+    for attr, value in given.items():
+        key(where, "attribute", attr)
+        if isinstance(value, str | bool | int | float):
+            continue
+        if isinstance(value, list | tuple) and all(
+            isinstance(v, str | bool | int | float) for v in value
+        ):
+            continue
+        raise TypeError(
+            f"{where}: attribute {attr!r} must be str, int, float, bool or a list of them, got "
+            f"{type(value).__name__}; convert it with str() if you need it"
+        )
+    return dict(given)
+
+
+def timeout(where: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{where}: timeout must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def boolean(where: str, argument: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {argument} must be True or False, got {value!r}")
+    return value
