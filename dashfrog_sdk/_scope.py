@@ -8,9 +8,10 @@ and tasks without the calls seeing each other.
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
+import contextlib
 import functools
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
@@ -27,10 +28,10 @@ try:  # detach without OTel's error log when a generator is finalised in another
     from opentelemetry.context import _RUNTIME_CONTEXT as _runtime_context
 
     def detach(token: object) -> None:
-        try:
+        # A token from another context (a generator closed elsewhere) cannot be reset; the
+        # context it belonged to is not ours to touch, so there is nothing else to do.
+        with contextlib.suppress(Exception):
             _runtime_context.detach(token)  # type: ignore[arg-type]
-        except Exception:
-            pass
 
 except ImportError:  # pragma: no cover - older/newer OTel without the private name
     detach = otel_context.detach  # type: ignore[assignment]

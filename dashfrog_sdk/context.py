@@ -14,12 +14,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+from opentelemetry.trace import Span, set_span_in_context
 
 from dashfrog_sdk import conventions as c
 
@@ -30,10 +30,22 @@ _STEP_KEY = otel_context.create_key("dashfrog-step")
 # The OTel baggage module keeps its dict under this key. Writing the dict once, instead of one
 # `set_baggage` call (one Context copy) per member, is what keeps flow.start cheap.
 _BAGGAGE_KEY: str = getattr(otel_baggage, "_BAGGAGE_KEY", "")
+# Likewise the current span's key: one Context copy per flow/step instead of two.
+try:
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover - only if OTel renames its private key
+    _SPAN_KEY = ""
 
 
-@dataclass(frozen=True)
-class FlowInfo:
+def _with_span(parent: Context, span: Span) -> dict[str, object]:
+    if _SPAN_KEY:
+        values = dict(parent)
+        values[_SPAN_KEY] = span
+        return values
+    return dict(set_span_in_context(span, parent))  # pragma: no cover
+
+
+class FlowInfo(NamedTuple):
     """What `flow.current()` returns: the identity of the flow the caller is in.
 
     Example:
@@ -44,7 +56,7 @@ class FlowInfo:
     id: str
     name: str
     tenant: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str]
     parent_id: str | None = None
 
 
@@ -59,6 +71,7 @@ class FlowState:
         "error",
         "failed",
         "final_status",
+        "flow_span_attributes",
         "info",
         "local",
         "span_id",
@@ -94,6 +107,11 @@ class FlowState:
         if info.parent_id:
             attrs[c.FLOW_PARENT_ID] = info.parent_id
         self.attributes: Mapping[str, Any] = attrs
+        span_attrs = dict(attrs)
+        span_attrs[c.FLOW_END_ON_EXIT] = end_on_exit
+        if timeout_s is not None:
+            span_attrs[c.FLOW_TIMEOUT] = timeout_s
+        self.flow_span_attributes: Mapping[str, Any] = span_attrs
         self.baggage: dict[str, str] = {}
 
     def bind_span(self, trace_id: int, span_id: int) -> None:
@@ -139,7 +157,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
     timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
     state = FlowState(
         FlowInfo(flow_id, name, tenant, labels, parent if isinstance(parent, str) else None),
-        start_time_ns=int(_float_or_none(bag.get(c.FLOW_START_TIME)) or 0),
+        start_time_ns=_int_or_zero(bag.get(c.FLOW_START_TIME)),
         end_on_exit=False,
         timeout_s=timeout,
         local=False,
@@ -155,6 +173,14 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
 def _hex_or_zero(value: object) -> int:
     try:
         return int(str(value), 16)
+    except ValueError:
+        return 0
+
+
+def _int_or_zero(value: object) -> int:
+    # Unix nanoseconds have 19 digits: through float() they would lose their last ones.
+    try:
+        return int(str(value))
     except ValueError:
         return 0
 
@@ -179,6 +205,18 @@ def flow_state(ctx: Context | None = None) -> FlowState | None:
     return _state_from_baggage(bag)
 
 
+def lookup(parent: Context) -> tuple[FlowState | None, int]:
+    """The flow current in `parent` and the nesting depth of a scope started in it (hot path)."""
+    state: FlowState | None = parent.get(_FLOW_KEY)  # type: ignore[assignment]
+    frame: tuple[str | None, int] | None = parent.get(_STEP_KEY)  # type: ignore[assignment]
+    depth = frame[1] + 1 if frame is not None else 0
+    if state is None:
+        bag = parent.get(_BAGGAGE_KEY) if _BAGGAGE_KEY else otel_baggage.get_all(parent)
+        if bag:
+            state = _state_from_baggage(bag)  # type: ignore[arg-type]
+    return state, depth
+
+
 def current_flow() -> FlowInfo | None:
     """The current flow's identity, or None outside any flow."""
     state = flow_state()
@@ -191,19 +229,11 @@ def current_step_name() -> str | None:
     return frame[0] if isinstance(frame, tuple) else None
 
 
-def depth_of(parent: Context, outer: FlowState | None = None) -> int:
-    """Nesting depth of a flow or step started in `parent` (0 at the top), for the console."""
-    frame = otel_context.get_value(_STEP_KEY, parent)
-    if isinstance(frame, tuple):
-        return int(frame[1]) + 1
-    return 1 if outer is not None else 0
+def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> Context:
+    """A context in which `state` is the current flow, its baggage set, and `span` current.
 
-
-def with_flow(parent: Context, state: FlowState, span_ctx: Context, depth: int = 0) -> Context:
-    """A context in which `state` is the current flow, its baggage set, and `span_ctx`'s span current.
-
-    `span_ctx` is what `trace.set_span_in_context(span, parent)` returned. The baggage keeps the
-    parent's non-dashfrog members; the parent flow's dashfrog members are replaced, not merged.
+    The baggage keeps the parent's non-dashfrog members; the parent flow's dashfrog members are
+    replaced, not merged.
     """
     old = _baggage_of(parent)
     if old:
@@ -211,7 +241,7 @@ def with_flow(parent: Context, state: FlowState, span_ctx: Context, depth: int =
         bag.update(state.baggage)
     else:
         bag = dict(state.baggage)
-    values = dict(span_ctx)
+    values = _with_span(parent, span)
     values[_FLOW_KEY] = state
     values[_STEP_KEY] = (None, depth)
     if _BAGGAGE_KEY:
@@ -223,9 +253,9 @@ def with_flow(parent: Context, state: FlowState, span_ctx: Context, depth: int =
     return ctx
 
 
-def with_step(span_ctx: Context, step_name: str, depth: int) -> Context:
-    """A context in which `step_name` is the current step (span already set in `span_ctx`)."""
-    values = dict(span_ctx)
+def with_step(parent: Context, span: Span, step_name: str, depth: int) -> Context:
+    """A context in which `step_name` is the current step and `span` the current span."""
+    values = _with_span(parent, span)
     values[_STEP_KEY] = (step_name, depth)
     return Context(values)
 

@@ -22,12 +22,13 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
+from dashfrog_sdk._spans import stamp
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
     current_flow,
-    depth_of,
     flow_state,
+    lookup,
     with_flow,
 )
 from dashfrog_sdk.events import Lifecycle
@@ -84,7 +85,7 @@ class FlowScope(Scope[str]):
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
-        outer = flow_state(parent)
+        outer, depth = lookup(parent)
         flow_id = f"{getrandbits(128):032x}"
         parent_id = outer.info.id if outer is not None else None
         info = FlowInfo(flow_id, self._name, self._tenant, self._labels, parent_id)
@@ -96,17 +97,12 @@ class FlowScope(Scope[str]):
             timeout_s=self._timeout,
             local=True,
         )
-        span_attrs = dict(state.attributes)
-        span_attrs[c.FLOW_END_ON_EXIT] = self._end_on_exit
-        if self._timeout is not None:
-            span_attrs[c.FLOW_TIMEOUT] = self._timeout
-        span = rt.tracer.start_span(
-            c.FLOW_SPAN_PREFIX + self._name, parent, attributes=span_attrs, start_time=start
-        )
+        span = rt.tracer.start_span(c.FLOW_SPAN_PREFIX + self._name, parent, start_time=start)
+        stamp(span, state.flow_span_attributes)
         span_context = span.get_span_context()
         state.bind_span(span_context.trace_id, span_context.span_id)
-        self._depth = depth = depth_of(parent, outer)
-        ctx = with_flow(parent, state, trace.set_span_in_context(span, parent), depth)
+        self._depth = depth
+        ctx = with_flow(parent, state, span, depth)
         self._token = otel_context.attach(ctx)
         self._state, self._span = state, span
         events.record(
@@ -140,7 +136,7 @@ class FlowScope(Scope[str]):
             status = c.RUNNING  # end_on_exit=False: the flow goes on elsewhere
         else:
             status = state.final_status or status
-        span.set_attribute(c.FLOW_STATUS, status)
+        stamp(span, {c.FLOW_STATUS: status})
         if status == c.FAILED:
             span.set_status(Status(StatusCode.ERROR, _describe(state.error)))
             if state.error is not None:

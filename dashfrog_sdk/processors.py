@@ -16,6 +16,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk._spans import stamp
 from dashfrog_sdk.context import flow_state
 
 
@@ -27,12 +28,12 @@ class FlowSpanProcessor(SpanProcessor):
         self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.enabled:
-            attrs = span.attributes
-            if not attrs or c.FLOW_ID not in attrs:  # our own spans arrive stamped
-                state = flow_state(parent_context)
-                if state is not None:
-                    span.set_attributes(state.attributes)
+        # Flow and step spans (our own instrumentation scope) are stamped by flow.py/step.py.
+        scope = span.instrumentation_scope
+        if self.enabled and (scope is None or scope.name != c.SCOPE_NAME):
+            state = flow_state(parent_context)
+            if state is not None:
+                stamp(span, state.attributes)
         for child in self.children:
             child.on_start(span, parent_context)
 

@@ -15,14 +15,14 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk.context import FlowState, depth_of, flow_state, with_step
+from dashfrog_sdk._spans import stamp
+from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.events import Lifecycle
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -36,6 +36,7 @@ class StepScope(Scope[None]):
     __slots__ = (
         "_attributes",
         "_depth",
+        "_event_attrs",
         "_name",
         "_optional",
         "_span",
@@ -45,15 +46,12 @@ class StepScope(Scope[None]):
     )
 
     def __init__(self, name: str, optional: bool, attributes: dict[str, Any]) -> None:
-        super().__init__()
+        # The other slots are set by _enter; a scope is never exited before it is entered.
+        self._active = False
         self._name = name
         self._optional = optional
         self._attributes = attributes
-        self._state: FlowState | None = None
         self._span: Span | None = None
-        self._token: object = None
-        self._start = 0
-        self._depth = 0
 
     def _copy(self) -> StepScope:
         return StepScope(self._name, self._optional, self._attributes)
@@ -61,26 +59,24 @@ class StepScope(Scope[None]):
     def _enter(self) -> None:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
-        state = flow_state(parent)
+        state, depth = lookup(parent)
+        name = self._name
+        self._start = start = time_ns()
+        span = rt.tracer.start_span(c.STEP_SPAN_PREFIX + name, parent, start_time=start)
+        event_attrs = {c.STEP_NAME: name}
         if state is not None:
             attrs: dict[str, Any] = dict(state.attributes)
-            attrs[c.STEP_NAME] = self._name
+            attrs[c.STEP_NAME] = name
         else:
-            logger.debug("dashfrog_sdk: step %r started outside any flow", self._name)
-            attrs = {c.STEP_NAME: self._name}
+            logger.debug("dashfrog_sdk: step %r started outside any flow", name)
+            attrs = event_attrs.copy()
         if self._optional:
             attrs[c.STEP_OPTIONAL] = True
         if self._attributes:
             attrs.update(self._attributes)
-        self._start = start = time_ns()
-        span = rt.tracer.start_span(
-            c.STEP_SPAN_PREFIX + self._name, parent, attributes=attrs, start_time=start
-        )
-        self._depth = depth = depth_of(parent)
-        self._token = otel_context.attach(
-            with_step(trace.set_span_in_context(span, parent), self._name, depth)
-        )
-        self._state, self._span = state, span
+        stamp(span, attrs)
+        self._token = otel_context.attach(with_step(parent, span, name, depth))
+        self._state, self._span, self._depth, self._event_attrs = state, span, depth, event_attrs
         if state is not None:
             sc = span.get_span_context()
             events.record(
@@ -90,8 +86,12 @@ class StepScope(Scope[None]):
                     sc.trace_id,
                     sc.span_id,
                     state,
-                    {c.STEP_NAME: self._name},
-                    depth=depth,
+                    event_attrs,
+                    None,
+                    0,
+                    None,
+                    depth,
+                    False,
                 )
             )
 
@@ -115,7 +115,7 @@ class StepScope(Scope[None]):
                 state.failed = True
                 if state.error is None:
                     state.error = exc
-        span.set_attribute(c.STEP_STATUS, status)
+        stamp(span, {c.STEP_STATUS: status})
         end = time_ns()
         span.end(end)
         if state is not None:
@@ -127,11 +127,12 @@ class StepScope(Scope[None]):
                     sc.trace_id,
                     sc.span_id,
                     state,
-                    {c.STEP_NAME: self._name},
-                    status=status,
-                    duration_ns=end - self._start,
-                    error=error,
-                    depth=self._depth,
+                    self._event_attrs,
+                    status,
+                    end - self._start,
+                    error,
+                    self._depth,
+                    False,
                 )
             )
 

@@ -8,13 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_NAME_LENGTH = 256
+# OTel's default span attribute count limit is 128 and it evicts the *oldest* attribute first,
+# which would be dashfrog.flow.id; 64 labels leave room for the flow's own and the step's.
+MAX_LABELS = 64
 # W3C baggage keys are RFC 7230 tokens; we accept the readable subset.
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 def name(where: str, argument: str, value: object) -> str:
     """A non-empty str of at most MAX_NAME_LENGTH characters (flow/step/event names, tenants)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value or value.isspace():
         raise (TypeError if not isinstance(value, str) and value is not None else ValueError)(
             f"{where}: {argument} must be a non-empty string, got {value!r}"
         )
@@ -53,6 +56,11 @@ def label_value(where: str, label: str, value: object) -> str:
 
 
 def labels(where: str, given: Mapping[str, object]) -> dict[str, str]:
+    if len(given) > MAX_LABELS:
+        raise ValueError(
+            f"{where}: at most {MAX_LABELS} labels, got {len(given)}; labels are for filtering "
+            "flows: put bulk data in step attributes or flow.event() instead"
+        )
     out: dict[str, str] = {}
     for label, value in given.items():
         key(where, "label", label)
@@ -61,20 +69,26 @@ def labels(where: str, given: Mapping[str, object]) -> dict[str, str]:
 
 
 def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
-    """Step and event attributes: OTel attribute values (str/int/float/bool or a list of one type)."""
+    """Step and event attributes: OTel attribute values (str/int/float/bool or a list of them).
+
+    Returned clean (lists as tuples, as the OTel SDK stores them), so spans can take them as-is.
+    """
+    out: dict[str, Any] = {}
     for attr, value in given.items():
         key(where, "attribute", attr)
         if isinstance(value, str | bool | int | float):
+            out[attr] = value
             continue
         if isinstance(value, list | tuple) and all(
             isinstance(v, str | bool | int | float) for v in value
         ):
+            out[attr] = tuple(value)
             continue
         raise TypeError(
             f"{where}: attribute {attr!r} must be str, int, float, bool or a list of them, got "
             f"{type(value).__name__}; convert it with str() if you need it"
         )
-    return dict(given)
+    return out
 
 
 def timeout(where: str, value: object) -> float | None:

@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv from nothing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: run the main example on the embedded default (console + local flow store).
+demo: $(STAMP)
+	@rm -f .dashfrog/flows.db .dashfrog/flows.db-wal .dashfrog/flows.db-shm
+	env -u OTEL_EXPORTER_OTLP_ENDPOINT DASHFROG_STORE=.dashfrog/flows.db $(PY) examples/demo.py
+
+## make test: lint, format check, strict typing, then every test.
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict dashfrog_sdk
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/store.py
+	$(PY) benchmarks/http_overhead.py
+	$(PY) benchmarks/export.py
+
+clean:
+	rm -rf $(VENV) .dashfrog .pytest_cache .mypy_cache .ruff_cache

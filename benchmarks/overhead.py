@@ -1,0 +1,155 @@
+"""Cost of a dashfrog flow vs bare OpenTelemetry spans, measured in one run on one machine.
+
+    .venv/bin/python benchmarks/overhead.py [--flows 20000] [--rounds 7]
+
+Baseline: four nested bare OTel SDK spans (one parent, three children) through a
+BatchSpanProcessor with a no-op exporter. Candidate: a flow with a tenant and two labels and
+three steps, through the same processor (plus a BatchLogRecordProcessor with a no-op exporter
+for its lifecycle events). Two figures per candidate, best of N rounds:
+
+* calling-thread CPU time per flow (``time.thread_time``): the cost on the hot path, which is
+  what the budget in DESIGN.md is about (at most 1.5x, target 1.25x);
+* wall time per flow including the final flush: the total cost, background threads included.
+
+If `logfire` is installed (the `bench` extra), the same shape with four Logfire spans is
+measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class NoOpSpanExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class NoOpLogExporter(LogRecordExporter):
+    def export(self, batch: Sequence[object]) -> LogRecordExportResult:  # type: ignore[override]
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def measure(
+    run_one: Callable[[], None], flush: Callable[[], None], flows: int
+) -> tuple[float, float]:
+    """(calling-thread CPU µs per flow, wall µs per flow including flush)."""
+    gc.collect()
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    for _ in range(flows):
+        run_one()
+    cpu1 = time.thread_time()
+    flush()
+    wall1 = time.perf_counter()
+    return (cpu1 - cpu0) / flows * 1e6, (wall1 - wall0) / flows * 1e6
+
+
+def bare_otel() -> tuple[Callable[[], None], Callable[[], None]]:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
+    tracer = provider.get_tracer("bench")
+
+    def run_one() -> None:
+        with tracer.start_as_current_span("flow"):
+            for name in ("validate", "charge", "ship"):
+                with tracer.start_as_current_span(name):
+                    pass
+
+    return run_one, lambda: provider.force_flush()
+
+
+def dashfrog() -> tuple[Callable[[], None], Callable[[], None]]:
+    import dashfrog_sdk
+    from dashfrog_sdk import flow, step
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
+    logs = LoggerProvider()
+    logs.add_log_record_processor(BatchLogRecordProcessor(NoOpLogExporter()))
+    dashfrog_sdk.setup(
+        tracer_provider=provider,
+        logger_provider=logs,
+        console=False,
+        store=False,
+        capture_logging=False,
+    )
+
+    def run_one() -> None:
+        with flow.start("order", tenant="customer-123", region="eu", plan="pro"):
+            for name in ("validate", "charge", "ship"):
+                with step.start(name):
+                    pass
+
+    def flush() -> None:
+        dashfrog_sdk.flush()
+
+    return run_one, flush
+
+
+def logfire_spans() -> tuple[Callable[[], None], Callable[[], None]] | None:
+    try:
+        import logfire
+    except ImportError:
+        return None
+    logfire.configure(
+        send_to_logfire=False,
+        console=False,
+        additional_span_processors=[BatchSpanProcessor(NoOpSpanExporter())],
+    )
+
+    def run_one() -> None:
+        with logfire.span("order", tenant="customer-123", region="eu", plan="pro"):
+            for name in ("validate", "charge", "ship"):
+                with logfire.span(name):
+                    pass
+
+    return run_one, lambda: logfire.force_flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--flows", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    candidates = {"bare OTel (4 spans)": bare_otel(), "dashfrog flow (3 steps)": dashfrog()}
+    lf = logfire_spans()
+    if lf is not None:
+        candidates["logfire (4 spans)"] = lf
+    best: dict[str, tuple[float, float]] = {}
+    for run_one, flush in candidates.values():  # warm up
+        measure(run_one, flush, min(2000, args.flows))
+    for _ in range(args.rounds):  # interleave rounds so drift hits everyone alike
+        for name, (run_one, flush) in candidates.items():
+            cpu, wall = measure(run_one, flush, args.flows)
+            old = best.get(name, (float("inf"), float("inf")))
+            best[name] = (min(old[0], cpu), min(old[1], wall))
+    base_cpu, base_wall = best["bare OTel (4 spans)"]
+    print(f"{'':26} {'CPU µs/flow':>12} {'ratio':>7} {'wall µs/flow':>13} {'ratio':>7}")
+    for name, (cpu, wall) in best.items():
+        print(f"{name:26} {cpu:12.1f} {cpu / base_cpu:6.2f}x {wall:13.1f} {wall / base_wall:6.2f}x")
+    ratio = best["dashfrog flow (3 steps)"][0] / base_cpu
+    verdict = "within" if ratio <= 1.5 else "OVER"
+    print(f"\ndashfrog hot-path ratio {ratio:.2f}x: {verdict} the 1.5x budget (target 1.25x)")
+
+
+if __name__ == "__main__":
+    main()

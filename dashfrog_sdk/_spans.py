@@ -1,0 +1,32 @@
+"""Putting pre-validated attributes on SDK spans cheaply (DESIGN.md, principle 4).
+
+A flow's attributes are validated once at `flow.start()`; running them through the SDK's
+per-attribute cleaning again for every span of the flow costs more than the rest of a step.
+When the span is a fresh SDK span with no attribute limits that could change the values (no
+value-length limit, room under the count limit), the already-clean values are written in one
+dict update; otherwise `set_attributes` does the usual work. `tests/core/test_spans.py` checks
+that both paths give the same attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.trace import Span
+
+
+def stamp(span: Span, attributes: Mapping[str, Any]) -> None:
+    """Set `attributes` (validated by dashfrog_sdk.validation) on `span`."""
+    try:
+        bounded = span._attributes  # type: ignore[attr-defined]
+        if (
+            bounded.max_value_len is None
+            and not bounded._immutable
+            and (bounded.maxlen is None or len(bounded._dict) + len(attributes) <= bounded.maxlen)
+        ):
+            bounded._dict.update(attributes)
+            return
+    except AttributeError:  # not an SDK span (non-recording, another SDK): the public way
+        pass
+    span.set_attributes(attributes)
