@@ -29,8 +29,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict dashfrog_sdk
 
-unit: $(STAMP)
+unit: $(STAMP) .cache/mermaid/.installed
 	$(PY) -m pytest -q
+
+# Mermaid itself (from npm) parses every diagram the CLI draws, when node/npm are there;
+# tests/store/test_render.py skips that one check otherwise.
+.cache/mermaid/.installed:
+	@mkdir -p .cache/mermaid
+	-@command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
+	    --prefix .cache/mermaid mermaid@11 jsdom >/dev/null 2>&1 && touch $@ \
+	    || echo "mermaid from npm not installed: its parser check will be skipped"
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

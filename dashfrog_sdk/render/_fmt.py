@@ -1,0 +1,112 @@
+"""Formatting shared by the renderers: durations, times, statuses, step trees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.store.model import FlowDetail, Step, ns_to_datetime
+
+PENDING = "pending"
+
+SYMBOLS = {
+    c.COMPLETED: "✔",
+    c.FAILED: "✘",
+    c.RUNNING: "▶",
+    c.CANCELLED: "■",
+    c.TIMED_OUT: "⏱",
+    PENDING: "○",
+}
+
+# rich styles per status (the terminal's palette; Mermaid uses the hex colours).
+STYLES = {
+    c.COMPLETED: "green",
+    c.FAILED: "bold red",
+    c.RUNNING: "dark_orange",
+    c.CANCELLED: "yellow",
+    c.TIMED_OUT: "magenta",
+    PENDING: "grey50",
+}
+
+
+def symbol(status: str) -> str:
+    return SYMBOLS.get(status, "?")
+
+
+def duration(ms: float | None) -> str:
+    """Milliseconds for people: ``0.42 ms``, ``12.3 ms``, ``1.24 s``, ``2m 03s``, ``1h 02m``."""
+    if ms is None:
+        return "-"
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.2f} s"
+    if s < 3600:
+        return f"{int(s // 60)}m {int(s % 60):02d}s"
+    return f"{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
+
+
+def offset(ns: int | None, origin: int | None) -> str:
+    """``+12.3 ms``: when something happened, relative to the flow's start."""
+    if ns is None or origin is None:
+        return ""
+    return "+" + duration(max(0, ns - origin) / 1e6)
+
+
+def clock(ns: int | None, *, date: bool = True) -> str:
+    """A local wall-clock time (``2024-05-01 12:00:03.120``)."""
+    moment = ns_to_datetime(ns)
+    if moment is None:
+        return "-"
+    local = moment.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if date else local.strftime("%H:%M:%S")
+
+
+def utc(ns: int | None) -> str:
+    moment: datetime | None = ns_to_datetime(ns)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC" if moment else "-"
+
+
+def kv(values: Mapping[str, Any]) -> str:
+    """``k=v k2=v2`` for labels and attributes."""
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def error_text(error_type: str | None, error_message: str | None) -> str:
+    if error_type and error_message:
+        return f"{error_type}: {error_message}"
+    return error_type or error_message or ""
+
+
+def children_of(detail: FlowDetail) -> dict[str | None, list[Step]]:
+    """Steps grouped by enclosing step span id (``None``: directly under the flow), in order."""
+    tree: dict[str | None, list[Step]] = {}
+    for step in detail.steps:
+        tree.setdefault(step.parent_step_id, []).append(step)
+    return tree
+
+
+def walk(detail: FlowDetail) -> list[Step]:
+    """Steps depth-first (each step followed by its nested steps), siblings in start order."""
+    tree = children_of(detail)
+    out: list[Step] = []
+
+    def visit(parent: str | None) -> None:
+        for step in tree.get(parent, []):
+            out.append(step)
+            visit(step.span_id)
+
+    visit(None)
+    return out
+
+
+def step_status(detail: FlowDetail, step: Step) -> str:
+    """A step's status as shown: a step still 'running' in an ended flow never finished."""
+    if step.status == c.RUNNING and detail.status not in (c.RUNNING, c.TIMED_OUT):
+        return c.CANCELLED
+    return step.status

@@ -1,0 +1,204 @@
+"""A flow as a Markdown dataflow document.
+
+Sections: summary, trigger, end state, sequence diagram (Mermaid), step-by-step trace with each
+step's inputs, error paths, events, child flows, a performance table and (if any) logs.
+"""
+
+from __future__ import annotations
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.render import _fmt
+from dashfrog_sdk.render.mermaid import sequence_diagram
+from dashfrog_sdk.store.model import FlowDetail
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def _cell(value: object) -> str:
+    """Text safe inside a Markdown table cell (no pipes, no HTML, one line)."""
+    text = _one_line(value).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: object) -> str:
+    raw = _one_line(value)
+    fence = "``" if "`" in raw else "`"
+    pad = " " if raw.startswith("`") or raw.endswith("`") else ""
+    return f"{fence}{pad}{raw}{pad}{fence}"
+
+
+def _status(status: str) -> str:
+    return f"{_fmt.symbol(status)} {status}"
+
+
+def _summary(detail: FlowDetail) -> list[str]:
+    rows = [
+        ("Flow id", _code(detail.id)),
+        ("Name", _code(detail.name)),
+        ("Tenant", _code(detail.tenant)),
+        ("Labels", ", ".join(_code(f"{k}={v}") for k, v in detail.labels.items()) or "-"),
+        ("Status", _status(detail.status)),
+        ("Started", _fmt.utc(detail.start_ns)),
+        ("Ended", _fmt.utc(detail.end_ns)),
+        ("Duration", _fmt.duration(detail.duration_ms)),
+        ("Services", ", ".join(_code(s) for s in detail.services) or "-"),
+        ("Trace", _code(detail.trace_id) if detail.trace_id else "-"),
+    ]
+    if detail.parent_id:
+        rows.append(("Parent flow", _code(detail.parent_id)))
+    if detail.timeout_s is not None:
+        rows.append(("Timeout", _fmt.duration(detail.timeout_s * 1000)))
+    out = ["| | |", "|---|---|"]
+    out += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    return out
+
+
+def _trigger(detail: FlowDetail) -> list[str]:
+    who = f"service {_code(detail.service)}" if detail.service else "an unknown service"
+    text = f"Started by {who} at {_fmt.utc(detail.start_ns)}"
+    if detail.span_id:
+        text += f" (flow span {_code(detail.span_id)})"
+    text += "."
+    if detail.parent_id:
+        text += f" It is a child flow of {_code(detail.parent_id)}."
+    first = detail.steps[0] if detail.steps else None
+    if first:
+        text += f" Its first step was {_code(first.name)}"
+        text += f" in {_code(first.service)}." if first.service else "."
+    return [text]
+
+
+def _end_state(detail: FlowDetail) -> list[str]:
+    status = detail.status
+    if status == c.RUNNING:
+        where = f" at step {_code(detail.current_step)}" if detail.current_step else ""
+        return [f"**Still running**{where}, {_fmt.duration(detail.duration_ms)} so far."]
+    if status == c.TIMED_OUT:
+        where = f" at step {_code(detail.current_step)}" if detail.current_step else ""
+        return [
+            f"**Timed out**{where}: no end within its {_fmt.duration((detail.timeout_s or 0) * 1000)}"
+            " timeout."
+        ]
+    text = f"**{status.capitalize()}** after {_fmt.duration(detail.duration_ms)}"
+    text += f", at {_fmt.utc(detail.end_ns)}."
+    error = _fmt.error_text(detail.error_type, detail.error_message)
+    if error:
+        text += f" Error: {_code(error)}."
+    failed = [s for s in detail.steps if s.status == c.FAILED and not s.optional]
+    if failed:
+        text += f" Failed at step {_code(failed[0].name)}."
+    return [text]
+
+
+def _trace(detail: FlowDetail) -> list[str]:
+    out: list[str] = []
+    numbers: dict[int, int] = {}
+    for step in _fmt.walk(detail):
+        numbers = {d: n for d, n in numbers.items() if d <= step.depth}
+        numbers[step.depth] = numbers.get(step.depth, 0) + 1
+        indent = "   " * step.depth
+        status = _fmt.step_status(detail, step)
+        line = f"{indent}{numbers[step.depth]}. {_code(step.name)}"
+        if step.service:
+            line += f" in {_code(step.service)}"
+        line += f" at +{_fmt.offset(step.start_ns, detail.start_ns).lstrip('+') or '?'}"
+        line += f": {_status(status)}"
+        if status != c.RUNNING:
+            line += f" in {_fmt.duration(step.duration_ms)}"
+        if step.optional:
+            line += " (optional)"
+        out.append(line)
+        if step.attributes:
+            inputs = ", ".join(_code(f"{k}={v}") for k, v in step.attributes.items())
+            out.append(f"{indent}   - inputs: {inputs}")
+        error = _fmt.error_text(step.error_type, step.error_message)
+        if error:
+            out.append(f"{indent}   - error: {_code(error)}")
+        for event in detail.events:
+            if event.span_id == step.span_id:
+                attrs = f" {_fmt.kv(event.attributes)}" if event.attributes else ""
+                out.append(f"{indent}   - event: {_code(event.name + attrs)}")
+    for name in detail.pending_steps:
+        out.append(f"- {_code(name)}: pending (seen in the last completed run, not reached yet)")
+    return out or ["No steps recorded."]
+
+
+def _errors(detail: FlowDetail) -> list[str]:
+    out = []
+    for step in detail.steps:
+        if step.status != c.FAILED:
+            continue
+        error = _fmt.error_text(step.error_type, step.error_message) or "no error recorded"
+        effect = "the flow went on (optional step)" if step.optional else "the flow failed"
+        where = f" in {_code(step.service)}" if step.service else ""
+        out.append(f"- {_code(step.name)}{where} raised {_code(error)}: {effect}.")
+    flow_error = _fmt.error_text(detail.error_type, detail.error_message)
+    if flow_error and not out:
+        out.append(f"- The flow itself ended with {_code(flow_error)}.")
+    if detail.status == c.TIMED_OUT:
+        out.append("- The flow passed its timeout without an end.")
+    return out or ["None: no step failed."]
+
+
+def _performance(detail: FlowDetail) -> list[str]:
+    out = [
+        "| Step | Service | Status | Start | Duration | Share of flow |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = detail.duration_ms
+    for step in _fmt.walk(detail):
+        share = (
+            f"{100 * step.duration_ms / total:.1f} %"
+            if step.duration_ms is not None and total
+            else "-"
+        )
+        name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0)) + step.name
+        out.append(
+            f"| {_cell(name)} | {_cell(step.service or '-')} "
+            f"| {_status(_fmt.step_status(detail, step))} "
+            f"| {_fmt.offset(step.start_ns, detail.start_ns) or '-'} "
+            f"| {_fmt.duration(step.duration_ms)} | {share} |"
+        )
+    out.append(
+        f"| **flow total** | {_cell(detail.service or '-')} | {_status(detail.status)} | +0 "
+        f"| {_fmt.duration(total)} | 100 % |"
+    )
+    return out
+
+
+def markdown(detail: FlowDetail, *, logs: bool = True) -> str:
+    """The dataflow document of one flow."""
+    out = [f"# Flow {_code(detail.name)} for tenant {_code(detail.tenant)}: {detail.status}", ""]
+    out += _summary(detail)
+    out += ["", "## Trigger", "", *_trigger(detail)]
+    out += ["", "## End state", "", *_end_state(detail)]
+    out += ["", "## Sequence", "", "```mermaid", sequence_diagram(detail).rstrip("\n"), "```"]
+    out += ["", "## Step-by-step trace", "", *_trace(detail)]
+    out += ["", "## Error paths", "", *_errors(detail)]
+    if detail.events:
+        out += ["", "## Events", ""]
+        for event in detail.events:
+            attrs = f" {_fmt.kv(event.attributes)}" if event.attributes else ""
+            at = _fmt.offset(event.ts_ns, detail.start_ns)
+            out.append(
+                f"- {at} {_code(event.name + attrs)}"
+                + (f" in step {_code(event.step_name)}" if event.step_name else "")
+            )
+    if detail.children:
+        out += ["", "## Child flows", ""]
+        for child in detail.children:
+            out.append(
+                f"- {_code(child.name)} {_code(child.id)}: {_status(child.status)}"
+                f" in {_fmt.duration(child.duration_ms)}"
+            )
+    out += ["", "## Performance", "", *_performance(detail)]
+    if logs and detail.logs:
+        out += ["", "## Logs", "", "| Time | Level | Step | Message |", "|---|---|---|---|"]
+        for entry in detail.logs:
+            out.append(
+                f"| {_fmt.offset(entry.ts_ns, detail.start_ns)} | {_cell(entry.severity or '-')} "
+                f"| {_cell(entry.step_name or '-')} | {_cell(entry.body or '')} |"
+            )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,355 @@
+"""Turn exported OTel spans and log records into store rows.
+
+Pure functions, no I/O: the exporters call them on the batch processors' threads. Records that
+carry no flow id are not dashfrog's and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
+
+from dashfrog_sdk import conventions as c
+
+SERVICE_NAME = "service.name"
+
+# Attributes the store keeps in dedicated columns; everything else that starts with the
+# dashfrog prefix is plumbing and is not repeated in a step's or event's "attributes".
+_PLUMBING = c.PREFIX
+
+
+@dataclass
+class FlowRow:
+    flow_id: str
+    name: str | None = None
+    tenant: str | None = None
+    parent_id: str | None = None
+    status: str | None = None  # None: no news about the end
+    start_ns: int | None = None
+    end_ns: int | None = None
+    timeout_s: float | None = None
+    end_on_exit: bool | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    service: str | None = None  # only from what started the flow (its span or start event)
+    error_type: str | None = None
+    error_message: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepRow:
+    span_id: str
+    flow_id: str
+    name: str
+    status: str = c.RUNNING
+    trace_id: str | None = None
+    parent_span_id: str | None = None
+    service: str | None = None
+    optional: bool = False
+    start_ns: int | None = None
+    end_ns: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SpanRow:
+    span_id: str
+    flow_id: str
+    name: str
+    trace_id: str | None
+    parent_span_id: str | None
+    kind: str | None
+    service: str | None
+    start_ns: int | None
+    end_ns: int | None
+    error: bool
+
+
+@dataclass
+class EventRow:
+    flow_id: str
+    name: str
+    ts_ns: int | None
+    service: str | None
+    trace_id: str | None
+    span_id: str | None
+    step_name: str | None
+    attributes: dict[str, Any]
+
+
+@dataclass
+class LogRow:
+    flow_id: str
+    ts_ns: int | None
+    severity: str | None
+    body: str | None
+    logger: str | None
+    step_name: str | None
+    service: str | None
+    trace_id: str | None
+    span_id: str | None
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Batch:
+    flows: list[FlowRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    spans: list[SpanRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    logs: list[LogRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.flows) + len(self.steps) + len(self.spans) + len(self.events) + len(self.logs)
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """An attribute value as something ``json.dumps`` accepts."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, Iterable):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def user_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a user gave (everything outside the ``dashfrog.`` namespace)."""
+    return {k: jsonable(v) for k, v in attrs.items() if not k.startswith(_PLUMBING)}
+
+
+def labels_of(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    n = len(c.LABEL_PREFIX)
+    return {k[n:]: jsonable(v) for k, v in attrs.items() if k.startswith(c.LABEL_PREFIX)}
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _trace_hex(value: int | None) -> str | None:
+    return format_trace_id(value) if value else None
+
+
+def _span_hex(value: int | None) -> str | None:
+    return format_span_id(value) if value else None
+
+
+def _flow_identity(flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
+    return FlowRow(
+        flow_id=flow_id,
+        name=_str(attrs.get(c.FLOW_NAME)),
+        tenant=_str(attrs.get(c.TENANT)),
+        parent_id=_str(attrs.get(c.FLOW_PARENT_ID)),
+        labels=labels_of(attrs),
+    )
+
+
+def _service(resource_attrs: Mapping[str, Any]) -> str | None:
+    return _str(resource_attrs.get(SERVICE_NAME))
+
+
+# -- spans --------------------------------------------------------------------------------------
+
+
+def _span_error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    etype, emsg = _str(attrs.get(c.ERROR_TYPE)), _str(attrs.get(c.ERROR_MESSAGE))
+    if etype is None:
+        for event in span.events:
+            if event.name == "exception" and event.attributes:
+                etype = _str(event.attributes.get("exception.type"))
+                emsg = emsg or _str(event.attributes.get("exception.message"))
+                break
+    return etype, emsg
+
+
+def add_span(batch: Batch, span: ReadableSpan) -> None:
+    attrs: Mapping[str, Any] = span.attributes or {}
+    flow_id = _str(attrs.get(c.FLOW_ID))
+    ctx = span.context
+    if not flow_id or ctx is None:
+        return
+    span_id = format_span_id(ctx.span_id)
+    trace_id = format_trace_id(ctx.trace_id)
+    parent = _span_hex(span.parent.span_id) if span.parent else None
+    service = _service(span.resource.attributes)
+    failed = span.status.status_code is StatusCode.ERROR
+    step_name = attrs.get(c.STEP_NAME)
+    flow_name = attrs.get(c.FLOW_NAME)
+    row = _flow_identity(flow_id, attrs)
+    row.start_ns = span.start_time
+    batch.flows.append(row)
+
+    if step_name is not None and span.name.startswith(c.STEP_SPAN_PREFIX):
+        etype, emsg = _span_error(span, attrs)
+        status = _str(attrs.get(c.STEP_STATUS)) or (c.FAILED if failed else c.COMPLETED)
+        batch.steps.append(
+            StepRow(
+                span_id=span_id,
+                flow_id=flow_id,
+                name=str(step_name),
+                status=status,
+                trace_id=trace_id,
+                parent_span_id=parent,
+                service=service,
+                optional=bool(attrs.get(c.STEP_OPTIONAL, False)),
+                start_ns=span.start_time,
+                end_ns=span.end_time,
+                error_type=etype,
+                error_message=emsg,
+                attributes=user_attributes(attrs),
+            )
+        )
+    elif c.FLOW_STATUS in attrs or span.name == f"{c.FLOW_SPAN_PREFIX}{flow_name}":
+        status = _str(attrs.get(c.FLOW_STATUS)) or (c.FAILED if failed else c.COMPLETED)
+        row.status = status
+        row.end_ns = span.end_time if status != c.RUNNING else None
+        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        row.end_on_exit = _end_on_exit(attrs)
+        row.trace_id, row.span_id, row.service = trace_id, span_id, service
+        if status == c.FAILED:
+            row.error_type, row.error_message = _span_error(span, attrs)
+    else:
+        batch.spans.append(
+            SpanRow(
+                span_id=span_id,
+                flow_id=flow_id,
+                name=span.name,
+                trace_id=trace_id,
+                parent_span_id=parent,
+                kind=span.kind.name.lower(),
+                service=service,
+                start_ns=span.start_time,
+                end_ns=span.end_time,
+                error=failed,
+            )
+        )
+
+
+def _end_on_exit(attrs: Mapping[str, Any]) -> bool | None:
+    value = attrs.get(c.FLOW_END_ON_EXIT)
+    return None if value is None else bool(value)
+
+
+# -- log records --------------------------------------------------------------------------------
+
+
+def _body(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(jsonable(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def add_log_record(batch: Batch, readable: ReadableLogRecord) -> None:
+    record = readable.log_record
+    attrs: Mapping[str, Any] = record.attributes or {}
+    flow_id = _str(attrs.get(c.FLOW_ID))
+    if not flow_id:
+        return
+    ts = record.timestamp or record.observed_timestamp
+    trace_id, span_id = _trace_hex(record.trace_id), _span_hex(record.span_id)
+    service = _service(readable.resource.attributes)
+    row = _flow_identity(flow_id, attrs)
+    row.start_ns = ts
+    event = record.event_name
+
+    if event == c.EVENT_FLOW_START:
+        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        row.end_on_exit = _end_on_exit(attrs)
+        row.trace_id, row.span_id, row.service = trace_id, span_id, service
+    elif event == c.EVENT_FLOW_END:
+        row.status = _str(attrs.get(c.FLOW_STATUS)) or c.COMPLETED
+        row.start_ns = _int(attrs.get(c.FLOW_START_TIME)) or ts
+        row.end_ns = _int(attrs.get(c.FLOW_END_TIME)) or ts
+        row.trace_id = _str(attrs.get(c.FLOW_TRACE_ID))
+        row.span_id = _str(attrs.get(c.FLOW_SPAN_ID))
+        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        if row.status == c.RUNNING:  # an end event always ends the flow
+            row.status = c.COMPLETED
+        row.error_type = _str(attrs.get(c.ERROR_TYPE))
+        row.error_message = _str(attrs.get(c.ERROR_MESSAGE))
+    elif event == c.EVENT_STEP_START:
+        if span_id is not None:
+            batch.steps.append(
+                StepRow(
+                    span_id=span_id,
+                    flow_id=flow_id,
+                    name=_str(attrs.get(c.STEP_NAME)) or "?",
+                    trace_id=trace_id,
+                    service=service,
+                    optional=bool(attrs.get(c.STEP_OPTIONAL, False)),
+                    start_ns=ts,
+                )
+            )
+    elif event:
+        name = _str(attrs.get(c.EVENT_NAME_ATTR)) if event == c.EVENT_FLOW_EVENT else event
+        batch.events.append(
+            EventRow(
+                flow_id=flow_id,
+                name=name or event,
+                ts_ns=ts,
+                service=service,
+                trace_id=trace_id,
+                span_id=span_id,
+                step_name=_str(attrs.get(c.STEP_NAME)),
+                attributes=user_attributes(attrs),
+            )
+        )
+    else:
+        scope = readable.instrumentation_scope
+        batch.logs.append(
+            LogRow(
+                flow_id=flow_id,
+                ts_ns=ts,
+                severity=record.severity_text,
+                body=_body(record.body),
+                logger=scope.name if scope else None,
+                step_name=_str(attrs.get(c.STEP_NAME)),
+                service=service,
+                trace_id=trace_id,
+                span_id=span_id,
+                attributes=user_attributes(attrs),
+            )
+        )
+    batch.flows.append(row)
+
+
+def label_text(value: Any) -> str:
+    """A label value as stored in, and compared against, the ``flow_labels`` index."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

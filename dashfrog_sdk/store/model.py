@@ -1,0 +1,250 @@
+"""Plain dataclasses returned by the flow store's query API.
+
+Times are unix nanoseconds (``*_ns``) with ``datetime`` properties (UTC) for convenience;
+durations are milliseconds. Lists of results are :class:`Results`, a ``list`` with
+``to_dataframe()`` for notebooks and reports (requires pandas).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+LabelValue = str | int | float | bool
+AttrValue = Any  # JSON-compatible attribute value (str, number, bool or a list of them)
+
+T = TypeVar("T")
+
+
+def ns_to_datetime(ns: int | None) -> datetime | None:
+    """Unix nanoseconds as an aware UTC datetime (``None`` stays ``None``)."""
+    if ns is None:
+        return None
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+def _pandas() -> Any:
+    try:
+        return importlib.import_module("pandas")
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "to_dataframe() needs pandas: pip install 'dashfrog-sdk[pandas]'"
+        ) from exc
+
+
+def to_records(items: list[Any]) -> list[dict[str, Any]]:
+    """Dataclass instances as flat dicts, with ``start``/``end`` datetimes added."""
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        row = {
+            f.name: getattr(item, f.name)
+            for f in dataclasses.fields(item)
+            if not isinstance(getattr(item, f.name), list)
+        }
+        for key in ("start", "end"):
+            if hasattr(item, key + "_ns"):
+                row[key] = ns_to_datetime(getattr(item, key + "_ns"))
+        rows.append(row)
+    return rows
+
+
+class Results(list[T]):
+    """A list of query results with a pandas export."""
+
+    def to_dataframe(self) -> Any:
+        """A ``pandas.DataFrame`` with one row per result (pandas must be installed)."""
+        return _pandas().DataFrame.from_records(to_records(list(self)))
+
+
+@dataclass
+class Flow:
+    """One flow as the store knows it now."""
+
+    id: str
+    name: str | None
+    tenant: str | None
+    status: str  # running / completed / failed / cancelled / timed_out
+    labels: dict[str, LabelValue]
+    start_ns: int | None
+    end_ns: int | None
+    duration_ms: float | None  # flow end - start; elapsed so far while running
+    parent_id: str | None
+    service: str | None
+    trace_id: str | None
+    span_id: str | None
+    timeout_s: float | None
+    error_type: str | None
+    error_message: str | None
+    current_step: str | None = None  # filled by FlowStore.flow() and flows() while running
+
+    @property
+    def start(self) -> datetime | None:
+        return ns_to_datetime(self.start_ns)
+
+    @property
+    def end(self) -> datetime | None:
+        return ns_to_datetime(self.end_ns)
+
+    @property
+    def ended(self) -> bool:
+        return self.end_ns is not None
+
+
+@dataclass
+class Step:
+    """One step of a flow (a ``step <name>`` span, or its start event while it runs)."""
+
+    span_id: str
+    name: str
+    service: str | None
+    status: str  # running / completed / failed / cancelled
+    start_ns: int | None
+    end_ns: int | None
+    duration_ms: float | None
+    optional: bool
+    error_type: str | None
+    error_message: str | None
+    attributes: dict[str, AttrValue]
+    parent_span_id: str | None
+    parent_step_id: str | None  # the enclosing step's span id, through any spans between
+    depth: int  # 0 for a step directly under the flow
+    trace_id: str | None
+
+    @property
+    def start(self) -> datetime | None:
+        return ns_to_datetime(self.start_ns)
+
+    @property
+    def end(self) -> datetime | None:
+        return ns_to_datetime(self.end_ns)
+
+
+@dataclass
+class SpanRecord:
+    """Any other span inside a flow (HTTP server/client, Celery, the user's own)."""
+
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str | None
+    service: str | None
+    start_ns: int | None
+    end_ns: int | None
+    error: bool
+    trace_id: str | None
+
+
+@dataclass
+class FlowEvent:
+    """A custom ``flow.event(name, ...)`` record."""
+
+    name: str
+    ts_ns: int | None
+    service: str | None
+    step_name: str | None
+    attributes: dict[str, AttrValue]
+    trace_id: str | None
+    span_id: str | None
+
+    @property
+    def time(self) -> datetime | None:
+        return ns_to_datetime(self.ts_ns)
+
+
+@dataclass
+class LogEntry:
+    """A Python ``logging`` record emitted while the flow was current."""
+
+    ts_ns: int | None
+    severity: str | None
+    body: str | None
+    logger: str | None
+    step_name: str | None
+    service: str | None
+    attributes: dict[str, AttrValue]
+    trace_id: str | None
+    span_id: str | None
+
+    @property
+    def time(self) -> datetime | None:
+        return ns_to_datetime(self.ts_ns)
+
+
+@dataclass
+class FlowDetail(Flow):
+    """One flow with everything the store holds about it."""
+
+    steps: list[Step] = field(default_factory=list)
+    children: list[Flow] = field(default_factory=list)
+    events: list[FlowEvent] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)
+    spans: list[SpanRecord] = field(default_factory=list)
+    # Top-level steps the last completed run of this flow name had and this run has not
+    # reached yet (only while running): what a flowchart shows as "pending".
+    pending_steps: list[str] = field(default_factory=list)
+
+    @property
+    def services(self) -> list[str]:
+        """Services in order of first appearance: the flow's own, then its steps'."""
+        seen: list[str] = []
+        for service in [self.service, *(s.service for s in self.steps)]:
+            if service and service not in seen:
+                seen.append(service)
+        return seen
+
+    @property
+    def current(self) -> Step | None:
+        """The step the flow is on: the latest started step that has not finished."""
+        if self.status not in ("running", "timed_out"):
+            return None
+        running = [s for s in self.steps if s.status == "running"]
+        return running[-1] if running else None
+
+    def to_dataframe(self) -> Any:
+        """The steps as a ``pandas.DataFrame`` (pandas must be installed)."""
+        return _pandas().DataFrame.from_records(to_records(list(self.steps)))
+
+
+@dataclass
+class StepDuration:
+    name: str
+    service: str | None
+    status: str
+    duration_ms: float | None
+    share: float | None  # fraction of the flow's duration
+
+
+@dataclass
+class FlowDurations:
+    """Where a flow's time went: the flow's duration and each step's."""
+
+    flow_id: str
+    duration_ms: float | None
+    steps: list[StepDuration]
+
+    def by_step(self) -> dict[str, float]:
+        """Total milliseconds per step name (repeated steps summed)."""
+        totals: dict[str, float] = {}
+        for step in self.steps:
+            totals[step.name] = totals.get(step.name, 0.0) + (step.duration_ms or 0.0)
+        return totals
+
+
+@dataclass
+class FlowStats:
+    """Aggregates for one flow name and tenant."""
+
+    name: str | None
+    tenant: str | None
+    count: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    failure_rate: float  # (failed + timed_out) / flows that ended or timed out
+    p50_ms: float | None
+    p95_ms: float | None

@@ -1,0 +1,411 @@
+"""Read the local flow store: flows by tenant, name, status, labels and time; one flow in full."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.store import schema
+from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.model import (
+    Flow,
+    FlowDetail,
+    FlowDurations,
+    FlowEvent,
+    FlowStats,
+    LabelValue,
+    LogEntry,
+    Results,
+    SpanRecord,
+    Step,
+    StepDuration,
+)
+from dashfrog_sdk.store.timeutil import TimeArg, seconds, to_ns
+
+_FLOW_COLUMNS = (
+    "flow_id, name, tenant, status, labels, start_ns, end_ns, parent_id, service, trace_id, "
+    "span_id, timeout_s, deadline_ns, error_type, error_message"
+)
+_STEP_COLUMNS = (
+    "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
+    "attributes, parent_span_id, trace_id"
+)
+_OPEN = (c.RUNNING, c.TIMED_OUT)
+
+
+class StoreError(Exception):
+    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
+
+
+class StoreNotFoundError(StoreError):
+    """No store file at the given path."""
+
+
+class FlowNotFoundError(StoreError, LookupError):
+    """No flow with that id (or id prefix) in the store."""
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _ms(start: int | None, end: int | None) -> float | None:
+    return None if start is None or end is None else (end - start) / 1e6
+
+
+def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
+    if status == c.RUNNING:
+        return "(status = 'running' AND (deadline_ns IS NULL OR deadline_ns >= ?))", [now]
+    if status == c.TIMED_OUT:
+        return "(status = 'running' AND deadline_ns < ?)", [now]
+    return "status = ?", [status]
+
+
+class FlowStore:
+    """Queries over a flow store file written by the store exporters.
+
+    ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
+    :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise StoreNotFoundError(f"no flow store at {self.path}")
+        try:
+            self._conn = schema.connect(self.path, create=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open flow store {self.path}: {exc}") from None
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._check_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_schema(self) -> None:
+        try:
+            version = schema.current_version(self._conn)
+            if version == 0:
+                other = self._conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+                if other:
+                    raise StoreError(f"{self.path} is an SQLite database but not a flow store")
+            schema.migrate(self._conn)
+        except schema.SchemaError as exc:
+            raise StoreError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read flow store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> FlowStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, list(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read flow store {self.path}: {exc}") from None
+
+    # -- flows -------------------------------------------------------------------------------
+    def _flow(self, row: sqlite3.Row, now: int) -> Flow:
+        status = row["status"]
+        deadline = row["deadline_ns"]
+        if status == c.RUNNING and deadline is not None and deadline < now:
+            status = c.TIMED_OUT
+        start, end = row["start_ns"], row["end_ns"]
+        open_end = now if end is None and status in _OPEN else end
+        return Flow(
+            id=row["flow_id"],
+            name=row["name"],
+            tenant=row["tenant"],
+            status=status,
+            labels=_loads(row["labels"]),
+            start_ns=start,
+            end_ns=end,
+            duration_ms=_ms(start, open_end),
+            parent_id=row["parent_id"],
+            service=row["service"],
+            trace_id=row["trace_id"],
+            span_id=row["span_id"],
+            timeout_s=row["timeout_s"],
+            error_type=row["error_type"],
+            error_message=row["error_message"],
+        )
+
+    def flows(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+        limit: int | None = 100,
+    ) -> Results[Flow]:
+        """Flows matching every filter given, newest first.
+
+        ``status`` is one status or several (``timed_out`` included); ``since``/``until`` bound
+        the flow's start; ``running_longer_than`` keeps flows with no end that started at least
+        that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
+        """
+        now = time.time_ns()
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            clauses = [_status_clause(s, now) for s in statuses]
+            where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
+            params.extend(p for _, ps in clauses for p in ps)
+        for key, label in (labels or {}).items():
+            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
+            params.extend([key, label_text(label)])
+        if since is not None:
+            where.append("start_ns >= ?")
+            params.append(to_ns(since, now_ns=now))
+        if until is not None:
+            where.append("start_ns <= ?")
+            params.append(to_ns(until, now_ns=now))
+        if running_longer_than is not None:
+            where.append("status = 'running' AND start_ns <= ?")
+            params.append(now - int(seconds(running_longer_than) * 1e9))
+        sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_ns DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        flows = Results([self._flow(row, now) for row in self._query(sql, params)])
+        self._fill_current_steps(flows)
+        return flows
+
+    def _fill_current_steps(self, flows: list[Flow]) -> None:
+        open_flows = {f.id: f for f in flows if f.status in _OPEN}
+        if not open_flows:
+            return
+        ids = list(open_flows)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT flow_id, name FROM steps WHERE status = 'running' "
+                f"AND flow_id IN ({marks}) ORDER BY start_ns",
+                chunk,
+            )
+            for row in rows:  # the latest started wins
+                open_flows[row["flow_id"]].current_step = row["name"]
+
+    def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
+        """Flows written after ``after_ns`` (store clock), oldest change first, and the cursor
+        to pass next time. Overlapping calls may return a flow again: callers de-duplicate."""
+        now = time.time_ns()
+        rows = self._query(
+            f"SELECT {_FLOW_COLUMNS}, seen_ns FROM flows WHERE seen_ns > ? "
+            "ORDER BY seen_ns LIMIT ?",
+            (after_ns, limit),
+        )
+        flows = [self._flow(row, now) for row in rows]
+        self._fill_current_steps(flows)
+        cursor = max((int(row["seen_ns"]) for row in rows), default=after_ns)
+        return flows, cursor
+
+    def count(self) -> int:
+        return int(self._query("SELECT COUNT(*) AS n FROM flows")[0]["n"])
+
+    # -- one flow ------------------------------------------------------------------------------
+    def resolve(self, flow_id: str) -> str:
+        """The full id of a flow given its id or a unique prefix of it."""
+        key = flow_id.strip().lower()
+        if not key:
+            raise FlowNotFoundError("empty flow id")
+        rows = self._query(
+            "SELECT flow_id FROM flows WHERE flow_id >= ? AND flow_id < ? ORDER BY flow_id LIMIT 2",
+            (key, key + "\uffff"),
+        )
+        if not rows:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.path}")
+        if len(rows) > 1 and rows[0]["flow_id"] != key:
+            raise FlowNotFoundError(f"flow id prefix {flow_id} is ambiguous; give more characters")
+        return str(rows[0]["flow_id"])
+
+    def _steps(self, flow_id: str) -> list[Step]:
+        rows = self._query(
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? "
+            "ORDER BY start_ns IS NULL, start_ns, rowid",
+            (flow_id,),
+        )
+        span_parents = {
+            row["span_id"]: row["parent_span_id"]
+            for row in self._query(
+                "SELECT span_id, parent_span_id FROM spans WHERE flow_id = ?", (flow_id,)
+            )
+        }
+        ids = {row["span_id"] for row in rows}
+        steps: dict[str, Step] = {}
+        for row in rows:
+            parent = row["parent_span_id"]
+            hops = 0
+            while parent is not None and parent not in ids and hops < 64:
+                parent, hops = span_parents.get(parent), hops + 1
+            parent_step = parent if parent in ids else None
+            depth = steps[parent_step].depth + 1 if parent_step in steps else 0
+            steps[row["span_id"]] = Step(
+                span_id=row["span_id"],
+                name=row["name"],
+                service=row["service"],
+                status=row["status"],
+                start_ns=row["start_ns"],
+                end_ns=row["end_ns"],
+                duration_ms=_ms(row["start_ns"], row["end_ns"]),
+                optional=bool(row["optional"]),
+                error_type=row["error_type"],
+                error_message=row["error_message"],
+                attributes=_loads(row["attributes"]),
+                parent_span_id=row["parent_span_id"],
+                parent_step_id=parent_step,
+                depth=depth,
+                trace_id=row["trace_id"],
+            )
+        return list(steps.values())
+
+    def flow(self, flow_id: str) -> FlowDetail:
+        """One flow with its steps (in start order), child flows, events, logs and spans."""
+        full_id = self.resolve(flow_id)
+        now = time.time_ns()
+        rows = self._query(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id = ?", (full_id,))
+        if not rows:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.path}")
+        base = self._flow(rows[0], now)
+        detail = FlowDetail(**vars(base))
+        detail.steps = self._steps(full_id)
+        current = detail.current
+        detail.current_step = current.name if current else None
+        detail.children = list(self.flows(parent_id=full_id, limit=None))
+        detail.children.reverse()
+        detail.events = [
+            FlowEvent(
+                name=r["name"],
+                ts_ns=r["ts_ns"],
+                service=r["service"],
+                step_name=r["step_name"],
+                attributes=_loads(r["attributes"]),
+                trace_id=r["trace_id"],
+                span_id=r["span_id"],
+            )
+            for r in self._query(
+                "SELECT * FROM events WHERE flow_id = ? ORDER BY ts_ns, id", (full_id,)
+            )
+        ]
+        detail.logs = [
+            LogEntry(
+                ts_ns=r["ts_ns"],
+                severity=r["severity"],
+                body=r["body"],
+                logger=r["logger"],
+                step_name=r["step_name"],
+                service=r["service"],
+                attributes=_loads(r["attributes"]),
+                trace_id=r["trace_id"],
+                span_id=r["span_id"],
+            )
+            for r in self._query(
+                "SELECT * FROM logs WHERE flow_id = ? ORDER BY ts_ns, id", (full_id,)
+            )
+        ]
+        detail.spans = [
+            SpanRecord(
+                span_id=r["span_id"],
+                parent_span_id=r["parent_span_id"],
+                name=r["name"],
+                kind=r["kind"],
+                service=r["service"],
+                start_ns=r["start_ns"],
+                end_ns=r["end_ns"],
+                error=bool(r["error"]),
+                trace_id=r["trace_id"],
+            )
+            for r in self._query(
+                "SELECT * FROM spans WHERE flow_id = ? ORDER BY start_ns", (full_id,)
+            )
+        ]
+        if detail.status in _OPEN and detail.name is not None:
+            detail.pending_steps = self._pending(detail)
+        return detail
+
+    def _pending(self, detail: FlowDetail) -> list[str]:
+        rows = self._query(
+            "SELECT flow_id FROM flows WHERE name = ? AND status = 'completed' AND flow_id != ? "
+            "ORDER BY start_ns DESC LIMIT 1",
+            (detail.name, detail.id),
+        )
+        if not rows:
+            return []
+        seen = {s.name for s in detail.steps}
+        pending: list[str] = []
+        for step in self._steps(rows[0]["flow_id"]):
+            if step.depth == 0 and step.name not in seen and step.name not in pending:
+                pending.append(step.name)
+        return pending
+
+    def durations(self, flow_id: str) -> FlowDurations:
+        """The flow's duration and each step's, with each step's share of the flow."""
+        detail = self.flow(flow_id)
+        total = detail.duration_ms
+        return FlowDurations(
+            flow_id=detail.id,
+            duration_ms=total,
+            steps=[
+                StepDuration(
+                    name=s.name,
+                    service=s.service,
+                    status=s.status,
+                    duration_ms=s.duration_ms,
+                    share=(s.duration_ms / total) if s.duration_ms is not None and total else None,
+                )
+                for s in detail.steps
+            ],
+        )
+
+    # -- aggregates ----------------------------------------------------------------------------
+    def stats(
+        self, *, since: TimeArg = None, tenant: str | None = None, name: str | None = None
+    ) -> Results[FlowStats]:
+        """Per flow name and tenant: counts by status, failure rate, p50/p95 duration (ended
+        flows). The failure rate is (failed + timed out) over flows that ended or timed out."""
+        now = time.time_ns()
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if since is not None:
+            where.append("start_ns >= ?")
+            params.append(to_ns(since, now_ns=now))
+        for column, value in (("tenant", tenant), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._query(
+            "SELECT name, tenant, status, start_ns, end_ns, deadline_ns FROM flows WHERE "
+            + " AND ".join(where),
+            params,
+        )
+        return aggregate((tuple(row) for row in rows), now)

@@ -1,0 +1,221 @@
+"""SQLite schema of the local flow store, its version table and its migrations.
+
+The store holds one row per flow (``flows``, kept up to date as spans and events arrive, so a
+query never has to rebuild a flow from raw records), the flow's labels (``flow_labels``, one row
+per label, indexed for ``labels={k: v}`` filters), its steps, its other spans, its custom events
+and its captured log records.
+
+Migrations are applied in order; ``schema_version`` holds one row per applied migration. A store
+written by a newer dashfrog (a version above ``SCHEMA_VERSION``) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 16_384
+
+# -- migrations -------------------------------------------------------------------------------
+# Each entry upgrades the store from version index to index + 1. Never edit a released one:
+# append a new one.
+
+_V1 = """
+CREATE TABLE flows (
+    flow_id       TEXT PRIMARY KEY,
+    name          TEXT,
+    tenant        TEXT,
+    parent_id     TEXT,
+    status        TEXT NOT NULL DEFAULT 'running',
+    start_ns      INTEGER,
+    end_ns        INTEGER,
+    timeout_s     REAL,
+    deadline_ns   INTEGER,
+    end_on_exit   INTEGER,
+    trace_id      TEXT,
+    span_id       TEXT,
+    service       TEXT,
+    error_type    TEXT,
+    error_message TEXT,
+    labels        TEXT NOT NULL DEFAULT '{}',
+    seen_ns       INTEGER NOT NULL
+);
+CREATE TABLE flow_labels (
+    flow_id TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (flow_id, key)
+) WITHOUT ROWID;
+CREATE TABLE steps (
+    span_id        TEXT PRIMARY KEY,
+    flow_id        TEXT NOT NULL,
+    trace_id       TEXT,
+    parent_span_id TEXT,
+    name           TEXT NOT NULL,
+    service        TEXT,
+    status         TEXT NOT NULL DEFAULT 'running',
+    optional       INTEGER NOT NULL DEFAULT 0,
+    start_ns       INTEGER,
+    end_ns         INTEGER,
+    error_type     TEXT,
+    error_message  TEXT,
+    attributes     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE spans (
+    span_id        TEXT PRIMARY KEY,
+    flow_id        TEXT NOT NULL,
+    trace_id       TEXT,
+    parent_span_id TEXT,
+    name           TEXT NOT NULL,
+    kind           TEXT,
+    service        TEXT,
+    start_ns       INTEGER,
+    end_ns         INTEGER,
+    error          INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    flow_id    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    ts_ns      INTEGER,
+    service    TEXT,
+    trace_id   TEXT,
+    span_id    TEXT,
+    step_name  TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX flows_seen ON flows (seen_ns);
+CREATE INDEX steps_flow ON steps (flow_id, start_ns);
+CREATE INDEX spans_flow ON spans (flow_id);
+CREATE INDEX events_flow ON events (flow_id, ts_ns);
+"""
+
+# v2: captured Python log records, and the indexes the query API leans on (tenant + status,
+# name + status, time ranges, child flows, label look-ups).
+_V2 = """
+CREATE TABLE logs (
+    id         INTEGER PRIMARY KEY,
+    flow_id    TEXT NOT NULL,
+    ts_ns      INTEGER,
+    severity   TEXT,
+    body       TEXT,
+    logger     TEXT,
+    step_name  TEXT,
+    service    TEXT,
+    trace_id   TEXT,
+    span_id    TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX logs_flow ON logs (flow_id, ts_ns);
+CREATE INDEX flows_tenant_status ON flows (tenant, status, start_ns);
+CREATE INDEX flows_name_status ON flows (name, status, start_ns);
+CREATE INDEX flows_status_start ON flows (status, start_ns);
+CREATE INDEX flows_start ON flows (start_ns);
+CREATE INDEX flows_parent ON flows (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX flow_labels_kv ON flow_labels (key, value, flow_id);
+"""
+
+
+def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+    return apply
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(_V1), _script(_V2)]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    applied_ns INTEGER NOT NULL
+)
+"""
+
+
+class SchemaError(Exception):
+    """The store's schema cannot be used by this version of dashfrog."""
+
+
+def connect(path: str, *, create: bool) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode with WAL and a busy timeout.
+
+    With ``create=False`` a missing file raises ``sqlite3.OperationalError`` instead of being
+    created. The connection may be shared between threads; callers serialise its use.
+    """
+    mode = "rwc" if create else "rw"
+    uri = "file:" + _quote_path(path) + "?mode=" + mode
+    conn = sqlite3.connect(
+        uri,
+        uri=True,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode_row = conn.execute("PRAGMA journal_mode").fetchone()
+        if mode_row is None or str(mode_row[0]).lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # Flow, step and label ids are random: a bigger page cache keeps index inserts in memory.
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _quote_path(path: str) -> str:
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version of an open store (0 for an empty database)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the missing migrations up to ``target``; return the version reached.
+
+    Safe when several processes open the same new store at once: the check and the upgrade
+    happen inside one ``BEGIN IMMEDIATE`` transaction, so only one process applies each step.
+    """
+    if current_version(conn) >= target:
+        return _check_known(current_version(conn))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_VERSION_TABLE)
+        version = current_version(conn)
+        while version < target:
+            MIGRATIONS[version](conn)
+            version += 1
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)",
+                (version, time.time_ns()),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return _check_known(version)
+
+
+def _check_known(version: int) -> int:
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"store schema version {version} is newer than this dashfrog_sdk supports "
+            f"({SCHEMA_VERSION}); upgrade dashfrog_sdk"
+        )
+    return version

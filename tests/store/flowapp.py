@@ -1,0 +1,135 @@
+"""A small application using the real dashfrog_sdk API, run as a subprocess by the store tests.
+
+    python tests/store/flowapp.py demo              # a few finished flows; prints their ids
+    python tests/store/flowapp.py many N TAG        # N flows with 3 steps each
+    python tests/store/flowapp.py start_remote      # end_on_exit=False; prints the carrier
+    python tests/store/flowapp.py finish_remote CARRIER_JSON   # a "worker" ends that flow
+    python tests/store/flowapp.py hold GATE_FILE    # a flow that waits in a step for GATE_FILE
+    python tests/store/flowapp.py timeout           # a flow with a 0.2 s timeout never ended
+
+Configuration comes from the environment (DASHFROG_STORE, OTEL_SERVICE_NAME), as in a real
+deployment; `setup()` is left to the first flow, so this also tests the automatic setup.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from dashfrog_sdk import flow, step
+from dashfrog_sdk.propagation import destination
+
+log = logging.getLogger("shop.orders")
+
+
+def demo() -> dict[str, str]:
+    ids: dict[str, str] = {}
+    with flow.start("order_processing", tenant="acme-corp", region="eu", priority=2) as fid:
+        ids["completed"] = fid
+        with step.start("validate_order", order_id="o-1", amount=42.5):
+            log.info("validating order %s", "o-1")
+            with step.start("check_stock"):
+                pass
+        flow.event("payment_retried", attempt=2)
+        with step.start("charge"):
+            log.warning("card network slow")
+        with flow.start("send_receipt", tenant="acme-corp") as child:
+            ids["child"] = child
+            with step.start("render"):
+                pass
+    try:
+        with flow.start("order_processing", tenant="acme-corp", region="us") as fid:
+            ids["failed"] = fid
+            with step.start("validate_order", order_id="o-2"):
+                pass
+            with step.start("charge"):
+                raise ValueError("card declined; code #51")
+    except ValueError:
+        pass
+    with flow.start("data_import", tenant="globex", source="s3") as fid:
+        ids["optional"] = fid
+        try:
+            with step.start("enrich", optional=True):
+                raise TimeoutError("geo service down")
+        except TimeoutError:
+            pass
+        with step.start("load"):
+            pass
+    return ids
+
+
+def many(count: int, tag: str) -> None:
+    for i in range(count):
+        with flow.start("bulk", tenant=f"t{i % 7}", writer=tag, n=i):
+            for name in ("a", "b", "c"):
+                with step.start(name):
+                    pass
+
+
+def start_remote() -> dict[str, object]:
+    with flow.start("checkout", tenant="acme-corp", end_on_exit=False, channel="web") as fid:
+        with step.start("reserve"):
+            pass
+        carrier: dict[str, str] = {}
+        with destination("http://worker:8000"), step.start("enqueue"):
+            propagate.inject(carrier)
+    return {"flow_id": fid, "carrier": carrier}
+
+
+def finish_remote(carrier: dict[str, str]) -> None:
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        with step.start("ship", carrier="dhl"):
+            time.sleep(0.01)
+        flow.end()
+    finally:
+        otel_context.detach(token)
+
+
+def hold(gate: str) -> None:
+    with flow.start("long_job", tenant="initech") as fid:
+        print(json.dumps({"flow_id": fid}), flush=True)
+        with step.start("prepare"):
+            pass
+        with step.start("crunch"):
+            deadline = time.monotonic() + 60
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+
+def timeout() -> str:
+    with (
+        flow.start("nightly", tenant="umbrella", end_on_exit=False, timeout=0.2) as fid,
+        step.start("export"),
+    ):
+        pass
+    return fid
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    command = argv[0]
+    if command == "demo":
+        print(json.dumps(demo()))
+    elif command == "many":
+        many(int(argv[1]), argv[2])
+    elif command == "start_remote":
+        print(json.dumps(start_remote()))
+    elif command == "finish_remote":
+        finish_remote(json.loads(argv[1]))
+    elif command == "hold":
+        hold(argv[1])
+    elif command == "timeout":
+        print(json.dumps({"flow_id": timeout()}))
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

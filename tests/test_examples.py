@@ -1,0 +1,68 @@
+"""Every example runs as documented (each in its own interpreter, as a user would run it)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env={**CLEAN_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_decorators(tmp_path: Path) -> None:
+    proc = run([sys.executable, str(EXAMPLES / "decorators.py")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "[24, 240]" in proc.stdout.splitlines()
+    assert proc.stdout.count("✔ flow checkout  completed") == 2
+    assert "✖ step notify  failed" in proc.stdout  # optional: the flow still completed
+
+
+def test_testing_your_flows(tmp_path: Path) -> None:
+    proc = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / "testing_your_flows.py")],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+    assert not (tmp_path / ".dashfrog").exists()  # the capture writes no files
+
+
+def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
+    """`make demo` runs examples/demo.py; each `dashfrog` command it prints must work."""
+    store = tmp_path / "flows.db"
+    proc = run([sys.executable, str(EXAMPLES / "demo.py")], ROOT, DASHFROG_STORE=str(store))
+    assert proc.returncode == 0, proc.stderr
+    assert "✖ flow order_processing  failed" in proc.stdout
+    assert "✔ flow async_order  ended completed" in proc.stdout
+    commands = [
+        line.strip() for line in proc.stdout.splitlines() if line.strip().startswith(".venv/bin/dashfrog")
+        or line.strip().startswith(str(Path(sys.executable).parent / "dashfrog"))
+        or "/dashfrog " in line
+    ]
+    assert len(commands) == 9, proc.stdout
+    outputs = {}
+    for command in commands:
+        args = shlex.split(command)
+        args[0] = str(Path(sys.executable).parent / "dashfrog")
+        result = run(args, ROOT)
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout.strip(), command
+        outputs[" ".join(args[1:3])] = result.stdout
+    joined = "\n".join(outputs.values())
+    assert "sequenceDiagram" in joined and "flowchart" in joined
+    assert "charge_payment" in joined and "CardDeclined" in joined
