@@ -11,6 +11,8 @@ provider, once, and swap what it forwards to.
 
 from __future__ import annotations
 
+from typing import Any, Generic, TypeVar
+
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -19,12 +21,29 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk._spans import stamp
 from dashfrog_sdk.context import flow_state
 
+P = TypeVar("P", bound=Any)
 
-class FlowSpanProcessor(SpanProcessor):
+
+class _Children(Generic[P]):
+    """Shutdown and flush of the processors a fan-out forwards to."""
+
+    children: tuple[P, ...] = ()
+
+    def shutdown(self) -> None:
+        children, self.children = self.children, ()
+        for child in children:
+            child.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        # Flush every child even when one fails: a list, not a short-circuiting generator.
+        return all([child.force_flush(timeout_millis) for child in self.children])
+
+
+class FlowSpanProcessor(_Children[SpanProcessor], SpanProcessor):
     """Stamp the current flow's attributes on every span started inside it."""
 
     def __init__(self) -> None:
-        self.children: tuple[SpanProcessor, ...] = ()
+        self.children = ()
         self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -41,29 +60,13 @@ class FlowSpanProcessor(SpanProcessor):
         for child in self.children:
             child.on_end(span)
 
-    def shutdown(self) -> None:
-        children, self.children = self.children, ()
-        for child in children:
-            child.shutdown()
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all(child.force_flush(timeout_millis) for child in self.children)
-
-
-class FanOutLogProcessor(LogRecordProcessor):
+class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
     """Forward log records to the processors of the current setup()."""
 
     def __init__(self) -> None:
-        self.children: tuple[LogRecordProcessor, ...] = ()
+        self.children = ()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         for child in self.children:
             child.on_emit(log_record)
-
-    def shutdown(self) -> None:
-        children, self.children = self.children, ()
-        for child in children:
-            child.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all(child.force_flush(timeout_millis) for child in self.children)
