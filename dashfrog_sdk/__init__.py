@@ -9,10 +9,33 @@ Example:
 
 from __future__ import annotations
 
-from dashfrog_sdk import flow, step
+from dashfrog_sdk import flow, metrics, step
 from dashfrog_sdk.context import FlowInfo
+from dashfrog_sdk.exporting import stats
+from dashfrog_sdk.integrations import (
+    with_celery,
+    with_fastapi,
+    with_flask,
+    with_httpx,
+    with_requests,
+)
 from dashfrog_sdk.setup import flush, setup, shutdown
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowInfo", "__version__", "flow", "flush", "setup", "shutdown", "step"]
+__all__ = [
+    "FlowInfo",
+    "__version__",
+    "flow",
+    "flush",
+    "metrics",
+    "setup",
+    "shutdown",
+    "stats",
+    "step",
+    "with_celery",
+    "with_fastapi",
+    "with_flask",
+    "with_httpx",
+    "with_requests",
+]

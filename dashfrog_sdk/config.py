@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -16,6 +16,27 @@ DEFAULT_STORE = os.path.join(".dashfrog", "flows.db")
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("traces", "logs", "metrics")
 EXPORTERS = ("otlp", "console", "none")
+# Batch variables per signal (metrics are exported by a periodic reader, not batched).
+_BATCH_PREFIX = {"traces": "OTEL_BSP", "logs": "OTEL_BLRP"}
+# The OTel SDK's queue default (2048) holds a couple of seconds of a busy service: too little to
+# ride out a collector restart. A queued span or event costs about 2 KB, so 16384 of each bounds
+# an outage's backlog at about 64 MB (measured by benchmarks/export.py).
+DEFAULT_MAX_QUEUE = 16_384
+DEFAULT_BATCH_SIZE = 512
+DEFAULT_DELAY_MS = {"traces": 5000.0, "logs": 1000.0}  # the OTel spec's defaults
+DEFAULT_CARDINALITY_LIMIT = 2000  # the OTel spec's default aggregation cardinality limit
+
+
+@dataclass(frozen=True)
+class SignalExport:
+    """How one signal reaches its OTLP endpoint (only built when the signal has one)."""
+
+    url: str  # gRPC: the endpoint; HTTP: the full URL with its /v1/<signal> path
+    protocol: str
+    timeout_s: float  # per export call, retries included
+    max_queue: int  # items buffered while the collector is slow or down (traces/logs)
+    batch_size: int
+    delay_s: float  # how long a partial batch waits before it is sent
 
 
 @dataclass(frozen=True)
@@ -33,11 +54,23 @@ class Config:
     capture_logging: bool
     shutdown_timeout_s: float
     explicit: frozenset[str] = frozenset()  # local outputs asked for by name: console, store
+    export: Mapping[str, SignalExport] = field(default_factory=dict)  # signals with an endpoint
+    metric_interval_s: float = 60.0
+    metric_timeout_s: float = 30.0
+    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT  # attribute sets per metric instrument
+    flow_metrics: bool = True
+    handle_sigterm: bool = True
 
     @property
     def distributed(self) -> bool:
         """True when any signal goes to an OTLP endpoint (a collector)."""
         return any(self.endpoints.values())
+
+
+def _per_signal(var: str) -> tuple[str, ...]:
+    """`var` and its per-signal forms: OTEL_EXPORTER_OTLP_X -> ..._TRACES_X, ..._LOGS_X, ..."""
+    head, tail = "OTEL_EXPORTER_OTLP_", var.removeprefix("OTEL_EXPORTER_OTLP_")
+    return (var, *(f"{head}{s.upper()}_{tail}" for s in SIGNALS))
 
 
 def _env(name: str) -> str | None:
@@ -135,6 +168,7 @@ def load(**overrides: Any) -> Config:
         check_endpoint("endpoint" if get("endpoint") else "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     endpoints: dict[str, str | None] = {}
     exporters: dict[str, str] = {}
+    per_signal: dict[str, bool] = {}
     for signal in SIGNALS:
         var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
         own = _env(var) if not get("endpoint") else None
@@ -146,18 +180,17 @@ def load(**overrides: Any) -> Config:
             raise ValueError(f"{kind_var} must be one of {', '.join(EXPORTERS)}, got {kind!r}")
         exporters[signal] = kind
         endpoints[signal] = (own or endpoint) if kind == "otlp" else None
-    for var in (
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        *(f"OTEL_EXPORTER_OTLP_{s.upper()}_HEADERS" for s in SIGNALS),
-    ):
+        per_signal[signal] = own is not None
+    for var in _per_signal("OTEL_EXPORTER_OTLP_HEADERS"):
         if (value := _env(var)) is not None:
             check_headers(var, value)
-    for var in ("OTEL_EXPORTER_OTLP_COMPRESSION",):
-        if (value := _env(var)) is not None and value not in ("gzip", "deflate", "none"):
+    for var in _per_signal("OTEL_EXPORTER_OTLP_COMPRESSION"):
+        if (value := _env(var)) is not None and value.lower() not in ("gzip", "deflate", "none"):
             raise ValueError(f"{var} must be gzip, deflate or none, got {value!r}")
-    for var in ("OTEL_EXPORTER_OTLP_CERTIFICATE",):
-        if (value := _env(var)) is not None and not os.path.isfile(value):
-            raise ValueError(f"{var} names a certificate file that does not exist: {value!r}")
+    for base in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
+        for var in _per_signal(f"OTEL_EXPORTER_OTLP_{base}"):
+            if (value := _env(var)) is not None and not os.path.isfile(value):
+                raise ValueError(f"{var} names a file that does not exist: {value!r}")
     distributed = any(endpoints.values())
 
     console = _switch("console", get("console"))
@@ -196,6 +229,17 @@ def load(**overrides: Any) -> Config:
         "DASHFROG_SHUTDOWN_TIMEOUT", _env("DASHFROG_SHUTDOWN_TIMEOUT") or "5s"
     )
 
+    cardinality = _positive_int(
+        "DASHFROG_METRICS_CARDINALITY_LIMIT",
+        get("cardinality_limit") or _env("DASHFROG_METRICS_CARDINALITY_LIMIT"),
+    )
+    flow_metrics = _switch("flow_metrics", get("flow_metrics"))
+    if flow_metrics is None:
+        flow_metrics = _switch("DASHFROG_FLOW_METRICS", _env("DASHFROG_FLOW_METRICS"))
+    sigterm = _switch("handle_sigterm", get("handle_sigterm"))
+    if sigterm is None:
+        sigterm = _switch("DASHFROG_HANDLE_SIGTERM", _env("DASHFROG_HANDLE_SIGTERM"))
+
     return Config(
         service_name=get("service_name") or _env("OTEL_SERVICE_NAME"),
         endpoints=endpoints,
@@ -219,4 +263,74 @@ def load(**overrides: Any) -> Config:
             for name, var in (("console", "DASHFROG_CONSOLE"), ("store", "DASHFROG_STORE"))
             if get(name) is not None or _env(var) is not None
         ),
+        export=_export_settings(endpoints, protocol, get("protocol") is not None, per_signal),
+        metric_interval_s=_millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000) / 1000,
+        metric_timeout_s=_millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000) / 1000,
+        cardinality_limit=cardinality or DEFAULT_CARDINALITY_LIMIT,
+        flow_metrics=True if flow_metrics is None else flow_metrics,
+        handle_sigterm=True if sigterm is None else sigterm,
     )
+
+
+def _millis(var: str, default: float, *, zero_ok: bool = False) -> float:
+    """A duration variable in milliseconds, as the OTel spec defines them all."""
+    raw = _env(var)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (value == 0 and not zero_ok) or value != value:
+        raise ValueError(f"{var} must be a positive number of milliseconds, got {raw!r}")
+    return value
+
+
+def _count(var: str, default: int) -> int:
+    raw = _env(var)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{var} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _export_settings(
+    endpoints: Mapping[str, str | None],
+    protocol: str,
+    protocol_given: bool,
+    per_signal: Mapping[str, bool],
+) -> dict[str, SignalExport]:
+    settings: dict[str, SignalExport] = {}
+    for signal in SIGNALS:
+        endpoint = endpoints[signal]
+        if endpoint is None:
+            continue
+        up = signal.upper()
+        proto = (
+            protocol if protocol_given else (_env(f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL") or protocol)
+        )
+        url = endpoint
+        if proto == "http/protobuf" and not per_signal[signal]:
+            # Only the base endpoint gets the signal path; a per-signal one is used as given.
+            url = endpoint.rstrip("/") + "/v1/" + signal
+        # The spec says milliseconds; the Python OTLP exporters (1.45) read these variables as
+        # seconds, so dashfrog parses them itself and passes seconds explicitly.
+        generic = _millis("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)
+        timeout_ms = _millis(f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", generic)
+        prefix = _BATCH_PREFIX.get(signal)
+        if prefix is None:
+            max_queue, batch, delay_ms = 0, 0, 0.0
+        else:
+            max_queue = _count(f"{prefix}_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE)
+            # The spec: a batch larger than the queue is clamped to the queue size.
+            batch = min(_count(f"{prefix}_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH_SIZE), max_queue)
+            delay_ms = _millis(f"{prefix}_SCHEDULE_DELAY", DEFAULT_DELAY_MS[signal], zero_ok=True)
+        settings[signal] = SignalExport(
+            url, proto, timeout_ms / 1000, max_queue, batch, delay_ms / 1000
+        )
+    return settings

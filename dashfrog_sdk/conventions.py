@@ -22,6 +22,7 @@ STEP_NAME: Final = "dashfrog.step.name"  # step span, step events
 STEP_STATUS: Final = "dashfrog.step.status"  # step span at its end
 STEP_OPTIONAL: Final = "dashfrog.step.optional"  # step span when optional
 EVENT_NAME_ATTR: Final = "dashfrog.event.name"  # dashfrog.flow.event records
+TASK_ATTEMPT: Final = "dashfrog.task.attempt"  # Celery task span: 1, 2, ... across retries
 
 # What a process needs to close a flow it did not start (DESIGN.md, "Cross-process end").
 # Carried in baggage, copied onto the dashfrog.flow.end event.

@@ -4,10 +4,10 @@
 propagator. It differs from the stock one in four ways:
 
 * **Outgoing allowlist.** dashfrog.* members are injected only when the destination host (set
-  by the client integrations through :func:`destination`) matches `DASHFROG_PROPAGATE_TO`;
-  internal hosts by default. Tenant ids never reach `api.stripe.com`. An inject with no known
-  destination (a hand-written transport) carries no dashfrog members unless wrapped in
-  ``with destination("service-b"):``; task queues set their own destination.
+  by the client integrations through :func:`set_next_destination`) matches
+  `DASHFROG_PROPAGATE_TO`; internal hosts by default. Tenant ids never reach `api.stripe.com`.
+  An inject with no known destination (a hand-written transport) carries no dashfrog members
+  unless wrapped in ``with destination("service-b"):``; task queues use :data:`TASK_QUEUE`.
 * **Exact values.** Values are percent-encoded per the W3C spec (`%20`, not `+`), so unicode,
   spaces, `+`, `,`, `;` and `=` round-trip byte-identical. (The stock propagator uses
   `quote_plus`, which other-language peers decode differently.)
@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import (
     CarrierT,
@@ -59,11 +60,22 @@ _PRIORITY = (
     c.FLOW_START_TIME,
     c.FLOW_TIMEOUT,
 )
+_BAGGAGE_KEY: str = getattr(otel_baggage, "_BAGGAGE_KEY", "")  # where OTel keeps the baggage dict
 _SIG_RESERVE = len(c.BAGGAGE_SIGNATURE) + 1 + 43 + 1  # "dashfrog.sig=" + base64(sha256) + ","
 
 _destination: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "dashfrog_destination", default=None
 )
+# Set by the client integrations from their request hooks, for the very next inject in this
+# context only: the inject consumes it. requests and httpx have no hook that runs after the
+# inject on every path (not on a connection error), so a destination left set would apply to
+# a later, unrelated inject.
+_next_destination: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "dashfrog_next_destination", default=None
+)
+# The destination of a task message: our own broker and workers, whatever DASHFROG_PROPAGATE_TO
+# says about hosts (it is not a host name: it contains characters no host name has).
+TASK_QUEUE = "<task-queue>"
 
 
 def is_internal_host(host: str) -> bool:
@@ -100,6 +112,21 @@ def host_of(url_or_host: str) -> str:
 def set_destination(url_or_host: str | None) -> contextvars.Token[str | None]:
     """Declare where the next inject in this context goes (client integrations call this)."""
     return _destination.set(host_of(url_or_host) if url_or_host else None)
+
+
+def set_next_destination(url_or_host: str) -> None:
+    """Declare where the next inject in this context goes; that inject consumes it.
+
+    Client integrations call this from request hooks (which run just before the inject);
+    task-queue producers pass :data:`TASK_QUEUE`.
+    """
+    _next_destination.set(url_or_host if url_or_host == TASK_QUEUE else host_of(url_or_host))
+
+
+def clear_next_destination() -> None:
+    """Forget a destination no inject consumed (e.g. a publish that injected nothing)."""
+    if _next_destination.get() is not None:
+        _next_destination.set(None)
 
 
 def reset_destination(token: contextvars.Token[str | None]) -> None:
@@ -182,7 +209,11 @@ class DashfrogBaggagePropagator(TextMapPropagator):
         if self.key is not None and any(k.startswith(c.PREFIX) for k in members):
             members = self._verified(members)
         members.pop(c.BAGGAGE_SIGNATURE, None)
-        for name, value in members.items():
+        if members and _BAGGAGE_KEY:  # one Context copy, not one per member (a server's hot path)
+            return otel_context.set_value(
+                _BAGGAGE_KEY, {**otel_baggage.get_all(ctx), **members}, ctx
+            )
+        for name, value in members.items():  # pragma: no cover - if OTel renames its private key
             ctx = otel_baggage.set_baggage(name, value, ctx)
         return ctx
 
@@ -210,11 +241,15 @@ class DashfrogBaggagePropagator(TextMapPropagator):
         context: Context | None = None,
         setter: Setter[CarrierT] = default_setter,
     ) -> None:
+        dest = _next_destination.get()
+        if dest is not None:  # consumed before anything else, even when there is no baggage
+            _next_destination.set(None)
+        else:
+            dest = _destination.get()
         bag = otel_baggage.get_all(context)
         if not bag:
             return
-        dest = _destination.get()
-        send_ours = dest is not None and host_allowed(dest, self.patterns)
+        send_ours = dest is not None and (dest == TASK_QUEUE or host_allowed(dest, self.patterns))
         header = self.header_for(bag, send_ours)
         if header:
             setter.set(carrier, HEADER, header)

@@ -13,23 +13,28 @@ import atexit
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import _logs, metrics, propagate, trace
+from opentelemetry import _logs, propagate, trace
+from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events
+from dashfrog_sdk import events, metrics
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.config import Config
 from dashfrog_sdk.console import ConsoleSink
+from dashfrog_sdk.exporting import counts, otlp
+from dashfrog_sdk.exporting import exit as exit_module
+from dashfrog_sdk.exporting.pipeline import Pipeline
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
 
@@ -43,10 +48,12 @@ class _Installed:
     config: Config
     tracer_provider: TracerProvider
     logger_provider: LoggerProvider
-    meter_provider: MeterProvider | None
+    meter_provider: otel_metrics.MeterProvider | None  # None: record into the global one
     owns: set[str] = field(default_factory=set)  # signals whose provider we created
     sinks: list[events.Sink] = field(default_factory=list)
-    extras: list[Any] = field(default_factory=list)  # objects with shutdown() (readers, handlers)
+    extras: list[Any] = field(default_factory=list)  # callables undoing what setup() installed
+    pipelines: list[Pipeline[Any]] = field(default_factory=list)  # our OTLP span/log queues
+    reader: PeriodicExportingMetricReader | None = None  # our OTLP metric reader
 
 
 _lock = threading.RLock()
@@ -54,6 +61,7 @@ _installed: _Installed | None = None
 _span_fanouts: dict[int, FlowSpanProcessor] = {}
 _log_fanouts: dict[int, FanOutLogProcessor] = {}
 _atexit_registered = False
+_exiting = False  # set at interpreter exit: a late flow in a daemon thread must not set up again
 
 
 def _resource(cfg: Config) -> Resource:
@@ -74,14 +82,19 @@ def setup(
     propagation_key: str | bytes | None = None,
     capture_logging: bool | None = None,
     shutdown_timeout: float | None = None,
+    flow_metrics: bool | None = None,
+    cardinality_limit: int | None = None,
+    handle_sigterm: bool | None = None,
     tracer_provider: TracerProvider | None = None,
     logger_provider: LoggerProvider | None = None,
-    meter_provider: MeterProvider | None = None,
+    meter_provider: otel_metrics.MeterProvider | None = None,
 ) -> None:
     """Configure dashfrog_sdk. Optional, idempotent; every keyword overrides its variable.
 
     Reads `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_*`, `OTEL_*_EXPORTER`, `OTEL_PROPAGATORS`,
-    `DASHFROG_STORE`, `DASHFROG_CONSOLE`, `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`.
+    `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
+    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_SHUTDOWN_TIMEOUT`,
+    `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`, `DASHFROG_HANDLE_SIGTERM`.
     A bad value raises `ValueError` naming the variable.
 
     Example:
@@ -90,6 +103,8 @@ def setup(
     global _installed, _atexit_registered
     given = {k: v for k, v in locals().items() if v is not None}
     cfg = config_module.load(**given)
+    if _exiting:
+        return
     with _lock:
         if _installed is not None:
             if given and cfg != _installed.config:
@@ -102,13 +117,14 @@ def setup(
             cfg,
             _tracer_provider(cfg, tracer_provider),
             _logger_provider(cfg, logger_provider),
-            meter_provider,
+            _meter_provider(cfg, meter_provider),
         )
         inst.owns = {
             signal
             for signal, provider in (
                 ("traces", inst.tracer_provider),
                 ("logs", inst.logger_provider),
+                ("metrics", inst.meter_provider),
             )
             if getattr(provider, "_dashfrog_owned", False)
         }
@@ -151,6 +167,24 @@ def _logger_provider(cfg: Config, explicit: LoggerProvider | None) -> LoggerProv
     return provider
 
 
+def _meter_provider(
+    cfg: Config, explicit: otel_metrics.MeterProvider | None
+) -> otel_metrics.MeterProvider | None:
+    if explicit is not None:
+        return explicit
+    current = otel_metrics.get_meter_provider()
+    if isinstance(current, MeterProvider):
+        return current
+    if "metrics" not in cfg.export:
+        return None  # nowhere to send metrics: instruments stay no-ops until the app sets one
+    # No atexit hook of its own: our exit handler flushes and stops our reader within the
+    # shutdown timeout (the SDK's would export once more, and warn about the stopped reader).
+    provider = MeterProvider(resource=_resource(cfg), shutdown_on_exit=False)
+    provider._dashfrog_owned = True  # type: ignore[attr-defined]
+    otel_metrics.set_meter_provider(provider)
+    return provider
+
+
 def _fanouts(inst: _Installed) -> tuple[FlowSpanProcessor, FanOutLogProcessor]:
     tp, lp = inst.tracer_provider, inst.logger_provider
     span_fanout = _span_fanouts.get(id(tp))
@@ -171,11 +205,8 @@ def _wire(inst: _Installed) -> None:
     span_children: list[SpanProcessor] = []
     log_children: list[LogRecordProcessor] = []
     explicit = cfg.explicit
-    # Exporters go on providers we created; an application's own providers export already.
-    if "traces" in inst.owns and cfg.endpoints["traces"]:
-        span_children.append(BatchSpanProcessor(_exporter("traces", cfg)))
-    if "logs" in inst.owns and cfg.endpoints["logs"]:
-        log_children.append(BatchLogRecordProcessor(_exporter("logs", cfg)))
+    # The store first: fan-outs flush children in order, and the local store's flush is quick
+    # while the OTLP one may wait for a collector that is down.
     if cfg.store and ("traces" in inst.owns or "store" in explicit):
         from dashfrog_sdk.store.exporter import build_processors
 
@@ -184,11 +215,23 @@ def _wire(inst: _Installed) -> None:
         )
         span_children.append(sp)
         log_children.append(lp)
+    # Exporters go on providers we created; an application's own providers export already.
+    if "traces" in inst.owns and "traces" in cfg.export:
+        span_processor = otlp.span_processor(cfg)
+        span_children.append(span_processor)
+        inst.pipelines.append(span_processor.pipeline)
+    if "logs" in inst.owns and "logs" in cfg.export:
+        log_processor = otlp.log_processor(cfg)
+        log_children.append(log_processor)
+        inst.pipelines.append(log_processor.pipeline)
     span_fanout.children = tuple(span_children)
     log_fanout.children = tuple(log_children)
+    _wire_metrics(inst)
 
     emitter = events.OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, _version()))
-    inst.sinks.append(emitter)
+    inst.sinks += [emitter, exit_module.open_flows]
+    if cfg.flow_metrics:
+        inst.sinks.append(_flow_metrics())
     if cfg.console and ("traces" in inst.owns or "console" in explicit):
         inst.sinks.append(ConsoleSink())
     for sink in inst.sinks:
@@ -199,7 +242,30 @@ def _wire(inst: _Installed) -> None:
             cfg.propagate_to, cfg.propagation_key, os.environ.get("OTEL_PROPAGATORS")
         )
     )
+    if cfg.handle_sigterm and exit_module.install_sigterm():
+        inst.extras.append(exit_module.uninstall_sigterm)
     events.start()
+
+
+def _wire_metrics(inst: _Installed) -> None:
+    cfg, provider = inst.config, inst.meter_provider
+    if isinstance(provider, MeterProvider) and "metrics" in inst.owns and "metrics" in cfg.export:
+        inst.reader = otlp.metric_reader(cfg)
+        provider.add_metric_reader(inst.reader)
+        otlp.reset_after_fork(provider, inst.reader)
+    if provider is not None:
+        counts.register_metrics(provider)
+    metrics.configure(provider, cfg.cardinality_limit)
+
+
+_flow_metrics_sink: metrics.FlowMetrics | None = None
+
+
+def _flow_metrics() -> metrics.FlowMetrics:
+    global _flow_metrics_sink
+    if _flow_metrics_sink is None:  # one set of instruments for the life of the process
+        _flow_metrics_sink = metrics.FlowMetrics()
+    return _flow_metrics_sink
 
 
 def _wire_optional(inst: _Installed) -> None:
@@ -214,55 +280,77 @@ def _wire_optional(inst: _Installed) -> None:
         inst.extras.append(uninstall_logging_capture)
 
 
-def _exporter(signal: str, cfg: Config) -> Any:
-    endpoint = cfg.endpoints[signal]
-    protocol = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL") or cfg.protocol
-    per_signal = bool(os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
-    if protocol == "grpc":
-        if signal == "traces":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-            return OTLPSpanExporter(endpoint=endpoint)
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-        return OTLPLogExporter(endpoint=endpoint)
-    path = {"traces": "v1/traces", "logs": "v1/logs", "metrics": "v1/metrics"}[signal]
-    url = endpoint if per_signal or endpoint is None else endpoint.rstrip("/") + "/" + path
-    if signal == "traces":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HTTPSpanExporter,
-        )
-
-        return HTTPSpanExporter(endpoint=url)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-        OTLPLogExporter as HTTPLogExporter,
-    )
-
-    return HTTPLogExporter(endpoint=url)
-
-
 def flush(timeout_s: float = 5.0) -> bool:
-    """Deliver everything produced so far: pending events, then the providers' exporters."""
+    """Deliver everything produced so far, within `timeout_s` seconds in all.
+
+    Pending events first, then every signal in parallel. Returns False if something could not
+    be delivered in time (the collector is down: it stays queued, and is retried).
+    """
     events.flush()
     inst = _installed
     if inst is None:
         return True
-    millis = int(timeout_s * 1000)
-    ok = inst.tracer_provider.force_flush(millis)
-    ok = inst.logger_provider.force_flush(millis) and ok
-    if inst.meter_provider is not None:
-        ok = inst.meter_provider.force_flush(millis) and ok
+    deadline = time.monotonic() + timeout_s
+    return _flush(inst, deadline, metrics_too=True)
+
+
+def _flush(inst: _Installed, deadline: float, *, metrics_too: bool) -> bool:
+    targets = [(p, p.kick()) for p in inst.pipelines]  # all signals export at once
+    ok = all([p.wait(target, deadline) for p, target in targets])
+
+    def ms() -> int:
+        return max(0, int((deadline - time.monotonic()) * 1000))
+
+    # The application's own processors, and the store's.
+    ok = inst.tracer_provider.force_flush(ms()) and ok
+    ok = inst.logger_provider.force_flush(ms()) and ok
+    provider = inst.meter_provider
+    if metrics_too and isinstance(provider, MeterProvider):
+        ok = _bounded_call(lambda: provider.force_flush(ms()), deadline) and ok
     return bool(ok)
 
 
+def _bounded_call(fn: Callable[[], bool], deadline: float) -> bool:
+    """Run `fn` on a helper thread, waiting until `deadline` at most.
+
+    A metric export against a dead collector takes the exporter's full timeout, whatever
+    timeout it is given (the OTLP metric exporters ignore theirs): the caller must not wait
+    longer than it asked to.
+    """
+    result: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: result.append(bool(fn())), name="dashfrog-flush", daemon=True
+    )
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    return bool(result and result[0])
+
+
 def shutdown() -> None:
-    """Flush and undo `setup()`; a later `setup()` (or flow) configures afresh."""
+    """Flush and undo `setup()`; a later `setup()` (or flow) configures afresh.
+
+    Bounded by the shutdown timeout (`DASHFROG_SHUTDOWN_TIMEOUT`, default 5 s) in all: what the
+    collector has not accepted by then is dropped and counted in `stats()`.
+    """
+    _shutdown(at_exit=False)
+
+
+def _shutdown(*, at_exit: bool) -> None:
     global _installed
     with _lock:
         inst = _installed
         if inst is None:
             return
-        flush(inst.config.shutdown_timeout_s)
+        deadline = time.monotonic() + inst.config.shutdown_timeout_s
+        if at_exit:
+            events.flush()  # the tracker learns of every start and end recorded so far
+            exit_module.open_flows.close_all("the process exited while the flow was running")
+        events.flush()
+        _flush(inst, deadline, metrics_too=False)
+        for pipeline in inst.pipelines:  # what is left now is lost: count it
+            pipeline.shutdown(deadline)
+        if inst.reader is not None:
+            _stop_reader(inst, deadline)
         for sink in inst.sinks:
             events.remove_sink(sink)
         for extra in inst.extras:
@@ -280,6 +368,20 @@ def shutdown() -> None:
         runtime.tracer = trace.NoOpTracer()
 
 
+def _stop_reader(inst: _Installed, deadline: float) -> None:
+    reader, provider = inst.reader, inst.meter_provider
+    assert reader is not None and isinstance(provider, MeterProvider)
+    remaining = max(0.0, deadline - time.monotonic())
+    # The reader's last collection exports the final values, then its exporter stops.
+    reader.shutdown(timeout_millis=remaining * 1000)
+    thread = getattr(reader, "_daemon_thread", None)
+    if thread is None or not thread.is_alive():
+        # Detach it so a later setup() can add its own; a thread still exporting would fail
+        # on a detached reader, so that one is left attached (the process is exiting anyway).
+        provider.remove_metric_reader(reader)
+    inst.reader = None
+
+
 def installed_config() -> Config | None:
     """The configuration in force, or None before `setup()`."""
     inst = _installed
@@ -289,7 +391,15 @@ def installed_config() -> Config | None:
 def _at_exit() -> None:
     # What was produced is flushed within the shutdown timeout; the SDK's own atexit hooks
     # (registered earlier, so they run later) then shut the providers down.
+    global _exiting
+    _exiting = True
     try:
-        shutdown()
+        _shutdown(at_exit=True)
     except Exception:  # never raise at interpreter exit
         logger.debug("dashfrog_sdk: error during shutdown at exit", exc_info=True)
+
+
+def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:
+    """The tracer and logger providers dashfrog_sdk writes to, or None before `setup()`."""
+    inst = _installed
+    return (inst.tracer_provider, inst.logger_provider) if inst is not None else None

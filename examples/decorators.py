@@ -1,11 +1,12 @@
 """Flows and steps as decorators, for sync and async functions.
 
-    python examples/decorators.py
+python examples/decorators.py
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from dashfrog_sdk import flow, step
 
@@ -32,10 +33,8 @@ async def notify(total: int) -> None:
 async def checkout(order: dict[str, int]) -> int:
     validate(order)
     total = price(order)
-    try:
+    with contextlib.suppress(ConnectionError):
         await notify(total)
-    except ConnectionError:
-        pass
     return total
 
 

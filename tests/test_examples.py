@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dashfrog_sdk.store import FlowDetail, FlowStore
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
@@ -34,7 +36,15 @@ def test_decorators(tmp_path: Path) -> None:
 
 def test_testing_your_flows(tmp_path: Path) -> None:
     proc = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / "testing_your_flows.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "testing_your_flows.py"),
+        ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -50,7 +60,9 @@ def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
     assert "✖ flow order_processing  failed" in proc.stdout
     assert "✔ flow async_order  ended completed" in proc.stdout
     commands = [
-        line.strip() for line in proc.stdout.splitlines() if line.strip().startswith(".venv/bin/dashfrog")
+        line.strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith(".venv/bin/dashfrog")
         or line.strip().startswith(str(Path(sys.executable).parent / "dashfrog"))
         or "/dashfrog " in line
     ]
@@ -66,3 +78,71 @@ def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
     joined = "\n".join(outputs.values())
     assert "sequenceDiagram" in joined and "flowchart" in joined
     assert "charge_payment" in joined and "CardDeclined" in joined
+
+
+def test_metrics(tmp_path: Path) -> None:
+    proc = run([sys.executable, str(EXAMPLES / "metrics.py")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+
+    def value(prefix: str) -> str:
+        found = [line for line in lines if line.startswith(prefix)]
+        assert found, (prefix, proc.stdout)
+        return found[0].split()[-1]
+
+    assert (
+        value(
+            "orders                     dashfrog.flow.name=checkout, dashfrog.tenant=acme-corp, region=eu"
+        )
+        == "5"
+    )
+    assert (
+        value(
+            "dashfrog.flows.ended       dashfrog.flow.name=checkout, dashfrog.flow.status=completed, dashfrog.tenant=globex"
+        )
+        == "1"
+    )
+    assert value("queue.depth                dashfrog.tenant=globex") == "11"
+
+
+def _only_flow(store: Path) -> FlowDetail:
+    with FlowStore(store) as flows:
+        found = flows.flows()
+        assert len(found) == 1, found
+        return flows.flow(found[0].id)
+
+
+def test_two_services(tmp_path: Path) -> None:
+    store = tmp_path / "flows.db"
+    proc = run(
+        [sys.executable, str(EXAMPLES / "two_services" / "run.py")],
+        tmp_path,
+        DASHFROG_STORE=str(store),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    detail = _only_flow(store)
+    assert detail.status == "completed" and detail.tenant == "customer-123"
+    by_name = {s.name: s for s in detail.steps}
+    assert set(by_name) == {"reserve", "charge", "reserve_stock", "process_payment"}
+    assert by_name["reserve_stock"].service == "stock"  # Flask, joined over httpx
+    assert by_name["process_payment"].service == "payments"  # FastAPI, joined over requests
+    assert by_name["charge"].service == "shop"
+
+
+def test_async_tasks(tmp_path: Path) -> None:
+    store = tmp_path / "flows.db"
+    proc = run(
+        [sys.executable, str(EXAMPLES / "async_tasks" / "run.py")],
+        tmp_path,
+        DASHFROG_STORE=str(store),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ended: completed" in proc.stdout
+    detail = _only_flow(store)
+    assert detail.status == "completed" and detail.name == "data_import"
+    services = {s.name: s.service for s in detail.steps}
+    assert services == {
+        "accept": "importer-api",
+        "parse": "importer-worker",
+        "load": "importer-worker",
+    }

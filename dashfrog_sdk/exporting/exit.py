@@ -1,0 +1,152 @@
+"""Nothing lost on exit: SIGTERM becomes a normal exit, and flows still open are recorded.
+
+* **SIGTERM.** Python's default action kills the process on the spot: no `finally`, no atexit,
+  every queued span lost. When the application has no handler of its own, dashfrog installs one
+  that raises ``SystemExit(143)`` in the main thread (as Ctrl-C raises KeyboardInterrupt): flows
+  unwind and end ``cancelled``, and the atexit flush delivers them. A second SIGTERM kills at
+  once (the default action is restored first). An application (or server: gunicorn, uvicorn,
+  Celery) that installed its own handler keeps it, untouched.
+* **Flows open at exit** (a daemon thread still inside ``flow.start``, a scope entered by hand
+  and never exited) are not forgotten: at shutdown each one gets a ``dashfrog.flow.end`` event
+  with status ``cancelled`` and ``dashfrog.error.type = ProcessExit``. Their span never ended,
+  so it is not exported; the end event carries the flow's trace id, span id and start time, as
+  for an end in another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from time import time_ns
+from types import FrameType
+from typing import Any
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics, events
+from dashfrog_sdk.context import FlowState
+from dashfrog_sdk.events import Lifecycle
+
+logger = logging.getLogger("dashfrog_sdk")
+
+MAX_TRACKED = 100_000  # open flows remembered; beyond, new ones are not (and are counted)
+
+
+class ProcessExit(Exception):
+    """Recorded as the error of a flow that was still open when its process exited."""
+
+
+class OpenFlows:
+    """Events sink that remembers the flows started here and not yet ended."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, FlowState] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        with self._lock:
+            live = self._open
+            for event in batch:
+                state = event.state
+                if state is None:
+                    continue
+                if event.kind == c.EVENT_FLOW_START:
+                    if state.local and len(live) < MAX_TRACKED:
+                        live[state.info.id] = state
+                    elif state.local:
+                        diagnostics.count("exit.untracked_flows")
+                elif event.kind == events.FLOW_CLOSE or event.ends_flow:
+                    live.pop(state.info.id, None)
+
+    def close_all(self, reason: str) -> int:
+        """Record a cancelled end for every flow still open; returns how many."""
+        with self._lock:
+            still_open, self._open = list(self._open.values()), {}
+        now = time_ns()
+        closed = 0
+        for state in still_open:
+            if state.ended:
+                continue
+            state.ended, state.final_status = True, c.CANCELLED
+            closed += 1
+            start = state.start_time_ns
+            events.record(
+                Lifecycle(
+                    c.EVENT_FLOW_END,
+                    now,
+                    state.trace_id,
+                    state.span_id,
+                    state,
+                    attributes={
+                        c.FLOW_START_TIME: start,
+                        c.FLOW_END_TIME: now,
+                        c.FLOW_DURATION_MS: (now - start) / 1e6 if start else 0.0,
+                        c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
+                        c.FLOW_SPAN_ID: format(state.span_id, "016x"),
+                    },
+                    status=c.CANCELLED,
+                    duration_ns=now - start if start else 0,
+                    error=ProcessExit(reason),
+                    ends_flow=True,
+                )
+            )
+        if closed:
+            logger.warning(
+                "dashfrog_sdk: %d flow(s) still open at exit were recorded as cancelled", closed
+            )
+        return closed
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+open_flows = OpenFlows()
+
+
+def _forget_after_fork() -> None:
+    # A forked child did not start the parent's open flows: ending them is the parent's job.
+    open_flows._open = {}
+    open_flows._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+_installed_handler: Any = None
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Restore the default first: a second SIGTERM from an impatient supervisor kills at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def install_sigterm() -> bool:
+    """Install the SIGTERM handler if the application has none. True if installed."""
+    global _installed_handler
+    if threading.current_thread() is not threading.main_thread():
+        return False  # signal handlers can only be set from the main thread
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not signal.SIG_DFL:  # the app's handler, SIG_IGN, or one set from C
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+        return False
+    _installed_handler = _on_sigterm
+    return True
+
+
+def uninstall_sigterm() -> None:
+    """Put the default action back, unless someone replaced our handler since."""
+    global _installed_handler
+    if _installed_handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _installed_handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):  # pragma: no cover
+        pass
+    _installed_handler = None

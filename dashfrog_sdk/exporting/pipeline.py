@@ -1,0 +1,360 @@
+"""A batch processor that survives collector outages: bounded backlog, retries, exact counts.
+
+Why not the SDK's BatchSpanProcessor / BatchLogRecordProcessor: when an export fails (the
+collector is restarting), they drop the whole batch and move on, so every outage loses data;
+their queue drops silently (a log line per item); and they cannot say how much was lost. This
+one keeps a failed batch and retries it with backoff until the collector answers, holds what
+arrives meanwhile in a queue bounded by ``max_queue`` items, drops (and counts) what exceeds
+the bound, and warns once per outage.
+
+The calling thread only appends to a deque (``put``): no lock, no I/O, whatever the collector
+does. Everything else runs on one daemon thread per pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlparse
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk.exporting.counts import SignalCounters, outage
+
+logger = logging.getLogger("dashfrog_sdk")
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+# A batch the collector *answers* but refuses (bad data, auth, overload) is retried this many
+# times, then dropped: retrying it forever would block everything behind it. A collector that
+# does not answer at all (down, restarting) is an outage: that batch is retried without limit
+# while the queue bound protects memory.
+MAX_REFUSED_ATTEMPTS = 5
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 5.0
+POLL_S = 0.25  # while the collector is unreachable, how often to check it is back
+NOUNS = {"traces": "spans", "logs": "log records", "metrics": "metric points"}
+
+
+class Exporter(Protocol[T_contra]):  # the OTel span and log record exporters
+    def export(self, batch: Sequence[T_contra], /) -> Any: ...
+
+    def shutdown(self) -> Any: ...
+
+
+class _Quiet(logging.Filter):
+    """Silence the OTLP exporters' per-batch error lines while dashfrog is the caller.
+
+    During an outage they log one or two lines per batch and per retry; dashfrog warns once per
+    outage instead. Only records logged on a dashfrog export thread are affected (the
+    application's own exporters keep their logs); their text is kept as the outage's reason.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(self.local, "on", False):
+            return True
+        if record.levelno >= logging.WARNING and not getattr(self.local, "reason", ""):
+            self.local.reason = record.getMessage()  # the first one says most ("refused")
+        logger.debug("dashfrog_sdk: exporter said: %s", record.getMessage())
+        return False
+
+
+quiet = _Quiet()
+for _name in (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+):
+    logging.getLogger(_name).addFilter(quiet)
+
+
+def call_quietly(fn: Callable[[], Any]) -> tuple[bool, str]:
+    """Run an export call with the exporters' logs silenced and instrumentation suppressed.
+
+    Returns (succeeded, reason for a failure). Never raises.
+    """
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    quiet.local.on, quiet.local.reason = True, ""
+    try:
+        result = fn()
+        ok = getattr(result, "name", None) == "SUCCESS"
+        return ok, "" if ok else quiet.local.reason
+    except Exception as exc:  # an exporter bug must not kill the export thread
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        quiet.local.on = False
+        detach(token)
+
+
+def reachable(url: str, timeout_s: float = 1.0) -> bool:
+    """Does something accept TCP connections at the endpoint? Tells "down" from "refusing"."""
+    parsed = urlparse(url)
+    default = 443 if parsed.scheme == "https" else (4318 if parsed.path.strip("/") else 4317)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "localhost", parsed.port or default), timeout_s
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = ref()  # a pipeline collected since does not keep a fork hook alive
+    if method is not None:
+        method()
+
+
+class Pipeline(Generic[T]):
+    """Bounded queue + one export thread + retry. `put` is the only hot-path call."""
+
+    def __init__(
+        self,
+        signal: str,
+        make_exporter: Callable[[], Exporter[T]],
+        *,
+        endpoint: str,
+        max_queue: int,
+        batch_size: int,
+        delay_s: float,
+        shutdown_timeout_s: float,
+        counters: SignalCounters,
+    ) -> None:
+        self.signal = signal
+        self.endpoint = endpoint
+        self._make_exporter = make_exporter
+        self._exporter = make_exporter()
+        self._max_queue = max_queue
+        self._batch_size = max(1, batch_size)
+        self._delay_s = delay_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._counters = counters
+        self._orphans: list[Exporter[T]] = []
+        self._closed = False
+        self._start()
+        counters.queued = self.pending
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: _call(ref))
+
+    def _start(self) -> None:
+        self._queue: deque[T] = deque()
+        self._held: list[T] = []  # the batch being exported, kept until it is delivered
+        self._wake = threading.Event()
+        self._done = threading.Condition()  # guards the two counts below; flush() waits on it
+        self._taken = 0  # items moved from the queue into a batch
+        self._settled = 0  # items of batches exported or dropped
+        self._urgent = 0  # pending flush() calls: export partial batches now, skip backoff
+        self._stop = False
+        self._refused = 0  # attempts of the held batch that the collector refused
+        self._failures = 0  # consecutive failures, for the backoff
+        self._full_warned = False
+        self._unreachable = False  # the last failure was "nothing listens there"
+        self._thread = threading.Thread(
+            target=self._run, name=f"dashfrog-export-{self.signal}", daemon=True
+        )
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        # The child starts empty: the parent keeps and exports its own queue. The parent's
+        # exporter is kept, not closed: closing it here would shut the sockets the parent shares.
+        if self._closed:
+            return
+        self._orphans.append(self._exporter)
+        self._exporter = self._make_exporter()
+        self._start()
+
+    # -- calling threads --------------------------------------------------------------------
+    def put(self, item: T) -> None:
+        queue = self._queue
+        if self._closed or len(queue) >= self._max_queue:
+            self._drop(1, "closed" if self._closed else "full")
+            return
+        queue.append(item)
+        if len(queue) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._held)
+
+    def kick(self) -> int:
+        """Ask for everything queued so far to be exported now; returns the flush target."""
+        with self._done:
+            self._urgent += 1
+            target = self._taken + len(self._queue)
+        self._wake.set()
+        return target
+
+    def wait(self, target: int, deadline: float) -> bool:
+        """Wait until the items counted in `target` are exported or dropped, or `deadline`."""
+        try:
+            with self._done:
+                while self._settled < target and self._queue_or_held():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._done.wait(min(remaining, 0.1))
+                return True
+        finally:
+            with self._done:
+                self._urgent -= 1
+
+    def flush(self, timeout_s: float) -> bool:
+        return self.wait(self.kick(), time.monotonic() + timeout_s)
+
+    def shutdown(self, deadline: float | None = None) -> None:
+        """Flush until `deadline` (default: now + the shutdown timeout), then stop for good."""
+        if self._closed:
+            return
+        if deadline is None:
+            deadline = time.monotonic() + self.shutdown_timeout_s
+        self.flush(max(0.0, deadline - time.monotonic()))
+        self._closed = True
+        self._stop = True
+        self._wake.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        # Still busy (an export retrying against a dead collector): shutting the exporter down
+        # interrupts its retry wait, and the thread ends.
+        call_quietly(self._exporter.shutdown)
+        self._thread.join(0.5)
+        left = self.pending()
+        if left:
+            self._queue.clear()
+            self._held = []
+            self._drop(left, "exit")
+
+    # -- export thread ----------------------------------------------------------------------
+    def _queue_or_held(self) -> bool:
+        return bool(self._queue or self._held)
+
+    def _run(self) -> None:
+        while not self._stop:
+            if self._held:
+                self._sleep_backoff()
+                woken = False
+            else:
+                woken = self._wake.wait(self._delay_s)
+                self._wake.clear()
+            if self._stop:
+                break
+            # A full batch woke us: send full batches. The timer or a flush: send everything.
+            everything = not woken or self._urgent > 0
+            while self._next_batch(everything) and not self._stop:
+                if not self._export_held():
+                    break
+
+    def _sleep_backoff(self) -> None:
+        # A retry waits out its backoff even while new items arrive (they would wake it at
+        # every batch); a flush() or the shutdown cuts it short, and so does the collector
+        # coming back (polled while it was unreachable), so the backlog leaves at once.
+        until = time.monotonic() + self._backoff()
+        while not self._stop and not self._urgent:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(min(remaining, POLL_S) if self._unreachable else remaining)
+            self._wake.clear()
+            if self._unreachable and reachable(self.endpoint, POLL_S):
+                return
+
+    def _next_batch(self, everything: bool) -> bool:
+        if self._held:
+            return True
+        queue = self._queue
+        if len(queue) < (1 if everything else self._batch_size):
+            return False
+        with self._done:
+            self._held = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+            self._taken += len(self._held)
+        return True
+
+    def _export_held(self) -> bool:
+        batch = self._held
+        ok, reason = call_quietly(lambda: self._exporter.export(batch))
+        if ok:
+            self._counters.add("exported", len(batch))
+            self._refused = self._failures = 0
+            self._settle(len(batch))
+            outage.recovered(self.signal, self.endpoint)
+            if self._full_warned:  # the queue drains: warn again if it fills up again
+                self._full_warned = False
+                diagnostics.rearm(f"export.{self.signal}.queue_full")
+            return True
+        self._counters.add("failed", 1)
+        self._failures += 1
+        if self._stop:
+            return False
+        self._unreachable = not reachable(self.endpoint)
+        if self._unreachable:
+            outage.failed(self.signal, self.endpoint, reason, self._buffering("unreachable"))
+            return False
+        outage.failed(self.signal, self.endpoint, reason, self._buffering("refusing data"))
+        self._refused += 1
+        if self._refused >= MAX_REFUSED_ATTEMPTS:
+            diagnostics.report(
+                f"export.{self.signal}.refused",
+                "dashfrog_sdk: the OTLP collector at %s refused %s %d times (%s); dropping "
+                "that batch so the next ones can go",
+                self.endpoint,
+                self.signal,
+                self._refused,
+                reason or "no reason given",
+            )
+            self._refused = 0
+            self._drop(len(batch), "refused")
+            self._settle(len(batch))
+        return False
+
+    def _buffering(self, state: str) -> str:
+        noun = NOUNS.get(self.signal, self.signal)
+        return f"it is {state}; buffering up to {self._max_queue} {noun} and retrying"
+
+    def _settle(self, n: int) -> None:
+        with self._done:
+            self._held = []
+            self._settled += n
+            self._done.notify_all()
+
+    def _backoff(self) -> float:
+        base = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** max(0, self._failures - 1))
+        return float(base * random.uniform(0.8, 1.2))  # jitter: many processes restarting together
+
+    def _drop(self, n: int, why: str) -> None:
+        self._counters.add("dropped", n)
+        if why == "full":
+            self._full_warned = True
+            diagnostics.report(
+                f"export.{self.signal}.queue_full",
+                "dashfrog_sdk: the %s export queue is full (%d items: the collector is slow or "
+                "down); new ones are dropped and counted in dashfrog_sdk.stats()",
+                NOUNS.get(self.signal, self.signal),
+                self._max_queue,
+            )
+        elif why == "exit":
+            diagnostics.report(
+                f"export.{self.signal}.lost_at_exit",
+                "dashfrog_sdk: %d %s could not be exported to %s within the shutdown timeout "
+                "(DASHFROG_SHUTDOWN_TIMEOUT=%ss)",
+                n,
+                NOUNS.get(self.signal, self.signal),
+                self.endpoint,
+                self.shutdown_timeout_s,
+                n=n,
+            )

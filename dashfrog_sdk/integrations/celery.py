@@ -1,0 +1,126 @@
+"""`with_celery(app)`: task spans on both sides, the flow carried by the task message.
+
+* Producer: task messages go to our own broker and workers, so they always carry the flow
+  (`TASK_QUEUE` destination), whatever `DASHFROG_PROPAGATE_TO` says about HTTP hosts.
+* Worker: the task joins the flow; its span gets `dashfrog.task.attempt` (1, 2, ... on
+  retries); a task that raises while the flow it joined is still open fails that flow; an
+  attempt that is retried does not (the last attempt decides).
+* Prefork pool: a child flushes before it exits (`--max-tasks-per-child`, SIGTERM); the main
+  process at `worker_shutdown`. Fresh exporters and threads after the fork are the SDK's own
+  `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.events): they run in
+  every forked child, Celery's or not, before `worker_process_init`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+
+from dashfrog_sdk import flow
+from dashfrog_sdk.context import flow_state
+from dashfrog_sdk.conventions import TASK_ATTEMPT
+from dashfrog_sdk.integrations._common import missing, tracer_provider
+from dashfrog_sdk.logs import install_logging_capture
+from dashfrog_sdk.propagation import TASK_QUEUE, clear_next_destination, set_next_destination
+from dashfrog_sdk.setup import flush, installed_config, installed_providers
+
+try:
+    from celery import Celery, signals
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise missing("celery") from exc
+
+# A singleton, like every instrumentor.
+_otel = CeleryInstrumentor()  # type: ignore[no-untyped-call]
+
+
+def _before_publish(**_: Any) -> None:
+    set_next_destination(TASK_QUEUE)  # consumed by OTel's inject, connected after this
+
+
+def _after_publish(**_: Any) -> None:
+    clear_next_destination()  # in case nothing injected
+
+
+def _prerun(task: Any = None, **_: Any) -> None:
+    # OTel's prerun handler (connected before this one) made the task span current.
+    retries = getattr(getattr(task, "request", None), "retries", None) or 0
+    trace.get_current_span().set_attribute(TASK_ATTEMPT, retries + 1)
+
+
+def _failure(exception: BaseException | None = None, **_: Any) -> None:
+    # Sent inside the task's context, before task_postrun detaches it. A task that raised (and
+    # is not retried: retries send task_retry) ends the flow it carried as failed.
+    state = flow_state()
+    if state is not None and not state.end_on_exit and not state.ended:
+        flow.fail(exception)
+
+
+def _retry(**_: Any) -> None:
+    # A failed step fails its flow, but an attempt that Celery retries has not failed it yet:
+    # forget this attempt's failure, so that the final status does not depend on whether the
+    # next attempt runs in this process (which remembers it) or in another one (which does not).
+    state = flow_state()
+    if state is not None and not state.local and not state.ended:
+        state.failed, state.error = False, None
+
+
+def _after_setup_logger(**_: Any) -> None:
+    # worker_hijack_root_logger (Celery's default) empties the root logger's handlers after the
+    # app module, and so setup(), ran: put the capture of logs emitted inside flows back.
+    cfg, providers = installed_config(), installed_providers()
+    if cfg is not None and cfg.capture_logging and providers is not None:
+        install_logging_capture(providers[1])
+
+
+def _flush(**_: Any) -> None:
+    # A recycled (--max-tasks-per-child) or terminated child exits with os._exit: no atexit,
+    # and the batch processors still hold its last spans (opentelemetry-python-contrib#4916).
+    flush()
+
+
+_HANDLERS = (
+    (signals.task_prerun, _prerun),
+    (signals.task_failure, _failure),
+    (signals.task_retry, _retry),
+    (signals.after_task_publish, _after_publish),
+    (signals.after_setup_logger, _after_setup_logger),
+    (signals.worker_process_shutdown, _flush),
+    (signals.worker_shutdown, _flush),
+)
+
+
+_wrapped = False
+
+
+def with_celery(app: Celery) -> Celery:
+    """Instrument Celery task publishing and execution in this process (idempotent)."""
+    global _wrapped
+    if not isinstance(app, Celery):
+        raise TypeError(f"with_celery(): app must be a celery.Celery application, got {app!r}")
+    if _wrapped:
+        return app
+    provider = tracer_provider()
+    # Signal receivers run in connection order: ours must come before OTel's inject (publish)
+    # and after OTel's span creation (prerun); so OTel's go in again if something (such as
+    # opentelemetry-instrument) connected them already.
+    if _otel.is_instrumented_by_opentelemetry:
+        _otel.uninstrument()
+    signals.before_task_publish.connect(_before_publish, weak=False)
+    _otel.instrument(tracer_provider=provider)
+    for signal, handler in _HANDLERS:
+        signal.connect(handler, weak=False)
+    _wrapped = True
+    return app
+
+
+def unwrap_celery() -> None:
+    """Undo `with_celery()`."""
+    global _wrapped
+    if _wrapped:
+        _otel.uninstrument()
+        signals.before_task_publish.disconnect(_before_publish)
+        for signal, handler in _HANDLERS:
+            signal.disconnect(handler)
+        _wrapped = False

@@ -1,0 +1,68 @@
+"""`with_fastapi(app)`: server spans, and the caller's flow joined from incoming baggage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashfrog_sdk.integrations._common import missing, tracer_provider, untrusted
+
+try:
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise missing("fastapi") from exc
+
+_MARK = "_dashfrog_trust_incoming"
+
+
+class _StripIncoming:
+    """Outermost ASGI app: drops dashfrog.* baggage before OTel's middleware extracts it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = scope.get("headers")
+        if headers and any(name == b"baggage" for name, _ in headers):
+            kept = [
+                (n, untrusted(v.decode("latin-1")).encode()) if n == b"baggage" else (n, v)
+                for n, v in headers
+            ]
+            scope = {**scope, "headers": [(n, v) for n, v in kept if v]}
+        await self.app(scope, receive, send)
+
+
+def with_fastapi(
+    app: FastAPI, *, trust_incoming: bool = True, record_send_receive: bool = False
+) -> FastAPI:
+    """Instrument `app`; with `trust_incoming=False` (public-facing) ignore callers' flows.
+
+    The ASGI middleware's per-message "http send"/"http receive" spans are off by default, as in
+    Logfire (pydantic/logfire#371): two or more spans a request that cost more than they tell.
+    """
+    done = getattr(app, _MARK, None)
+    if done is not None:
+        if done != trust_incoming:
+            raise ValueError(
+                f"with_fastapi(): app already wrapped with trust_incoming={done}; "
+                "call unwrap_fastapi(app) first to change it"
+            )
+        return app
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider(),
+        exclude_spans=None if record_send_receive else ["send", "receive"],
+    )
+    if not trust_incoming:
+        build = app.build_middleware_stack  # OTel's, which puts its middleware outermost
+        app.build_middleware_stack = lambda: _StripIncoming(build())  # type: ignore[method-assign]
+    app.middleware_stack = None  # rebuilt on the next request, also if the app already served
+    setattr(app, _MARK, trust_incoming)
+    return app
+
+
+def unwrap_fastapi(app: FastAPI) -> None:
+    """Undo `with_fastapi(app)` (OTel's uninstrument restores the original middleware stack)."""
+    if getattr(app, _MARK, None) is not None:
+        FastAPIInstrumentor.uninstrument_app(app)
+        delattr(app, _MARK)

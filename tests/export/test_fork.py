@@ -1,0 +1,73 @@
+"""Point 3, pre-fork servers: a forked child exports its own data through its own connection,
+without re-sending what the parent had queued, and the parent still delivers its queue."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.export.conftest import App, app_env
+from tests.support.collector import RotelCollector
+
+SCRIPT = """
+import json, os, sys
+import dashfrog_sdk
+dashfrog_sdk.setup()
+parent = run_flows(30)["ids"]          # still queued at fork time (60 s batch delay)
+pid = os.fork()
+if pid == 0:
+    child = run_flows(20, name="child")["ids"]
+    print(json.dumps({"child": child}), flush=True)
+    sys.exit(0)                        # the child's atexit flush
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"parent": parent, "status": status}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_forked_child_exports_without_duplicating_the_parents_queue(
+    collector: RotelCollector, start_app: Callable[..., App], protocol: Any
+) -> None:
+    env = app_env(
+        collector,
+        protocol,
+        OTEL_BSP_SCHEDULE_DELAY="60000",
+        OTEL_BLRP_SCHEDULE_DELAY="60000",
+        OTEL_METRIC_EXPORT_INTERVAL="60000",
+    )
+    app = start_app(env, SCRIPT)
+    assert app.wait() == 0, app.stderr
+    out: dict[str, Any] = {}
+    for line in app.output():
+        out |= json.loads(line)
+    assert out["status"] == 0
+    service = env["OTEL_SERVICE_NAME"]
+    receiver = collector.receiver
+    spans = receiver.wait_for_spans(
+        lambda s: s.resource.get("service.name") == service and s.name.startswith("flow "),
+        count=50,
+    )
+    seen = Counter(s.attributes["dashfrog.flow.id"] for s in spans)
+    assert set(seen) == set(out["parent"]) | set(out["child"])
+    assert max(seen.values()) == 1, "a flow was exported twice"
+    instances = {s.name: s.resource["service.instance.id"] for s in spans}
+    assert instances["flow order"] != instances["flow child"]  # the SDK re-detects it at fork
+
+    # Metrics: each process reports its own flows; the child did not inherit the parent's 30.
+    def by_instance() -> dict[str, Any]:
+        found = {
+            m.resource["service.instance.id"]: m
+            for m in receiver.metrics
+            if m.resource.get("service.name") == service and m.name == "dashfrog.flows.started"
+        }
+        return found if len(found) == 2 else {}
+
+    started = receiver.wait_for(by_instance, message="flows.started from both processes")
+    parent_points = started[instances["flow order"]].points
+    child_points = started[instances["flow child"]].points
+    assert [(a["dashfrog.flow.name"], v) for a, v in parent_points] == [("order", 30)]
+    assert [(a["dashfrog.flow.name"], v) for a, v in child_points] == [("child", 20)]

@@ -1,0 +1,84 @@
+"""Service B of the HTTP tests: FastAPI (uvicorn) and Flask (werkzeug) apps in one process.
+
+    python -m tests.integrations.apps.http_service fastapi=PORT fastapi-untrusted=PORT \
+        flask=PORT flask-untrusted=PORT
+
+Each app answers ``GET /work`` (a ``process_payment`` step; returns what it saw, see
+:func:`seen`) and ``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``). The process runs until
+SIGTERM/SIGINT, then stops its servers and flushes. Configured by the environment (OTEL_*,
+DASHFROG_*), like a real service.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from flask import Flask, jsonify
+from flask import request as flask_request
+from werkzeug.serving import make_server
+
+import dashfrog_sdk
+from dashfrog_sdk import diagnostics, step
+from dashfrog_sdk.integrations import with_fastapi, with_flask
+from tests.integrations.apps.common import seen
+
+
+def fastapi_app(trust: bool) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/work")
+    async def work(request: Request) -> dict[str, Any]:
+        with step.start("process_payment"):
+            return seen(request.headers.get("baggage"))
+
+    @app.get("/diag")
+    async def diag() -> dict[str, int]:
+        return diagnostics.counts()
+
+    return with_fastapi(app, trust_incoming=trust)
+
+
+def flask_app(trust: bool) -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/work")
+    def work() -> Any:
+        with step.start("process_payment"):
+            return jsonify(seen(flask_request.headers.get("baggage")))
+
+    @app.get("/diag")
+    def diag() -> Any:
+        return jsonify(diagnostics.counts())
+
+    return with_flask(app, trust_incoming=trust)
+
+
+def main(args: list[str]) -> None:
+    # Blocked before any thread starts, so that only sigwait() below receives them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    stops = []
+    for arg in args:
+        kind, _, port = arg.partition("=")
+        trust = not kind.endswith("-untrusted")
+        if kind.startswith("fastapi"):
+            config = uvicorn.Config(fastapi_app(trust), "127.0.0.1", int(port), log_level="warning")
+            server = uvicorn.Server(config)  # not the main thread: installs no signal handlers
+            threading.Thread(target=server.run, daemon=True).start()
+            stops.append(lambda s=server: setattr(s, "should_exit", True))
+        else:
+            wsgi = make_server("127.0.0.1", int(port), flask_app(trust), threaded=True)
+            threading.Thread(target=wsgi.serve_forever, daemon=True).start()
+            stops.append(wsgi.shutdown)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    for stop in stops:
+        stop()
+    dashfrog_sdk.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,65 @@
+"""The Celery side of the tests: an app factory (the tests' producer) and a worker module.
+
+    celery -A tests.integrations.apps.tasks worker -Q $TEST_CELERY_QUEUE ...
+
+with ``TEST_CELERY_BROKER`` and ``TEST_CELERY_QUEUE`` in the environment. Each task records
+what it saw as attributes of a step span, so the tests read it from the collector.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, Task
+
+from dashfrog_sdk import flow, step
+from dashfrog_sdk.integrations import with_celery
+
+logger = logging.getLogger("tests.tasks")
+
+
+def _seen(task: Task) -> dict[str, Any]:
+    raw = getattr(task.request, "baggage", None) or ""
+    return {"test.baggage_len": len(raw), "test.attempt": task.request.retries + 1}
+
+
+def make_app(broker: str, queue: str) -> Celery:
+    app = Celery("dashfrog_tests", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        task_ignore_result=True,
+        worker_enable_remote_control=False,  # no pidbox queues shared with other test runs
+        broker_connection_retry_on_startup=True,
+    )
+
+    @app.task(bind=True, name="tests.finish")
+    def finish(self: Task) -> None:
+        with step.start("charge", **_seen(self)):
+            logger.warning("card charged")  # captured: a log record of the flow and step
+        flow.end()
+
+    @app.task(bind=True, name="tests.boom")
+    def boom(self: Task) -> None:
+        with step.start("charge", **_seen(self)):
+            raise ValueError("card exploded")
+
+    @app.task(bind=True, name="tests.give_up")
+    def give_up(self: Task) -> None:
+        with step.start("charge", **_seen(self)):
+            pass
+        flow.fail("card declined")
+
+    @app.task(bind=True, name="tests.flaky", max_retries=5)
+    def flaky(self: Task, attempts: int) -> None:
+        with step.start("attempt", **_seen(self)):
+            if self.request.retries + 1 < attempts:
+                raise self.retry(countdown=0)  # fails this attempt's step, not the flow
+        flow.end()
+
+    return with_celery(app)
+
+
+if "TEST_CELERY_BROKER" in os.environ:  # the worker process
+    app = make_app(os.environ["TEST_CELERY_BROKER"], os.environ["TEST_CELERY_QUEUE"])
