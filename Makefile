@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.installed-dev
 
 .PHONY: install demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the exact versions `make test` is known to pass with (a fresh resolve can
+# pick, say, an older celery to satisfy a newer python-dateutil); users get pyproject's ranges.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
