@@ -14,11 +14,24 @@ class Runtime:
         self.tracer: Tracer = trace.NoOpTracer()
 
     def ensure(self) -> Runtime:
-        """Run `setup()` from the environment if nothing did yet (the first flow does this)."""
+        """Run `setup()` from the environment if nothing did yet (the first flow does this).
+
+        An explicit `setup()` raises on a bad variable; this implicit one runs inside business
+        code, so it warns once and leaves the SDK off (no-op spans) instead of raising there.
+        """
         if not self.configured:
+            from dashfrog_sdk import diagnostics
             from dashfrog_sdk.setup import setup
 
-            setup()
+            try:
+                setup()
+            except Exception as exc:
+                diagnostics.report(
+                    "setup.failed",
+                    "dashfrog_sdk: automatic setup() failed, flows are not recorded: %s",
+                    exc,
+                )
+                self.configured = True  # do not retry on every call; setup() can still be called
         return self
 
 

@@ -8,7 +8,6 @@ and tasks without the calls seeing each other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 from abc import ABC, abstractmethod
@@ -17,6 +16,8 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 from opentelemetry import context as otel_context
+
+from dashfrog_sdk import diagnostics
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,8 +31,11 @@ try:  # detach without OTel's error log when a generator is finalised in another
     def detach(token: object) -> None:
         # A token from another context (a generator closed elsewhere) cannot be reset; the
         # context it belonged to is not ours to touch, so there is nothing else to do.
-        with contextlib.suppress(Exception):
+        # (try/except rather than contextlib.suppress: this runs for every flow and step.)
+        try:  # noqa: SIM105
             _runtime_context.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            pass
 
 except ImportError:  # pragma: no cover - older/newer OTel without the private name
     detach = otel_context.detach  # type: ignore[assignment]
@@ -76,7 +80,12 @@ class Scope(ABC, Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         self._active = False
-        self._exit(exc)
+        try:
+            self._exit(exc)
+        except Exception as error:  # the SDK must never replace or add to the caller's exception
+            diagnostics.report(
+                "scope.exit_errors", "dashfrog_sdk: error while closing a flow or step: %r", error
+            )
 
     async def __aenter__(self) -> T:
         return self.__enter__()
@@ -93,6 +102,12 @@ class Scope(ABC, Generic[T]):
     def __call__(self, func: F) -> F:
         if not callable(func):
             raise TypeError(f"{type(self).__name__} decorates functions, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"cannot decorate generator function {func.__name__!r}: the flow or step would "
+                "end when the generator is created; use `with flow.start(...)` / "
+                "`with step.start(...)` inside it instead"
+            )
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

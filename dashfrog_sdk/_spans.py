@@ -30,3 +30,14 @@ def stamp(span: Span, attributes: Mapping[str, Any]) -> None:
     except AttributeError:  # not an SDK span (non-recording, another SDK): the public way
         pass
     span.set_attributes(attributes)
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """`span.record_exception(exc)`, even for an exception whose `__str__` raises."""
+    try:
+        span.record_exception(exc)
+    except Exception:
+        span.add_event(
+            "exception",
+            {"exception.type": type(exc).__qualname__, "exception.message": "<str() failed>"},
+        )

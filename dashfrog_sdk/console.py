@@ -59,11 +59,7 @@ def _ms(duration_ns: int) -> str:
 
 
 def _error(error: BaseException | str | None) -> str:
-    if error is None:
-        return ""
-    if isinstance(error, BaseException):
-        return f"  {type(error).__name__}: {error}"
-    return f"  {error}"
+    return "" if error is None else f"  {events.describe(error)}"
 
 
 def render_line(event: Lifecycle, color: bool = False) -> str | None:

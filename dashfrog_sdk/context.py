@@ -73,9 +73,11 @@ class FlowState:
         "final_status",
         "flow_span_attributes",
         "info",
+        "live_baggage",
         "local",
         "span_id",
         "start_time_ns",
+        "steps",
         "timeout_s",
         "trace_id",
     )
@@ -113,6 +115,32 @@ class FlowState:
             span_attrs[c.FLOW_TIMEOUT] = timeout_s
         self.flow_span_attributes: Mapping[str, Any] = span_attrs
         self.baggage: dict[str, str] = {}
+        # Per step name: (step span attributes, step event attributes), built once per flow.
+        self.steps: dict[str, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+        # The baggage dicts attached with this flow (with_flow): a step failure is written into
+        # them, so requests and tasks sent afterwards tell the process that ends the flow.
+        self.live_baggage: list[dict[str, object]] = []
+
+    def step_attributes(self, name: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The attributes of a step `name` of this flow: its span's and its events' (cached)."""
+        cached = self.steps.get(name)
+        if cached is None:
+            span_attrs = dict(self.attributes)
+            span_attrs[c.STEP_NAME] = name
+            cached = (span_attrs, {c.STEP_NAME: name})
+            if len(self.steps) < 256:  # step names are few; a flow minting them is not cached
+                self.steps[name] = cached
+        return cached
+
+    def mark_failed(self, error: BaseException | str | None) -> None:
+        """A non-optional step failed, or flow.fail() was called: the flow will end failed."""
+        if error is not None and self.error is None:
+            self.error = error
+        if not self.failed:
+            self.failed = True
+            self.baggage[c.FLOW_FAILED] = "true"
+            for bag in self.live_baggage:
+                bag[c.FLOW_FAILED] = "true"
 
     def bind_span(self, trace_id: int, span_id: int) -> None:
         """Record the flow span's ids, and with them the baggage that carries the flow."""
@@ -145,6 +173,8 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         state = _remote.get(flow_id)
         if state is not None:
             _remote.move_to_end(flow_id)
+            if not state.failed and bag.get(c.FLOW_FAILED) == "true":
+                state.failed = True
             return state
     name, tenant = bag.get(c.FLOW_NAME), bag.get(c.TENANT)
     if not isinstance(name, str) or not isinstance(tenant, str):
@@ -163,6 +193,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         local=False,
     )
     state.bind_span(_hex_or_zero(bag.get(c.FLOW_TRACE_ID)), _hex_or_zero(bag.get(c.FLOW_SPAN_ID)))
+    state.failed = bag.get(c.FLOW_FAILED) == "true"
     with _remote_lock:
         state = _remote.setdefault(flow_id, state)
         while len(_remote) > _REMOTE_MAX:
@@ -205,16 +236,18 @@ def flow_state(ctx: Context | None = None) -> FlowState | None:
     return _state_from_baggage(bag)
 
 
-def lookup(parent: Context) -> tuple[FlowState | None, int]:
-    """The flow current in `parent` and the nesting depth of a scope started in it (hot path)."""
+def lookup(parent: Context) -> tuple[FlowState | None, int, bool]:
+    """The flow current in `parent`, the nesting depth of a scope started in it, and whether it
+    runs inside an optional step (hot path)."""
     state: FlowState | None = parent.get(_FLOW_KEY)  # type: ignore[assignment]
-    frame: tuple[str | None, int] | None = parent.get(_STEP_KEY)  # type: ignore[assignment]
-    depth = frame[1] + 1 if frame is not None else 0
+    frame: tuple[str | None, int, bool] | None = parent.get(_STEP_KEY)  # type: ignore[assignment]
     if state is None:
         bag = parent.get(_BAGGAGE_KEY) if _BAGGAGE_KEY else otel_baggage.get_all(parent)
         if bag:
             state = _state_from_baggage(bag)  # type: ignore[arg-type]
-    return state, depth
+    if frame is None:
+        return state, 0, False
+    return state, frame[1] + 1, frame[2]
 
 
 def current_flow() -> FlowInfo | None:
@@ -243,9 +276,11 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
         bag = dict(state.baggage)
     values = _with_span(parent, span)
     values[_FLOW_KEY] = state
-    values[_STEP_KEY] = (None, depth)
+    values[_STEP_KEY] = (None, depth, False)
     if _BAGGAGE_KEY:
         values[_BAGGAGE_KEY] = bag
+        if state.local:
+            state.live_baggage.append(bag)
         return Context(values)
     ctx = Context(values)  # pragma: no cover - only if OTel renames its private key
     for key, value in bag.items():
@@ -253,10 +288,16 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
     return ctx
 
 
-def with_step(parent: Context, span: Span, step_name: str, depth: int) -> Context:
-    """A context in which `step_name` is the current step and `span` the current span."""
+def with_step(
+    parent: Context, span: Span, step_name: str, depth: int, optional: bool = False
+) -> Context:
+    """A context in which `step_name` is the current step and `span` the current span.
+
+    `optional` is inherited by the steps inside: a failure under an optional step does not
+    fail the flow.
+    """
     values = _with_span(parent, span)
-    values[_STEP_KEY] = (step_name, depth)
+    values[_STEP_KEY] = (step_name, depth, optional)
     return Context(values)
 
 

@@ -36,6 +36,7 @@ ERROR_TYPE: Final = "dashfrog.error.type"  # flow.end event / step span when fai
 ERROR_MESSAGE: Final = "dashfrog.error.message"
 
 # Internal baggage members (never user-visible attributes).
+FLOW_FAILED: Final = "dashfrog.flow.failed"  # "true" once a non-optional step failed upstream
 BAGGAGE_SIGNATURE: Final = "dashfrog.sig"  # HMAC over the other dashfrog.* members
 
 # -- event names (OTel log records with this event_name) -------------------------------------

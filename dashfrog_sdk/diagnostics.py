@@ -9,6 +9,7 @@ ends), so a broken collector cannot flood the application's logs.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import Counter
 
@@ -33,8 +34,27 @@ def report(
         _counts[name] += n
         first = name not in _warned
         _warned.add(name)
-    if first:
-        logger.log(level, message, *args)
+    if first and logger.isEnabledFor(level):
+        if _heard():
+            logger.log(level, message, *args)
+        elif logging.lastResort is not None:
+            # The only handler in reach is dashfrog's own flow-log capture on the root logger
+            # (which ignores dashfrog_sdk records): without this, adding it would silence
+            # Python's last-resort stderr output for an app that never configured logging.
+            logging.lastResort.handle(
+                logger.makeRecord(logger.name, level, "", 0, message, args, None)
+            )
+
+
+def _heard() -> bool:
+    """Whether a handler other than the flow-log capture will see dashfrog_sdk's records."""
+    capture = getattr(sys.modules.get("dashfrog_sdk.logs"), "_installed", None)
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(handler is not capture for handler in current.handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
 
 
 def rearm(name: str) -> None:

@@ -162,7 +162,12 @@ class OtelEventEmitter:
         emit = self._logger.emit
         for event in batch:
             if event.kind in OTEL_EVENTS:
-                emit(to_log_record(event))
+                try:  # one bad record must not cost the rest of the batch
+                    emit(to_log_record(event))
+                except Exception as exc:
+                    diagnostics.report(
+                        "events.emit_errors", "dashfrog_sdk: could not emit an event (%r)", exc
+                    )
 
 
 def to_log_record(event: Lifecycle) -> LogRecord:
@@ -193,9 +198,26 @@ def to_log_record(event: Lifecycle) -> LogRecord:
     )
 
 
+def safe_str(value: object) -> str:
+    """str(value), or a stand-in when its __str__ raises: an SDK must not replace the error."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}: str() failed>"
+
+
+def describe(error: BaseException | str | None) -> str:
+    """``"ValueError: message"`` for span statuses and the console."""
+    if error is None:
+        return "a step failed"
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {safe_str(error)}"
+    return error
+
+
 def error_attributes(error: BaseException | str) -> dict[str, str]:
     if isinstance(error, BaseException):
-        return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: str(error)}
+        return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: safe_str(error)}
     return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}
 
 

@@ -22,7 +22,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import stamp
+from dashfrog_sdk._spans import record_exception, stamp
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
@@ -31,7 +31,7 @@ from dashfrog_sdk.context import (
     lookup,
     with_flow,
 )
-from dashfrog_sdk.events import Lifecycle
+from dashfrog_sdk.events import Lifecycle, describe
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -39,10 +39,13 @@ __all__ = ["FlowScope", "current", "end", "event", "fail", "start"]
 
 
 def status_for(exc: BaseException | None, state: FlowState) -> str:
-    """The status a flow or step ends with, per DESIGN.md ("Status")."""
-    if exc is not None:
-        return c.CANCELLED if isinstance(exc, CANCELLING) else c.FAILED
-    return c.FAILED if state.failed else c.COMPLETED
+    """The status a flow ends with, per DESIGN.md ("Status"). A step that failed before a
+    cancellation arrived makes the flow failed: the failure happened first."""
+    if exc is not None and not isinstance(exc, CANCELLING):
+        return c.FAILED
+    if state.failed:
+        return c.FAILED
+    return c.CANCELLED if exc is not None else c.COMPLETED
 
 
 class FlowScope(Scope[str]):
@@ -85,7 +88,7 @@ class FlowScope(Scope[str]):
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
-        outer, depth = lookup(parent)
+        outer, depth, _ = lookup(parent)
         flow_id = f"{getrandbits(128):032x}"
         parent_id = outer.info.id if outer is not None else None
         info = FlowInfo(flow_id, self._name, self._tenant, self._labels, parent_id)
@@ -124,23 +127,25 @@ class FlowScope(Scope[str]):
         detach(self._token)
         end = time_ns()
         status = status_for(exc, state)
-        if exc is not None and status == c.FAILED:
-            span.record_exception(exc)
+        escaped = exc is not None and not isinstance(exc, CANCELLING)
+        if escaped:
+            record_exception(span, exc)  # type: ignore[arg-type]
         ends_here = not state.ended and (state.end_on_exit or exc is not None)
         if ends_here:
             state.ended = True
             state.final_status = status
-            if exc is not None and state.error is None:
+            if escaped and state.error is None:
                 state.error = exc
         elif not state.ended:
             status = c.RUNNING  # end_on_exit=False: the flow goes on elsewhere
         else:
             status = state.final_status or status
         stamp(span, {c.FLOW_STATUS: status})
-        if status == c.FAILED:
-            span.set_status(Status(StatusCode.ERROR, _describe(state.error)))
-            if state.error is not None:
-                span.set_attributes(events.error_attributes(state.error))
+        if status == c.FAILED or escaped:  # an exception after flow.end() still marks the span
+            error = exc if escaped else state.error
+            span.set_status(Status(StatusCode.ERROR, describe(error)))
+            if error is not None:
+                span.set_attributes(events.error_attributes(error))
         span.end(end)
         sc = span.get_span_context()
         events.record(
@@ -160,14 +165,6 @@ class FlowScope(Scope[str]):
         if ends_here and not state.end_on_exit:
             # The start event announced an end elsewhere; say it ended here instead.
             _record_end(state, status, end, sc.trace_id, sc.span_id)
-
-
-def _describe(error: BaseException | str | None) -> str:
-    if error is None:
-        return "a step failed"
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return error
 
 
 def start(
@@ -239,8 +236,9 @@ def _end(status: str, error: BaseException | str | None, where: str) -> bool:
     if state.ended:
         return False
     if status == c.FAILED:
-        state.failed = True
-        state.error = error if error is not None else state.error
+        state.mark_failed(error)
+        if error is not None:
+            state.error = error
     elif state.failed:
         status = c.FAILED
     state.ended = True

@@ -86,6 +86,8 @@ def is_internal_host(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
+        if any(ch in host for ch in ":[]/@ "):
+            return False  # not a hostname (a mangled address): never "single-label internal"
         return "." not in host or host.endswith(_INTERNAL_SUFFIXES)
     return ip.is_loopback or ip.is_private or ip.is_link_local
 
@@ -104,9 +106,15 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
 
 
 def host_of(url_or_host: str) -> str:
-    if "//" in url_or_host:
+    """The host of a URL or of `host[:port]` (`[v6]:port` included), lowercased."""
+    if "//" not in url_or_host:
+        if url_or_host.count(":") > 1 and not url_or_host.startswith("["):
+            return url_or_host.lower()  # a bare IPv6 address
+        url_or_host = "//" + url_or_host
+    try:
         return urlsplit(url_or_host).hostname or ""
-    return url_or_host.rsplit(":", 1)[0] if url_or_host.count(":") == 1 else url_or_host
+    except ValueError:  # malformed: matches no pattern, so nothing is sent
+        return ""
 
 
 def set_destination(url_or_host: str | None) -> contextvars.Token[str | None]:

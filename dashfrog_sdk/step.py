@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from time import time_ns
 from typing import Any
 
@@ -21,9 +22,9 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import stamp
+from dashfrog_sdk._spans import record_exception, stamp
 from dashfrog_sdk.context import lookup, with_step
-from dashfrog_sdk.events import Lifecycle
+from dashfrog_sdk.events import Lifecycle, describe
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -39,6 +40,7 @@ class StepScope(Scope[None]):
         "_event_attrs",
         "_name",
         "_optional",
+        "_protects_flow",
         "_span",
         "_start",
         "_state",
@@ -59,24 +61,25 @@ class StepScope(Scope[None]):
     def _enter(self) -> None:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
-        state, depth = lookup(parent)
+        state, depth, inside_optional = lookup(parent)
         name = self._name
         self._start = start = time_ns()
         span = rt.tracer.start_span(c.STEP_SPAN_PREFIX + name, parent, start_time=start)
-        event_attrs = {c.STEP_NAME: name}
+        attrs: Mapping[str, Any]
         if state is not None:
-            attrs: dict[str, Any] = dict(state.attributes)
-            attrs[c.STEP_NAME] = name
+            attrs, event_attrs = state.step_attributes(name)
         else:
             logger.debug("dashfrog_sdk: step %r started outside any flow", name)
-            attrs = event_attrs.copy()
-        if self._optional:
-            attrs[c.STEP_OPTIONAL] = True
-        if self._attributes:
-            attrs.update(self._attributes)
+            attrs = event_attrs = {c.STEP_NAME: name}
+        if self._optional or self._attributes:
+            attrs = {**attrs, **self._attributes}
+            if self._optional:
+                attrs[c.STEP_OPTIONAL] = True
         stamp(span, attrs)
-        self._token = otel_context.attach(with_step(parent, span, name, depth))
+        optional = self._optional or inside_optional
+        self._token = otel_context.attach(with_step(parent, span, name, depth, optional))
         self._state, self._span, self._depth, self._event_attrs = state, span, depth, event_attrs
+        self._protects_flow = optional
         if state is not None:
             sc = span.get_span_context()
             events.record(
@@ -107,14 +110,13 @@ class StepScope(Scope[None]):
             status = c.CANCELLED
         else:
             status, error = c.FAILED, exc
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            record_exception(span, exc)
+            span.set_status(Status(StatusCode.ERROR, describe(exc)))
             span.set_attributes(events.error_attributes(exc))
-            if state is not None and not self._optional:
-                # A failed step fails its flow even when the caller catches the exception.
-                state.failed = True
-                if state.error is None:
-                    state.error = exc
+            if state is not None and not self._protects_flow:
+                # A failed step fails its flow even when the caller catches the exception
+                # (unless it, or a step around it, is optional).
+                state.mark_failed(exc)
         stamp(span, {c.STEP_STATUS: status})
         end = time_ns()
         span.end(end)

@@ -73,19 +73,28 @@ def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
 
     Returned clean (lists as tuples, as the OTel SDK stores them), so spans can take them as-is.
     """
+    if not given:
+        return {}
+    if len(given) > MAX_LABELS:
+        raise ValueError(
+            f"{where}: at most {MAX_LABELS} attributes, got {len(given)} (OTel keeps 128 a span "
+            "and would evict the flow's own first); record bulk data elsewhere"
+        )
     out: dict[str, Any] = {}
     for attr, value in given.items():
         key(where, "attribute", attr)
         if isinstance(value, str | bool | int | float):
             out[attr] = value
             continue
-        if isinstance(value, list | tuple) and all(
-            isinstance(v, str | bool | int | float) for v in value
+        if isinstance(value, list | tuple) and (
+            all(isinstance(v, str) for v in value)
+            or all(isinstance(v, bool) for v in value)
+            or all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         ):
             out[attr] = tuple(value)
             continue
         raise TypeError(
-            f"{where}: attribute {attr!r} must be str, int, float, bool or a list of them, got "
+            f"{where}: attribute {attr!r} must be str, int, float, bool or a list of one of them, got "
             f"{type(value).__name__}; convert it with str() if you need it"
         )
     return out
