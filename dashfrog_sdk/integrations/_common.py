@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.sdk.trace import TracerProvider
 
 from dashfrog_sdk import diagnostics
@@ -32,3 +34,30 @@ def untrusted(header: str) -> str:
     if kept != header:
         diagnostics.count("baggage.untrusted")
     return kept
+
+
+class ClientHooks:
+    """One HTTP client instrumentor, owned with dashfrog's request hooks (requests, httpx).
+
+    The hooks tell the propagator each request's host. A client instrumented by someone else
+    (`opentelemetry-instrument`) has no hooks, so it would carry no flow: we re-instrument it.
+    """
+
+    def __init__(self, instrumentor: Any, **hooks: Any) -> None:
+        self.instrumentor = instrumentor
+        self.hooks = hooks
+        self.hooked = False
+
+    def wrap(self) -> None:
+        instrumentor = self.instrumentor
+        if self.hooked and instrumentor.is_instrumented_by_opentelemetry:
+            return
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=tracer_provider(), **self.hooks)
+        self.hooked = True
+
+    def unwrap(self) -> None:
+        if self.instrumentor.is_instrumented_by_opentelemetry:
+            self.instrumentor.uninstrument()
+        self.hooked = False

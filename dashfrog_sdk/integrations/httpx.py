@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashfrog_sdk.integrations._common import missing, tracer_provider
+from dashfrog_sdk.integrations._common import ClientHooks, missing
 from dashfrog_sdk.propagation import set_next_destination
 
 try:
@@ -31,29 +31,18 @@ async def _async_request_hook(span: Any, request: Any) -> None:
     set_next_destination(_host_of(request.url))
 
 
-_hooked = False  # instrumented by us, with the hook(s) above
+_client = ClientHooks(
+    HTTPXClientInstrumentor(),
+    request_hook=_request_hook,
+    async_request_hook=_async_request_hook,
+)
 
 
 def with_httpx() -> None:
     """Instrument every `httpx.Client` and `httpx.AsyncClient` of the process (idempotent)."""
-    global _hooked
-    instrumentor = HTTPXClientInstrumentor()
-    if _hooked and instrumentor.is_instrumented_by_opentelemetry:
-        return
-    if instrumentor.is_instrumented_by_opentelemetry:  # by opentelemetry-instrument: no hook
-        instrumentor.uninstrument()
-    instrumentor.instrument(
-        tracer_provider=tracer_provider(),
-        request_hook=_request_hook,
-        async_request_hook=_async_request_hook,
-    )
-    _hooked = True
+    _client.wrap()
 
 
 def unwrap_httpx() -> None:
     """Undo `with_httpx()`."""
-    global _hooked
-    instrumentor = HTTPXClientInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
-    _hooked = False
+    _client.unwrap()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashfrog_sdk.integrations._common import missing, tracer_provider
+from dashfrog_sdk.integrations._common import ClientHooks, missing
 from dashfrog_sdk.propagation import set_next_destination
 
 try:
@@ -19,25 +19,14 @@ def _request_hook(span: Any, request: Any) -> None:
     set_next_destination(str(request.url))
 
 
-_hooked = False  # instrumented by us, with the hook(s) above
+_client = ClientHooks(RequestsInstrumentor(), request_hook=_request_hook)
 
 
 def with_requests() -> None:
     """Instrument every `requests` session of the process (idempotent)."""
-    global _hooked
-    instrumentor = RequestsInstrumentor()
-    if _hooked and instrumentor.is_instrumented_by_opentelemetry:
-        return
-    if instrumentor.is_instrumented_by_opentelemetry:  # by opentelemetry-instrument: no hook
-        instrumentor.uninstrument()
-    instrumentor.instrument(tracer_provider=tracer_provider(), request_hook=_request_hook)
-    _hooked = True
+    _client.wrap()
 
 
 def unwrap_requests() -> None:
     """Undo `with_requests()`."""
-    global _hooked
-    instrumentor = RequestsInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
-    _hooked = False
+    _client.unwrap()
