@@ -28,6 +28,7 @@ from dashfrog_sdk.setup import flush, installed_config, installed_providers
 try:
     from celery import Celery, signals
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.celery import utils as celery_utils
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("celery") from exc
 
@@ -43,10 +44,17 @@ def _after_publish(**_: Any) -> None:
     clear_next_destination()  # in case nothing injected
 
 
-def _prerun(task: Any = None, **_: Any) -> None:
-    # OTel's prerun handler (connected before this one) made the task span current.
+def _prerun(task: Any = None, task_id: str | None = None, **_: Any) -> None:
+    # OTel's prerun handler (connected before this one) made the task span current; where that
+    # is not so (seen once with the threads pool while a retry of the same task id ran), take
+    # the span it stored on the task.
     retries = getattr(getattr(task, "request", None), "retries", None) or 0
-    trace.get_current_span().set_attribute(TASK_ATTEMPT, retries + 1)
+    span = trace.get_current_span()
+    if not span.is_recording() and task is not None and task_id is not None:
+        stored = celery_utils.retrieve_context(task, task_id)
+        if stored is not None:
+            span = stored[0]
+    span.set_attribute(TASK_ATTEMPT, retries + 1)
 
 
 def _failure(exception: BaseException | None = None, **_: Any) -> None:
