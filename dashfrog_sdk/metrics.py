@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -84,7 +85,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class _Instrument:
+class _Instrument(ABC):
     kind = "instrument"
 
     def __init__(
@@ -129,8 +130,9 @@ class _Instrument:
         self._otel = self._create(_binding.meter())
         self._generation = _binding.generation
 
-    def _create(self, meter: Meter) -> Any:  # pragma: no cover - subclasses
-        raise NotImplementedError
+    @abstractmethod
+    def _create(self, meter: Meter) -> Any:
+        """The OTel instrument behind this one (each subclass creates its kind)."""
 
     def _attributes(
         self, where: str, tenant: object, labels: Mapping[str, object]
