@@ -22,6 +22,7 @@ import time
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
+import dashfrog_sdk
 from dashfrog_sdk import flow, step
 from dashfrog_sdk.propagation import destination
 
@@ -70,6 +71,9 @@ def many(count: int, tag: str) -> None:
             for name in ("a", "b", "c"):
                 with step.start(name):
                     pass
+    # Wait for the store, however loaded the machine: the exit flush alone is bounded by
+    # DASHFROG_SHUTDOWN_TIMEOUT (5 s), which two writers on a busy CI box can exceed.
+    assert dashfrog_sdk.flush(60), "flush did not finish in 60 s"
 
 
 def start_remote() -> dict[str, object]:
