@@ -137,8 +137,18 @@ class SpanRecord:
     trace_id: str | None
 
 
+class _Stamped:
+    """Records with a `ts_ns` timestamp; `.time` is it as a datetime."""
+
+    ts_ns: int | None
+
+    @property
+    def time(self) -> datetime | None:
+        return ns_to_datetime(self.ts_ns)
+
+
 @dataclass
-class FlowEvent:
+class FlowEvent(_Stamped):
     """A custom ``flow.event(name, ...)`` record."""
 
     name: str
@@ -149,13 +159,9 @@ class FlowEvent:
     trace_id: str | None
     span_id: str | None
 
-    @property
-    def time(self) -> datetime | None:
-        return ns_to_datetime(self.ts_ns)
-
 
 @dataclass
-class LogEntry:
+class LogEntry(_Stamped):
     """A Python ``logging`` record emitted while the flow was current."""
 
     ts_ns: int | None
@@ -167,10 +173,6 @@ class LogEntry:
     attributes: dict[str, AttrValue]
     trace_id: str | None
     span_id: str | None
-
-    @property
-    def time(self) -> datetime | None:
-        return ns_to_datetime(self.ts_ns)
 
 
 @dataclass

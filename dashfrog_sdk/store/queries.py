@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.store import schema
@@ -28,6 +29,8 @@ from dashfrog_sdk.store.model import (
     StepDuration,
 )
 from dashfrog_sdk.store.timeutil import TimeArg, seconds, to_ns
+
+R = TypeVar("R")
 
 _FLOW_COLUMNS = (
     "flow_id, name, tenant, status, labels, start_ns, end_ns, parent_id, service, trace_id, "
@@ -50,6 +53,13 @@ class StoreNotFoundError(StoreError):
 
 class FlowNotFoundError(StoreError, LookupError):
     """No flow with that id (or id prefix) in the store."""
+
+
+def _column(row: sqlite3.Row, name: str) -> Any:
+    value = row[name]
+    if name == "attributes":
+        return _loads(value)
+    return bool(value) if name == "error" else value
 
 
 def _loads(text: str | None) -> dict[str, Any]:
@@ -303,55 +313,19 @@ class FlowStore:
         detail.current_step = current.name if current else None
         detail.children = list(self.flows(parent_id=full_id, limit=None))
         detail.children.reverse()
-        detail.events = [
-            FlowEvent(
-                name=r["name"],
-                ts_ns=r["ts_ns"],
-                service=r["service"],
-                step_name=r["step_name"],
-                attributes=_loads(r["attributes"]),
-                trace_id=r["trace_id"],
-                span_id=r["span_id"],
-            )
-            for r in self._query(
-                "SELECT * FROM events WHERE flow_id = ? ORDER BY ts_ns, id", (full_id,)
-            )
-        ]
-        detail.logs = [
-            LogEntry(
-                ts_ns=r["ts_ns"],
-                severity=r["severity"],
-                body=r["body"],
-                logger=r["logger"],
-                step_name=r["step_name"],
-                service=r["service"],
-                attributes=_loads(r["attributes"]),
-                trace_id=r["trace_id"],
-                span_id=r["span_id"],
-            )
-            for r in self._query(
-                "SELECT * FROM logs WHERE flow_id = ? ORDER BY ts_ns, id", (full_id,)
-            )
-        ]
-        detail.spans = [
-            SpanRecord(
-                span_id=r["span_id"],
-                parent_span_id=r["parent_span_id"],
-                name=r["name"],
-                kind=r["kind"],
-                service=r["service"],
-                start_ns=r["start_ns"],
-                end_ns=r["end_ns"],
-                error=bool(r["error"]),
-                trace_id=r["trace_id"],
-            )
-            for r in self._query(
-                "SELECT * FROM spans WHERE flow_id = ? ORDER BY start_ns", (full_id,)
-            )
-        ]
+        by_flow = (full_id,)
+        detail.events = self._records(FlowEvent, "events", "ts_ns, id", by_flow)
+        detail.logs = self._records(LogEntry, "logs", "ts_ns, id", by_flow)
+        detail.spans = self._records(SpanRecord, "spans", "start_ns", by_flow)
         if detail.status in _OPEN and detail.name is not None:
             detail.pending_steps = self._pending(detail)
         return detail
+
+    def _records(self, cls: type[R], table: str, order: str, params: tuple[str]) -> list[R]:
+        """Rows of `table` for one flow as `cls` dataclasses (columns named like the fields)."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        rows = self._query(f"SELECT * FROM {table} WHERE flow_id = ? ORDER BY {order}", params)
+        return [cls(**{name: _column(row, name) for name in names}) for row in rows]
 
     def _pending(self, detail: FlowDetail) -> list[str]:
         rows = self._query(
