@@ -16,20 +16,37 @@ from typing import Any
 from opentelemetry.trace import Span
 
 
-def stamp(span: Span, attributes: Mapping[str, Any]) -> None:
-    """Set `attributes` (validated by dashfrog_sdk.validation) on `span`."""
+def writable(span: Span, count: int) -> dict[str, Any] | None:
+    """The dict behind `span`'s attributes, when `count` validated values may go straight in."""
     try:
         bounded = span._attributes  # type: ignore[attr-defined]
         if (
             bounded.max_value_len is None
             and not bounded._immutable
-            and (bounded.maxlen is None or len(bounded._dict) + len(attributes) <= bounded.maxlen)
+            and (bounded.maxlen is None or len(bounded._dict) + count <= bounded.maxlen)
         ):
-            bounded._dict.update(attributes)
-            return
+            return bounded._dict  # type: ignore[no-any-return]
     except AttributeError:  # not an SDK span (non-recording, another SDK): the public way
         pass
-    span.set_attributes(attributes)
+    return None
+
+
+def stamp(span: Span, attributes: Mapping[str, Any]) -> None:
+    """Set `attributes` (validated by dashfrog_sdk.validation) on `span`."""
+    values = writable(span, len(attributes))
+    if values is not None:
+        values.update(attributes)
+    else:
+        span.set_attributes(attributes)
+
+
+def stamp_one(span: Span, key: str, value: Any) -> None:
+    """Set one validated attribute on `span`."""
+    values = writable(span, 1)
+    if values is not None:
+        values[key] = value
+    else:
+        span.set_attribute(key, value)
 
 
 def record_exception(span: Span, exc: BaseException) -> None:

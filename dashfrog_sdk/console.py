@@ -64,35 +64,38 @@ def _error(error: BaseException | str | None) -> str:
 
 def render_line(event: Lifecycle, color: bool = False) -> str | None:
     """One console line for `event`, or None for kinds the console does not show."""
-    state = event.state
-    if state is None:
-        return None
+    flow = event.flow
     clock = time.strftime("%H:%M:%S", time.localtime(event.time_ns / 1e9))
     clock += f".{event.time_ns // 1_000_000 % 1000:03d}"
     indent = "  " * event.depth
-    info = state.info
+    name, flow_id = flow.get(c.FLOW_NAME), str(flow.get(c.FLOW_ID, ""))[:8]
     extra = event.attributes or {}
     if event.kind == c.EVENT_FLOW_START:
-        labels = "".join(f" {k}={v}" for k, v in info.labels.items())
-        parent = f"  child of {info.parent_id[:8]}" if info.parent_id else ""
-        head = _paint(f"▶ flow {info.name}", "1", color)
-        return f"{clock} {indent}{head}  tenant={info.tenant}{labels}  id={info.id[:8]}{parent}"
+        prefix = len(c.LABEL_PREFIX)
+        labels = "".join(
+            f" {k[prefix:]}={v}" for k, v in flow.items() if k.startswith(c.LABEL_PREFIX)
+        )
+        parent_id = flow.get(c.FLOW_PARENT_ID)
+        parent = f"  child of {str(parent_id)[:8]}" if parent_id else ""
+        head = _paint(f"▶ flow {name}", "1", color)
+        tenant = flow.get(c.TENANT)
+        return f"{clock} {indent}{head}  tenant={tenant}{labels}  id={flow_id}{parent}"
     if event.kind == c.EVENT_STEP_START:
-        return f"{clock} {indent}▶ step {extra.get(c.STEP_NAME)}"
+        return f"{clock} {indent}▶ step {event.step}"
     status = event.status or c.COMPLETED
     mark, code = _MARKS.get(status, ("•", "0"))
     if event.kind == events.STEP_END:
-        text = f"{mark} step {extra.get(c.STEP_NAME)}  {status}  {_ms(event.duration_ns)}"
+        text = f"{mark} step {event.step}  {status}  {_ms(event.duration_ns)}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
     if event.kind == events.FLOW_CLOSE:
         if status == c.RUNNING:
-            text = f"{mark} flow {info.name}  handed off, still running  id={info.id[:8]}"
+            text = f"{mark} flow {name}  handed off, still running  id={flow_id}"
         else:
-            text = f"{mark} flow {info.name}  {status}  {_ms(event.duration_ns)}"
+            text = f"{mark} flow {name}  {status}  {_ms(event.duration_ns)}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
     if event.kind == c.EVENT_FLOW_END:
         took = f"  {_ms(event.duration_ns)} since start" if event.duration_ns else ""
-        text = f"{mark} flow {info.name}  ended {status}{took}  id={info.id[:8]}"
+        text = f"{mark} flow {name}  ended {status}{took}  id={flow_id}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
     if event.kind == c.EVENT_FLOW_EVENT:
         rest = "".join(f" {k}={v}" for k, v in extra.items() if k != c.EVENT_NAME_ATTR)

@@ -25,6 +25,12 @@ from dashfrog_sdk import conventions as c
 
 LabelValue = str | int | float | bool
 
+# FlowState.settings without a timeout (shared: they are only read).
+_SETTINGS: dict[bool, Mapping[str, Any]] = {
+    True: {c.FLOW_END_ON_EXIT: True},
+    False: {c.FLOW_END_ON_EXIT: False},
+}
+
 _FLOW_KEY = otel_context.create_key("dashfrog-flow")
 _STEP_KEY = otel_context.create_key("dashfrog-step")
 # The OTel baggage module keeps its dict under this key. Writing the dict once, instead of one
@@ -35,14 +41,6 @@ try:
     from opentelemetry.trace.propagation import _SPAN_KEY
 except ImportError:  # pragma: no cover - only if OTel renames its private key
     _SPAN_KEY = ""
-
-
-def _with_span(parent: Context, span: Span) -> dict[str, object]:
-    if _SPAN_KEY:
-        values = dict(parent)
-        values[_SPAN_KEY] = span
-        return values
-    return dict(set_span_in_context(span, parent))  # pragma: no cover
 
 
 class FlowInfo(NamedTuple):
@@ -60,6 +58,14 @@ class FlowInfo(NamedTuple):
     parent_id: str | None = None
 
 
+def base_attributes(name: str, tenant: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """A flow's attributes except its id and parent id: the part flows of a kind share."""
+    attrs = {c.FLOW_NAME: name, c.TENANT: tenant}
+    for key, value in labels.items():
+        attrs[c.LABEL_PREFIX + key] = value
+    return attrs
+
+
 class FlowState:
     """A flow as this process knows it. Created once per flow; read on every span."""
 
@@ -71,13 +77,12 @@ class FlowState:
         "error",
         "failed",
         "final_status",
-        "flow_span_attributes",
         "info",
         "live_baggage",
         "local",
+        "settings",
         "span_id",
         "start_time_ns",
-        "steps",
         "timeout_s",
         "trace_id",
     )
@@ -90,7 +95,9 @@ class FlowState:
         end_on_exit: bool,
         timeout_s: float | None,
         local: bool,
+        base: Mapping[str, str] | None = None,
     ) -> None:
+        """`base`: `base_attributes(...)` of the flow's name, tenant and labels, if known."""
         self.info = info
         self.trace_id = 0
         self.span_id = 0
@@ -102,35 +109,25 @@ class FlowState:
         self.error: BaseException | str | None = None
         self.ended = False
         self.final_status: str | None = None
-        # Computed once, reused by every span, event and metric of the flow.
-        attrs: dict[str, Any] = {c.FLOW_ID: info.id, c.FLOW_NAME: info.name, c.TENANT: info.tenant}
-        for key, value in info.labels.items():
-            attrs[c.LABEL_PREFIX + key] = value
+        # Computed once, reused by every span, event and metric of the flow. Every value is a
+        # str (labels are validated to strings), so the dict is also the baggage's starting point.
+        if base is None:
+            base = base_attributes(info.name, info.tenant, info.labels)
+        attrs: dict[str, Any] = {c.FLOW_ID: info.id, **base}
         if info.parent_id:
             attrs[c.FLOW_PARENT_ID] = info.parent_id
         self.attributes: Mapping[str, Any] = attrs
-        span_attrs = dict(attrs)
-        span_attrs[c.FLOW_END_ON_EXIT] = end_on_exit
-        if timeout_s is not None:
-            span_attrs[c.FLOW_TIMEOUT] = timeout_s
-        self.flow_span_attributes: Mapping[str, Any] = span_attrs
+        # What the flow span and the flow.start event carry beyond `attributes`.
+        self.settings: Mapping[str, Any] = (
+            _SETTINGS[end_on_exit]
+            if timeout_s is None
+            else {c.FLOW_END_ON_EXIT: end_on_exit, c.FLOW_TIMEOUT: timeout_s}
+        )
         self.baggage: dict[str, str] = {}
-        # Per step name: (step span attributes, step event attributes), built once per flow.
-        self.steps: dict[str, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
-        # The baggage dicts attached with this flow (with_flow): a step failure is written into
-        # them, so requests and tasks sent afterwards tell the process that ends the flow.
+        # Baggage dicts attached with this flow besides `baggage` itself (with_flow merged the
+        # parent's members in): a step failure is written into them too, so requests and tasks
+        # sent afterwards tell the process that ends the flow.
         self.live_baggage: list[dict[str, object]] = []
-
-    def step_attributes(self, name: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-        """The attributes of a step `name` of this flow: its span's and its events' (cached)."""
-        cached = self.steps.get(name)
-        if cached is None:
-            span_attrs = dict(self.attributes)
-            span_attrs[c.STEP_NAME] = name
-            cached = (span_attrs, {c.STEP_NAME: name})
-            if len(self.steps) < 256:  # step names are few; a flow minting them is not cached
-                self.steps[name] = cached
-        return cached
 
     def mark_failed(self, error: BaseException | str | None) -> None:
         """A non-optional step failed, or flow.fail() was called: the flow will end failed."""
@@ -145,7 +142,7 @@ class FlowState:
     def bind_span(self, trace_id: int, span_id: int) -> None:
         """Record the flow span's ids, and with them the baggage that carries the flow."""
         self.trace_id, self.span_id = trace_id, span_id
-        members = {key: str(value) for key, value in self.attributes.items()}
+        members = dict(self.attributes)  # all str values
         members[c.FLOW_TRACE_ID] = format(self.trace_id, "032x")
         members[c.FLOW_SPAN_ID] = format(self.span_id, "016x")
         members[c.FLOW_START_TIME] = str(self.start_time_ns)
@@ -268,37 +265,52 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
     The baggage keeps the parent's non-dashfrog members; the parent flow's dashfrog members are
     replaced, not merged.
     """
-    old = _baggage_of(parent)
+    old = parent.get(_BAGGAGE_KEY) if _BAGGAGE_KEY else _baggage_of(parent)
     if old:
-        bag: dict[str, object] = {k: v for k, v in old.items() if not k.startswith(c.PREFIX)}
+        bag: dict[str, object] = {
+            k: v
+            for k, v in old.items()  # type: ignore[attr-defined]
+            if not k.startswith(c.PREFIX)
+        }
         bag.update(state.baggage)
+        state.live_baggage.append(bag)
     else:
-        bag = dict(state.baggage)
-    values = _with_span(parent, span)
-    values[_FLOW_KEY] = state
-    values[_STEP_KEY] = (None, depth, False)
-    if _BAGGAGE_KEY:
-        values[_BAGGAGE_KEY] = bag
-        if state.local:
-            state.live_baggage.append(bag)
-        return Context(values)
-    ctx = Context(values)  # pragma: no cover - only if OTel renames its private key
-    for key, value in bag.items():
-        ctx = otel_baggage.set_baggage(key, value, ctx)
-    return ctx
+        # The common case: the flow's own dict, shared (nobody writes into a context's
+        # baggage dict; OTel's set_baggage copies it), so mark_failed() reaches it directly.
+        bag = state.baggage  # type: ignore[assignment]
+    if not _BAGGAGE_KEY:  # pragma: no cover - only if OTel renames its private key
+        ctx = with_step(parent, span, None, depth)
+        ctx = otel_context.set_value(_FLOW_KEY, state, ctx)
+        for key, value in bag.items():
+            ctx = otel_baggage.set_baggage(key, value, ctx)
+        return ctx
+    # One copy of the parent (Context forbids item assignment, so the new values go in as
+    # keyword arguments of the constructor; the keys are strings, so that is allowed).
+    return Context(
+        parent,
+        **{_SPAN_KEY: span, _FLOW_KEY: state, _STEP_KEY: (None, depth, False), _BAGGAGE_KEY: bag},
+    )
 
 
 def with_step(
-    parent: Context, span: Span, step_name: str, depth: int, optional: bool = False
+    parent: Context, span: Span, step_name: str | None, depth: int, optional: bool = False
 ) -> Context:
     """A context in which `step_name` is the current step and `span` the current span.
 
     `optional` is inherited by the steps inside: a failure under an optional step does not
     fail the flow.
     """
-    values = _with_span(parent, span)
-    values[_STEP_KEY] = (step_name, depth, optional)
-    return Context(values)
+    if _SPAN_KEY:
+        return Context(parent, **{_SPAN_KEY: span, _STEP_KEY: (step_name, depth, optional)})
+    ctx = set_span_in_context(span, parent)  # pragma: no cover
+    return otel_context.set_value(_STEP_KEY, (step_name, depth, optional), ctx)  # pragma: no cover
+
+
+def only_span(span: Span) -> Context:
+    """A new context holding just `span` as the current span (for records built off-thread)."""
+    if _SPAN_KEY:
+        return Context({_SPAN_KEY: span})
+    return set_span_in_context(span, Context())  # pragma: no cover
 
 
 def without_dashfrog_baggage(ctx: Context) -> Context:

@@ -1,7 +1,8 @@
 """Lifecycle events: where they are recorded (cheaply) and where they are emitted (later).
 
-The calling thread only appends a small tuple to a deque (:func:`record`). A background
-dispatcher drains it in order and hands each batch to the sinks: the OTel event emitter below
+The calling thread only appends a plain tuple to a deque (:func:`record`). A background
+dispatcher drains it in order, views each tuple as a :class:`Lifecycle`, and hands each batch to
+the sinks: the OTel event emitter below
 (which builds the `dashfrog.flow.start` / `dashfrog.step.start` / `dashfrog.flow.end` /
 `dashfrog.flow.event` log records), the console, and the automatic flow metrics. Building log
 records off the calling thread is what keeps a flow within budget (DESIGN.md, principle 4).
@@ -15,13 +16,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from opentelemetry import trace
 from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
-from dashfrog_sdk.context import FlowState
+from dashfrog_sdk.context import FlowState, only_span
 
 # Internal kinds that are not OTel events, only fed to the console and metrics sinks.
 STEP_END = "dashfrog.step.end"
@@ -33,13 +34,22 @@ OTEL_EVENTS = frozenset(
 
 
 class Lifecycle(NamedTuple):
-    """One thing that happened to a flow, as recorded on the calling thread."""
+    """One thing that happened to a flow, as the sinks see it.
+
+    The calling thread records the same fields as a *plain* tuple (:func:`record`): building one
+    costs next to nothing, and a plain tuple of strings, numbers and string-valued dicts is
+    untracked by Python's garbage collector after its first collection, so the events waiting in
+    the queue do not make every later collection longer. (A NamedTuple instance, or a tuple
+    holding a `FlowState`, stays tracked.) That is also why a record carries the flow's attribute
+    dict and not its `FlowState`.
+    """
 
     kind: str
     time_ns: int
     trace_id: int
     span_id: int
-    state: FlowState | None
+    flow: Mapping[str, Any]  # the flow's attributes: FlowState.attributes
+    step: str | None = None  # the step's name, for step events
     attributes: Mapping[str, Any] | None = None  # event-specific extras
     status: str | None = None  # step.end / flow.close / flow.end
     duration_ns: int = 0
@@ -47,6 +57,22 @@ class Lifecycle(NamedTuple):
     depth: int = 0  # nesting, for the console
     ends_flow: bool = False  # this record is the one that ends the flow (metrics count it)
 
+
+# What the hot path appends: Lifecycle's fields, in order, as a plain tuple.
+Record = tuple[
+    str,
+    int,
+    int,
+    int,
+    Mapping[str, Any],
+    str | None,
+    Mapping[str, Any] | None,
+    str | None,
+    int,
+    BaseException | str | None,
+    int,
+    bool,
+]
 
 Sink = Callable[[Sequence[Lifecycle]], None]
 
@@ -56,7 +82,7 @@ _INTERVAL_S = 0.1
 
 class _Bus:
     def __init__(self) -> None:
-        self.queue: deque[Lifecycle] = deque()
+        self.queue: deque[Record] = deque()
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Lock()  # serialises draining: events reach sinks in order
         self._wake = threading.Event()
@@ -77,10 +103,11 @@ class _Bus:
             self.drain()
 
     def drain(self) -> None:
+        make = Lifecycle._make
         with self._lock:
             queue = self.queue
             while queue:
-                batch = [queue.popleft() for _ in range(min(len(queue), 2048))]
+                batch = [make(queue.popleft()) for _ in range(min(len(queue), 2048))]
                 for sink in self.sinks:
                     try:
                         sink(batch)
@@ -116,8 +143,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_bus.after_fork)
 
 
-def record(event: Lifecycle) -> None:
-    """Queue `event` for the sinks. The only bus call on the hot path."""
+def record(event: Record) -> None:
+    """Queue `event` (Lifecycle's fields as a plain tuple) for the sinks. The only bus call on
+    the hot path."""
     queue = _bus.queue
     if len(queue) >= MAX_QUEUE:
         diagnostics.report(
@@ -127,6 +155,41 @@ def record(event: Lifecycle) -> None:
         )
         return
     queue.append(event)
+
+
+def record_flow_end(
+    state: FlowState,
+    status: str,
+    end: int,
+    trace_id: int,
+    span_id: int,
+    error: BaseException | str | None = None,
+) -> None:
+    """Record the `dashfrog.flow.end` event: the flow's true start, end and status, wherever the
+    flow span is (DESIGN.md, cross-process end)."""
+    start = state.start_time_ns
+    record(
+        (
+            c.EVENT_FLOW_END,
+            end,
+            trace_id,
+            span_id,
+            state.attributes,
+            None,
+            {
+                c.FLOW_START_TIME: start,
+                c.FLOW_END_TIME: end,
+                c.FLOW_DURATION_MS: (end - start) / 1e6 if start else 0.0,
+                c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
+                c.FLOW_SPAN_ID: format(state.span_id, "016x"),
+            },
+            status,
+            end - start if start else 0,
+            error if error is not None else state.error if status == c.FAILED else None,
+            0,
+            True,
+        )
+    )
 
 
 def add_sink(sink: Sink) -> None:
@@ -171,31 +234,36 @@ class OtelEventEmitter:
 
 
 def to_log_record(event: Lifecycle) -> LogRecord:
-    state = event.state
-    attributes: dict[str, Any] = dict(state.attributes) if state is not None else {}
-    if event.kind == c.EVENT_FLOW_START and state is not None:
-        attributes[c.FLOW_END_ON_EXIT] = state.end_on_exit
-        if state.timeout_s is not None:
-            attributes[c.FLOW_TIMEOUT] = state.timeout_s
+    attributes: dict[str, Any] = dict(event.flow)
+    if event.step is not None:
+        attributes[c.STEP_NAME] = event.step
     if event.attributes:
         attributes.update(event.attributes)
     if event.status is not None:
         attributes[c.FLOW_STATUS] = event.status
     if event.error is not None:
         attributes.update(error_attributes(event.error))
-    span_ctx = SpanContext(
-        event.trace_id, event.span_id, is_remote=False, trace_flags=TraceFlags(1)
-    )
+    failed = event.status == c.FAILED
     return LogRecord(
         timestamp=event.time_ns,
         observed_timestamp=event.time_ns,
-        context=trace.set_span_in_context(NonRecordingSpan(span_ctx)),
-        severity_number=SeverityNumber.WARN if event.status == c.FAILED else SeverityNumber.INFO,
-        severity_text="WARN" if event.status == c.FAILED else "INFO",
+        context=_span_context(event.trace_id, event.span_id),
+        severity_number=SeverityNumber.WARN if failed else SeverityNumber.INFO,
+        severity_text="WARN" if failed else "INFO",
         body=_body(event),
         attributes=attributes,
         event_name=event.kind,
     )
+
+
+def _span_context(trace_id: int, span_id: int) -> Context:
+    """A context whose current span is the (already ended) span the event happened in."""
+    return only_span(
+        NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED))
+    )
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def safe_str(value: object) -> str:
@@ -222,13 +290,11 @@ def error_attributes(error: BaseException | str) -> dict[str, str]:
 
 
 def _body(event: Lifecycle) -> str:
-    state = event.state
-    name = state.info.name if state is not None else "?"
+    name = event.flow.get(c.FLOW_NAME, "?")
     if event.kind == c.EVENT_FLOW_START:
         return f"flow {name} started"
     if event.kind == c.EVENT_STEP_START:
-        step = (event.attributes or {}).get(c.STEP_NAME, "?")
-        return f"step {step} of flow {name} started"
+        return f"step {event.step} of flow {name} started"
     if event.kind == c.EVENT_FLOW_END:
         return f"flow {name} ended: {event.status}"
     label = (event.attributes or {}).get(c.EVENT_NAME_ATTR, "?")

@@ -10,9 +10,11 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from random import getrandbits
 from time import time_ns
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -22,16 +24,18 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp
+from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
+    base_attributes,
     current_flow,
     flow_state,
     lookup,
     with_flow,
 )
-from dashfrog_sdk.events import Lifecycle, describe
+from dashfrog_sdk.events import describe
+from dashfrog_sdk.exporting.exit import open_flows
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -54,27 +58,16 @@ class FlowScope(Scope[str]):
     __slots__ = (
         "_depth",
         "_end_on_exit",
-        "_labels",
-        "_name",
+        "_kind",
         "_span",
         "_state",
-        "_tenant",
         "_timeout",
         "_token",
     )
 
-    def __init__(
-        self,
-        name: str,
-        tenant: str,
-        labels: dict[str, str],
-        end_on_exit: bool,
-        timeout: float | None,
-    ) -> None:
-        super().__init__()
-        self._name = name
-        self._tenant = tenant
-        self._labels = labels
+    def __init__(self, kind: _Kind, end_on_exit: bool, timeout: float | None) -> None:
+        self._active = False
+        self._kind = kind
         self._end_on_exit = end_on_exit
         self._timeout = timeout
         self._state: FlowState | None = None
@@ -83,7 +76,7 @@ class FlowScope(Scope[str]):
         self._depth = 0
 
     def _copy(self) -> FlowScope:
-        return FlowScope(self._name, self._tenant, self._labels, self._end_on_exit, self._timeout)
+        return FlowScope(self._kind, self._end_on_exit, self._timeout)
 
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
@@ -91,7 +84,8 @@ class FlowScope(Scope[str]):
         outer, depth, _ = lookup(parent)
         flow_id = f"{getrandbits(128):032x}"
         parent_id = outer.info.id if outer is not None else None
-        info = FlowInfo(flow_id, self._name, self._tenant, self._labels, parent_id)
+        kind = self._kind
+        info = FlowInfo(flow_id, kind.name, kind.tenant, kind.labels, parent_id)
         start = time_ns()
         state = FlowState(
             info,
@@ -99,23 +93,32 @@ class FlowScope(Scope[str]):
             end_on_exit=self._end_on_exit,
             timeout_s=self._timeout,
             local=True,
+            base=kind.attributes,
         )
-        span = rt.tracer.start_span(c.FLOW_SPAN_PREFIX + self._name, parent, start_time=start)
-        stamp(span, state.flow_span_attributes)
+        span = rt.tracer.start_span(kind.span_name, parent, start_time=start)
+        stamp(span, state.attributes)
+        stamp(span, state.settings)
         span_context = span.get_span_context()
         state.bind_span(span_context.trace_id, span_context.span_id)
         self._depth = depth
-        ctx = with_flow(parent, state, span, depth)
-        self._token = otel_context.attach(ctx)
+        self._token = otel_context.attach(with_flow(parent, state, span, depth))
         self._state, self._span = state, span
+        open_flows.add(state)
+        # Lifecycle's fields as a plain tuple (see events.Lifecycle for why).
         events.record(
-            Lifecycle(
+            (
                 c.EVENT_FLOW_START,
                 start,
                 span_context.trace_id,
                 span_context.span_id,
-                state,
-                depth=depth,
+                state.attributes,
+                None,
+                state.settings,
+                None,
+                0,
+                None,
+                depth,
+                False,
             )
         )
         return flow_id
@@ -125,6 +128,7 @@ class FlowScope(Scope[str]):
         if state is None or span is None:  # pragma: no cover - _enter raised
             return
         detach(self._token)
+        open_flows.discard(state)
         end = time_ns()
         status = status_for(exc, state)
         escaped = exc is not None and not isinstance(exc, CANCELLING)
@@ -140,7 +144,7 @@ class FlowScope(Scope[str]):
             status = c.RUNNING  # end_on_exit=False: the flow goes on elsewhere
         else:
             status = state.final_status or status
-        stamp(span, {c.FLOW_STATUS: status})
+        stamp_one(span, c.FLOW_STATUS, status)
         if status == c.FAILED or escaped:  # an exception after flow.end() still marks the span
             error = exc if escaped else state.error
             span.set_status(Status(StatusCode.ERROR, describe(error)))
@@ -149,22 +153,24 @@ class FlowScope(Scope[str]):
         span.end(end)
         sc = span.get_span_context()
         events.record(
-            Lifecycle(
+            (
                 events.FLOW_CLOSE,
                 end,
                 sc.trace_id,
                 sc.span_id,
-                state,
-                status=status,
-                duration_ns=end - state.start_time_ns,
-                error=state.error if status == c.FAILED else None,
-                depth=self._depth,
-                ends_flow=ends_here,
+                state.attributes,
+                None,
+                None,
+                status,
+                end - state.start_time_ns,
+                state.error if status == c.FAILED else None,
+                self._depth,
+                ends_here,
             )
         )
         if ends_here and not state.end_on_exit:
             # The start event announced an end elsewhere; say it ended here instead.
-            _record_end(state, status, end, sc.trace_id, sc.span_id)
+            events.record_flow_end(state, status, end, sc.trace_id, sc.span_id)
 
 
 def start(
@@ -188,39 +194,58 @@ def start(
         >>> with flow.start("data_import", tenant="acme-corp", env="production") as flow_id:
         ...     ...
     """
+    kind: _Kind | None
+    key = (name, tenant, *labels.items())
+    try:
+        kind = _kinds.get(key)
+    except TypeError:  # an unhashable label value: validation below says what is wrong
+        kind = None
     where = "flow.start()"
-    return FlowScope(
-        validation.name(where, "name", name),
-        validation.name(where, "tenant", tenant),
-        validation.labels(where, labels),
-        validation.boolean(where, "end_on_exit", end_on_exit),
-        validation.timeout(where, timeout),
-    )
-
-
-def _record_end(state: FlowState, status: str, end: int, trace_id: int, span_id: int) -> None:
-    events.record(
-        Lifecycle(
-            c.EVENT_FLOW_END,
-            end,
-            trace_id,
-            span_id,
-            state,
-            attributes={
-                c.FLOW_START_TIME: state.start_time_ns,
-                c.FLOW_END_TIME: end,
-                c.FLOW_DURATION_MS: (end - state.start_time_ns) / 1e6
-                if state.start_time_ns
-                else 0.0,
-                c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
-                c.FLOW_SPAN_ID: format(state.span_id, "016x"),
-            },
-            status=status,
-            duration_ns=end - state.start_time_ns if state.start_time_ns else 0,
-            error=state.error if status == c.FAILED else None,
-            ends_flow=True,
+    if kind is None:
+        kind = _kind(
+            validation.name(where, "name", name),
+            validation.name(where, "tenant", tenant),
+            validation.labels(where, labels),
         )
+        # Only all-str arguments are remembered: True == 1 == 1.0 as keys, but their labels
+        # read "true" and "1". A lookup with any other value type can then never match.
+        if all(type(v) is str for v in labels.values()) and type(name) is type(tenant) is str:
+            if len(_kinds) >= _MAX_KINDS:
+                _kinds.clear()
+            _kinds[key] = kind
+    return FlowScope(
+        kind,
+        end_on_exit
+        if end_on_exit is True
+        else validation.boolean(where, "end_on_exit", end_on_exit),
+        None if timeout is None else validation.timeout(where, timeout),
     )
+
+
+class _Kind(NamedTuple):
+    """What flows with the same name, tenant and labels share, validated and computed once."""
+
+    name: str
+    tenant: str
+    labels: Mapping[str, str]  # read-only: shared by the FlowInfo of every such flow
+    attributes: Mapping[str, str]  # context.base_attributes()
+    span_name: str
+
+
+def _kind(name: str, tenant: str, labels: dict[str, str]) -> _Kind:
+    return _Kind(
+        name,
+        tenant,
+        MappingProxyType(labels),
+        base_attributes(name, tenant, labels),
+        c.FLOW_SPAN_PREFIX + name,
+    )
+
+
+# Validated kinds by (name, tenant, *label items). Bounded: tenants can be many; a full cache is
+# simply emptied (a miss costs one validation).
+_MAX_KINDS = 4096
+_kinds: dict[tuple[object, ...], _Kind] = {}
 
 
 def _end(status: str, error: BaseException | str | None, where: str) -> bool:
@@ -245,7 +270,7 @@ def _end(status: str, error: BaseException | str | None, where: str) -> bool:
     state.final_status = status
     runtime.ensure()
     here = trace.get_current_span().get_span_context()
-    _record_end(state, status, time_ns(), here.trace_id, here.span_id)
+    events.record_flow_end(state, status, time_ns(), here.trace_id, here.span_id)
     return True
 
 
@@ -291,6 +316,19 @@ def event(name: str, **attributes: Any) -> bool:
     attrs[c.EVENT_NAME_ATTR] = name
     here = trace.get_current_span().get_span_context()
     events.record(
-        Lifecycle(c.EVENT_FLOW_EVENT, time_ns(), here.trace_id, here.span_id, state, attrs)
+        (
+            c.EVENT_FLOW_EVENT,
+            time_ns(),
+            here.trace_id,
+            here.span_id,
+            state.attributes,
+            None,
+            attrs,
+            None,
+            0,
+            None,
+            0,
+            False,
+        )
     )
     return True

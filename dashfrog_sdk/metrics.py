@@ -385,10 +385,8 @@ class FlowMetrics:
 
     def __call__(self, batch: Sequence[events.Lifecycle]) -> None:
         for event in batch:
-            state = event.state
-            if state is None:
-                continue
-            base = {c.FLOW_NAME: state.info.name, c.TENANT: state.info.tenant}
+            flow = event.flow
+            base = {c.FLOW_NAME: flow.get(c.FLOW_NAME), c.TENANT: flow.get(c.TENANT)}
             if event.kind == c.EVENT_FLOW_START:
                 self._add(self.started, 1, base)
             elif event.ends_flow:
@@ -397,8 +395,11 @@ class FlowMetrics:
                 if event.duration_ns > 0:
                     self._add(self.flow_duration, event.duration_ns / 1e9, attrs)
             elif event.kind == events.STEP_END:
-                step = (event.attributes or {}).get(c.STEP_NAME, "")
-                attrs = {**base, c.STEP_NAME: step, c.STEP_STATUS: event.status or c.COMPLETED}
+                attrs = {
+                    **base,
+                    c.STEP_NAME: event.step or "",
+                    c.STEP_STATUS: event.status or c.COMPLETED,
+                }
                 self._add(self.step_duration, event.duration_ns / 1e9, attrs)
 
     @staticmethod

@@ -229,7 +229,7 @@ def _wire(inst: _Installed) -> None:
     _wire_metrics(inst)
 
     emitter = events.OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, _version()))
-    inst.sinks += [emitter, exit_module.open_flows]
+    inst.sinks.append(emitter)
     if cfg.flow_metrics:
         inst.sinks.append(_flow_metrics())
     if cfg.console and ("traces" in inst.owns or "console" in explicit):

@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from time import time_ns
 from typing import Any
 
@@ -22,9 +21,10 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp
+from dashfrog_sdk._spans import record_exception, stamp, stamp_one, writable
 from dashfrog_sdk.context import lookup, with_step
-from dashfrog_sdk.events import Lifecycle, describe
+from dashfrog_sdk.events import describe
+from dashfrog_sdk.validation import MAX_NAME_LENGTH
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -37,7 +37,6 @@ class StepScope(Scope[None]):
     __slots__ = (
         "_attributes",
         "_depth",
-        "_event_attrs",
         "_name",
         "_optional",
         "_protects_flow",
@@ -65,31 +64,37 @@ class StepScope(Scope[None]):
         name = self._name
         self._start = start = time_ns()
         span = rt.tracer.start_span(c.STEP_SPAN_PREFIX + name, parent, start_time=start)
-        attrs: Mapping[str, Any]
         if state is not None:
-            attrs, event_attrs = state.step_attributes(name)
+            flow_attrs = state.attributes
+            values = writable(span, len(flow_attrs) + 1)
+            if values is not None:
+                values.update(flow_attrs)
+                values[c.STEP_NAME] = name
+            else:
+                span.set_attributes({**flow_attrs, c.STEP_NAME: name})
         else:
             logger.debug("dashfrog_sdk: step %r started outside any flow", name)
-            attrs = event_attrs = {c.STEP_NAME: name}
-        if self._optional or self._attributes:
-            attrs = {**attrs, **self._attributes}
-            if self._optional:
-                attrs[c.STEP_OPTIONAL] = True
-        stamp(span, attrs)
+            stamp_one(span, c.STEP_NAME, name)
+        if self._attributes:
+            stamp(span, self._attributes)
+        if self._optional:
+            stamp_one(span, c.STEP_OPTIONAL, True)
         optional = self._optional or inside_optional
         self._token = otel_context.attach(with_step(parent, span, name, depth, optional))
-        self._state, self._span, self._depth, self._event_attrs = state, span, depth, event_attrs
+        self._state, self._span, self._depth = state, span, depth
         self._protects_flow = optional
         if state is not None:
             sc = span.get_span_context()
+            # Lifecycle's fields as a plain tuple (see events.Lifecycle for why).
             events.record(
-                Lifecycle(
+                (
                     c.EVENT_STEP_START,
                     start,
                     sc.trace_id,
                     sc.span_id,
-                    state,
-                    event_attrs,
+                    state.attributes,
+                    name,
+                    None,
                     None,
                     0,
                     None,
@@ -117,19 +122,20 @@ class StepScope(Scope[None]):
                 # A failed step fails its flow even when the caller catches the exception
                 # (unless it, or a step around it, is optional).
                 state.mark_failed(exc)
-        stamp(span, {c.STEP_STATUS: status})
+        stamp_one(span, c.STEP_STATUS, status)
         end = time_ns()
         span.end(end)
         if state is not None:
             sc = span.get_span_context()
             events.record(
-                Lifecycle(
+                (
                     events.STEP_END,
                     end,
                     sc.trace_id,
                     sc.span_id,
-                    state,
-                    self._event_attrs,
+                    state.attributes,
+                    self._name,
+                    None,
                     status,
                     end - self._start,
                     error,
@@ -150,9 +156,12 @@ def start(name: str, *, optional: bool = False, **attributes: Any) -> StepScope:
         optional: a failure of this step does not fail the flow.
         **attributes: attributes of the step span (str/int/float/bool or lists of them).
     """
-    where = "step.start()"
-    return StepScope(
-        validation.name(where, "name", name),
-        validation.boolean(where, "optional", optional),
-        validation.attributes(where, attributes),
-    )
+    # The checks of dashfrog_sdk.validation, inlined for the common case (this runs per step);
+    # anything unusual goes through validation, which raises with the full message.
+    if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH or name.isspace():
+        name = validation.name("step.start()", "name", name)
+    if optional is not False and optional is not True:
+        validation.boolean("step.start()", "optional", optional)
+    if attributes:
+        attributes = validation.attributes("step.start()", attributes)
+    return StepScope(name, optional, attributes)

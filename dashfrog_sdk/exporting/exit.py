@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
 from time import time_ns
 from types import FrameType
 from typing import Any
@@ -27,7 +26,6 @@ from typing import Any
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events
 from dashfrog_sdk.context import FlowState
-from dashfrog_sdk.events import Lifecycle
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -39,58 +37,38 @@ class ProcessExit(Exception):
 
 
 class OpenFlows:
-    """Events sink that remembers the flows started here and not yet ended."""
+    """The flows whose `with flow.start(...)` block is open in this process.
+
+    Kept by the calling thread itself (a set add and discard per flow), so the lifecycle records
+    need not hold the `FlowState` (see events.Lifecycle). Single set operations are atomic under
+    the GIL; `close_all` swaps the set out before reading it.
+    """
 
     def __init__(self) -> None:
-        self._open: dict[str, FlowState] = {}
-        self._lock = threading.Lock()
+        self._open: set[FlowState] = set()
 
-    def __call__(self, batch: Sequence[Lifecycle]) -> None:
-        with self._lock:
-            live = self._open
-            for event in batch:
-                state = event.state
-                if state is None:
-                    continue
-                if event.kind == c.EVENT_FLOW_START:
-                    if state.local and len(live) < MAX_TRACKED:
-                        live[state.info.id] = state
-                    elif state.local:
-                        diagnostics.count("exit.untracked_flows")
-                elif event.kind == events.FLOW_CLOSE or event.ends_flow:
-                    live.pop(state.info.id, None)
+    def add(self, state: FlowState) -> None:
+        live = self._open
+        if len(live) < MAX_TRACKED:
+            live.add(state)
+        else:
+            diagnostics.count("exit.untracked_flows")
+
+    def discard(self, state: FlowState) -> None:
+        self._open.discard(state)
 
     def close_all(self, reason: str) -> int:
         """Record a cancelled end for every flow still open; returns how many."""
-        with self._lock:
-            still_open, self._open = list(self._open.values()), {}
+        still_open, self._open = self._open, set()
         now = time_ns()
         closed = 0
-        for state in still_open:
+        for state in list(still_open):
             if state.ended:
                 continue
             state.ended, state.final_status = True, c.CANCELLED
             closed += 1
-            start = state.start_time_ns
-            events.record(
-                Lifecycle(
-                    c.EVENT_FLOW_END,
-                    now,
-                    state.trace_id,
-                    state.span_id,
-                    state,
-                    attributes={
-                        c.FLOW_START_TIME: start,
-                        c.FLOW_END_TIME: now,
-                        c.FLOW_DURATION_MS: (now - start) / 1e6 if start else 0.0,
-                        c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
-                        c.FLOW_SPAN_ID: format(state.span_id, "016x"),
-                    },
-                    status=c.CANCELLED,
-                    duration_ns=now - start if start else 0,
-                    error=ProcessExit(reason),
-                    ends_flow=True,
-                )
+            events.record_flow_end(
+                state, c.CANCELLED, now, state.trace_id, state.span_id, ProcessExit(reason)
             )
         if closed:
             logger.warning(
@@ -107,8 +85,7 @@ open_flows = OpenFlows()
 
 def _forget_after_fork() -> None:
     # A forked child did not start the parent's open flows: ending them is the parent's job.
-    open_flows._open = {}
-    open_flows._lock = threading.Lock()
+    open_flows._open = set()
 
 
 if hasattr(os, "register_at_fork"):
