@@ -20,8 +20,8 @@ from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from dashfrog_sdk import _records, diagnostics
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import FlowState, only_span
 
 # Internal kinds that are not OTel events, only fed to the console and metrics sinks.
@@ -219,10 +219,10 @@ class OtelEventEmitter:
     """Sink that turns lifecycle records into OTel log records with an event name."""
 
     def __init__(self, logger: Logger) -> None:
-        self._logger = logger
+        self._emit = _records.emitter(logger)
 
     def __call__(self, batch: Sequence[Lifecycle]) -> None:
-        emit = self._logger.emit
+        emit = self._emit
         for event in batch:
             if event.kind in OTEL_EVENTS:
                 try:  # one bad record must not cost the rest of the batch

@@ -5,13 +5,24 @@ records that hold no FlowState."""
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import pytest
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.trace import INVALID_SPAN
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    set_span_in_context,
+)
 
+from dashfrog_sdk import _records, events, flow, step
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events, flow, step
 from dashfrog_sdk._spans import stamp, stamp_one
 from dashfrog_sdk.context import FlowState
 from dashfrog_sdk.exporting.exit import open_flows
@@ -123,3 +134,69 @@ def test_open_flows_registry_follows_the_with_block() -> None:
     assert len(open_flows) == before + 1
     scope.__exit__(None, None, None)
     assert len(open_flows) == before
+
+
+def _emit_both_ways(limits: LogRecordLimits | None = None) -> tuple[list[Any], list[Any]]:
+    got, paths = [], []
+    for fast in (True, False):
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(
+            resource=Resource.create({"service.name": "svc"}), log_record_limits=limits
+        )
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        logger = provider.get_logger("scope", "1.0")
+        emit = _records.emitter(logger) if fast else logger.emit
+        paths.append(emit != logger.emit)
+        span = NonRecordingSpan(SpanContext(7, 9, is_remote=False, trace_flags=TraceFlags(1)))
+        emit(
+            LogRecord(
+                timestamp=10,
+                observed_timestamp=11,
+                context=set_span_in_context(span),
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                body="b",
+                attributes={"a": "x", "n": 1, "f": 1.5, "t": ("p", "q"), "long": "z" * 50},
+                event_name="dashfrog.flow.start",
+            )
+        )
+        got.append(exporter.get_finished_logs())
+    assert paths == [limits is None, False]  # the fast path is taken only without limits
+    return got[0], got[1]
+
+
+def _fields(records: list[Any]) -> list[tuple[Any, ...]]:
+    out = []
+    for readable in records:
+        r = readable.log_record
+        out.append(
+            (
+                dict(r.attributes),
+                readable.dropped_attributes,
+                r.timestamp,
+                r.observed_timestamp,
+                r.trace_id,
+                r.span_id,
+                r.trace_flags,
+                r.severity_number,
+                r.body,
+                r.event_name,
+                readable.resource.attributes.get("service.name"),
+                readable.instrumentation_scope.name,
+                readable.instrumentation_scope.version,
+            )
+        )
+    return out
+
+
+def test_fast_log_records_equal_the_sdk_path() -> None:
+    fast, slow = _emit_both_ways()
+    assert len(fast) == len(slow) == 1
+    assert _fields(fast) == _fields(slow)
+
+
+@pytest.mark.filterwarnings("ignore::opentelemetry.sdk._logs.LogRecordDroppedAttributesWarning")
+def test_log_record_limits_take_the_sdk_path() -> None:
+    fast, slow = _emit_both_ways(LogRecordLimits(max_attributes=3, max_attribute_length=4))
+    assert _fields(fast) == _fields(slow)
+    assert len(fast[0].log_record.attributes) == 3
