@@ -91,16 +91,19 @@ class FlowState:
         self,
         info: FlowInfo,
         *,
+        trace_id: int,
+        span_id: int,
         start_time_ns: int,
         end_on_exit: bool,
         timeout_s: float | None,
         local: bool,
         base: Mapping[str, str] | None = None,
     ) -> None:
-        """`base`: `base_attributes(...)` of the flow's name, tenant and labels, if known."""
+        """`trace_id`, `span_id`: the flow span's. `base`: `base_attributes(...)` of the flow's
+        name, tenant and labels, if known."""
         self.info = info
-        self.trace_id = 0
-        self.span_id = 0
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.start_time_ns = start_time_ns
         self.end_on_exit = end_on_exit
         self.timeout_s = timeout_s
@@ -123,7 +126,16 @@ class FlowState:
             if timeout_s is None
             else {c.FLOW_END_ON_EXIT: end_on_exit, c.FLOW_TIMEOUT: timeout_s}
         )
-        self.baggage: dict[str, str] = {}
+        # The baggage that carries the flow to other processes: its attributes, and what the
+        # process that ends it needs to report its true start (DESIGN.md, cross-process end).
+        self.baggage: dict[str, str] = {
+            **attrs,
+            c.FLOW_TRACE_ID: f"{trace_id:032x}",
+            c.FLOW_SPAN_ID: f"{span_id:016x}",
+            c.FLOW_START_TIME: str(start_time_ns),
+        }
+        if timeout_s is not None:
+            self.baggage[c.FLOW_TIMEOUT] = repr(timeout_s)
         # Baggage dicts attached with this flow besides `baggage` itself (with_flow merged the
         # parent's members in): a step failure is written into them too, so requests and tasks
         # sent afterwards tell the process that ends the flow.
@@ -138,17 +150,6 @@ class FlowState:
             self.baggage[c.FLOW_FAILED] = "true"
             for bag in self.live_baggage:
                 bag[c.FLOW_FAILED] = "true"
-
-    def bind_span(self, trace_id: int, span_id: int) -> None:
-        """Record the flow span's ids, and with them the baggage that carries the flow."""
-        self.trace_id, self.span_id = trace_id, span_id
-        members = dict(self.attributes)  # all str values
-        members[c.FLOW_TRACE_ID] = format(self.trace_id, "032x")
-        members[c.FLOW_SPAN_ID] = format(self.span_id, "016x")
-        members[c.FLOW_START_TIME] = str(self.start_time_ns)
-        if self.timeout_s is not None:
-            members[c.FLOW_TIMEOUT] = repr(self.timeout_s)
-        self.baggage = members
 
 
 def _baggage_of(ctx: Context | None) -> Mapping[str, object]:
@@ -184,12 +185,13 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
     timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
     state = FlowState(
         FlowInfo(flow_id, name, tenant, labels, parent if isinstance(parent, str) else None),
+        trace_id=_hex_or_zero(bag.get(c.FLOW_TRACE_ID)),
+        span_id=_hex_or_zero(bag.get(c.FLOW_SPAN_ID)),
         start_time_ns=_int_or_zero(bag.get(c.FLOW_START_TIME)),
         end_on_exit=False,
         timeout_s=timeout,
         local=False,
     )
-    state.bind_span(_hex_or_zero(bag.get(c.FLOW_TRACE_ID)), _hex_or_zero(bag.get(c.FLOW_SPAN_ID)))
     state.failed = bag.get(c.FLOW_FAILED) == "true"
     with _remote_lock:
         state = _remote.setdefault(flow_id, state)

@@ -24,7 +24,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp, stamp_one
+from dashfrog_sdk._spans import record_exception, stamp_one, writable
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
@@ -85,21 +85,26 @@ class FlowScope(Scope[str]):
         flow_id = f"{getrandbits(128):032x}"
         parent_id = outer.info.id if outer is not None else None
         kind = self._kind
-        info = FlowInfo(flow_id, kind.name, kind.tenant, kind.labels, parent_id)
         start = time_ns()
+        span = rt.tracer.start_span(kind.span_name, parent, start_time=start)
+        span_context = span.get_span_context()
         state = FlowState(
-            info,
+            FlowInfo(flow_id, kind.name, kind.tenant, kind.labels, parent_id),
+            trace_id=span_context.trace_id,
+            span_id=span_context.span_id,
             start_time_ns=start,
             end_on_exit=self._end_on_exit,
             timeout_s=self._timeout,
             local=True,
             base=kind.attributes,
         )
-        span = rt.tracer.start_span(kind.span_name, parent, start_time=start)
-        stamp(span, state.attributes)
-        stamp(span, state.settings)
-        span_context = span.get_span_context()
-        state.bind_span(span_context.trace_id, span_context.span_id)
+        settings = state.settings
+        values = writable(span, len(state.attributes) + len(settings))
+        if values is not None:
+            values.update(state.attributes)
+            values.update(settings)
+        else:
+            span.set_attributes({**state.attributes, **settings})
         self._depth = depth
         self._token = otel_context.attach(with_flow(parent, state, span, depth))
         self._state, self._span = state, span
