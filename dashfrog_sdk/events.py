@@ -1,11 +1,11 @@
 """Lifecycle events: where they are recorded (cheaply) and where they are emitted (later).
 
-The calling thread only appends a plain tuple to a deque (:func:`record`). A background
-dispatcher drains it in order, views each tuple as a :class:`Lifecycle`, and hands each batch to
-the sinks: the OTel event emitter below
-(which builds the `dashfrog.flow.start` / `dashfrog.step.start` / `dashfrog.flow.end` /
-`dashfrog.flow.event` log records), the console, and the automatic flow metrics. Building log
-records off the calling thread is what keeps a flow within budget (DESIGN.md, principle 4).
+The calling thread only adds an event's fields to a deque (:func:`record`). A background
+dispatcher drains it in order, views each event as a :class:`Lifecycle`, and hands each batch to
+the sinks: the OTel event emitter below (which builds the `dashfrog.flow.start` /
+`dashfrog.step.start` / `dashfrog.flow.end` / `dashfrog.flow.event` log records), the console,
+and the automatic flow metrics. Building log records off the calling thread is what keeps a flow
+within budget (DESIGN.md, principle 4).
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ OTEL_EVENTS = frozenset(
 class Lifecycle(NamedTuple):
     """One thing that happened to a flow, as the sinks see it.
 
-    The calling thread records the same fields as a *plain* tuple (:func:`record`): building one
-    costs next to nothing, and a plain tuple of strings, numbers and string-valued dicts is
-    untracked by Python's garbage collector after its first collection, so the events waiting in
-    the queue do not make every later collection longer. (A NamedTuple instance, or a tuple
-    holding a `FlowState`, stays tracked.) That is also why a record carries the flow's attribute
-    dict and not its `FlowState`.
+    The calling thread records the same fields as a plain tuple, which :func:`record` unpacks
+    into the queue: a waiting event is then no object the garbage collector counts or visits.
+    That is also why an event carries the flow's attribute dict (shared, strings only) and not
+    its `FlowState`.
     """
 
     kind: str
@@ -77,12 +75,16 @@ Record = tuple[
 Sink = Callable[[Sequence[Lifecycle]], None]
 
 MAX_QUEUE = 100_000
+_WIDTH = len(Lifecycle._fields)
+_FIELDS = range(_WIDTH)
+_MAX_FIELDS = MAX_QUEUE * _WIDTH
 _INTERVAL_S = 0.1
 
 
 class _Bus:
     def __init__(self) -> None:
-        self.queue: deque[Record] = deque()
+        # Each record's fields, one after the other (see `record`).
+        self.queue: deque[Any] = deque()
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Lock()  # serialises draining: events reach sinks in order
         self._wake = threading.Event()
@@ -106,8 +108,10 @@ class _Bus:
         make = Lifecycle._make
         with self._lock:
             queue = self.queue
+            pop = queue.popleft
             while queue:
-                batch = [make(queue.popleft()) for _ in range(min(len(queue), 2048))]
+                count = min(len(queue) // _WIDTH, 2048)
+                batch = [make([pop() for _ in _FIELDS]) for _ in range(count)]
                 for sink in self.sinks:
                     try:
                         sink(batch)
@@ -145,16 +149,22 @@ if hasattr(os, "register_at_fork"):
 
 def record(event: Record) -> None:
     """Queue `event` (Lifecycle's fields as a plain tuple) for the sinks. The only bus call on
-    the hot path."""
+    the hot path.
+
+    The fields go into the queue one by one (`extend`, atomic under the GIL), not as a tuple:
+    then a waiting event is no object at all for the garbage collector (its fields are strings,
+    numbers and the flow's shared attribute dict), and events waiting for the dispatcher neither
+    trigger collections nor lengthen them.
+    """
     queue = _bus.queue
-    if len(queue) >= MAX_QUEUE:
+    if len(queue) >= _MAX_FIELDS:
         diagnostics.report(
             "events.dropped",
             "dashfrog_sdk: lifecycle event queue full (%d); dropping events",
             MAX_QUEUE,
         )
         return
-    queue.append(event)
+    queue.extend(event)
 
 
 def record_flow_end(
