@@ -14,6 +14,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from typing import Any, NamedTuple
 
 from opentelemetry._logs import Logger, LogRecord, SeverityNumber
@@ -76,7 +77,7 @@ Sink = Callable[[Sequence[Lifecycle]], None]
 
 MAX_QUEUE = 100_000
 _WIDTH = len(Lifecycle._fields)
-_FIELDS = range(_WIDTH)
+_NEVER = object()
 _MAX_FIELDS = MAX_QUEUE * _WIDTH
 _INTERVAL_S = 0.1
 
@@ -108,10 +109,13 @@ class _Bus:
         make = Lifecycle._make
         with self._lock:
             queue = self.queue
-            pop = queue.popleft
-            while queue:
-                count = min(len(queue) // _WIDTH, 2048)
-                batch = [make([pop() for _ in _FIELDS]) for _ in range(count)]
+            fields = iter(queue.popleft, _NEVER)  # (None is a field value: not a sentinel)
+            while count := min(len(queue) // _WIDTH, 2048):
+                # Taken in one C-level call: no Python code (so no signal handler raising
+                # SystemExit or KeyboardInterrupt on this thread) can run between two pops and
+                # leave a partial event at the head of the queue.
+                taken = list(islice(fields, count * _WIDTH))
+                batch = [make(taken[i : i + _WIDTH]) for i in range(0, len(taken), _WIDTH)]
                 for sink in self.sinks:
                     try:
                         sink(batch)

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping
 from random import getrandbits
 from time import time_ns
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
@@ -89,7 +88,7 @@ class FlowScope(Scope[str]):
         span = rt.tracer.start_span(kind.span_name, parent, start_time=start)
         span_context = span.get_span_context()
         state = FlowState(
-            FlowInfo(flow_id, kind.name, kind.tenant, kind.labels, parent_id),
+            FlowInfo(flow_id, kind.name, kind.tenant, dict(kind.labels), parent_id),
             trace_id=span_context.trace_id,
             span_id=span_context.span_id,
             start_time_ns=start,
@@ -199,12 +198,18 @@ def start(
         >>> with flow.start("data_import", tenant="acme-corp", env="production") as flow_id:
         ...     ...
     """
-    kind: _Kind | None
-    key = (name, tenant, *labels.items())
-    try:
-        kind = _kinds.get(key)
-    except TypeError:  # an unhashable label value: validation below says what is wrong
-        kind = None
+    # Validated kinds are looked up only for plain-str arguments: True == 1 == 1.0 as keys (their
+    # labels read "true", "1" and "1.0"), and a str subclass may compare equal to a different
+    # string or raise from __hash__. Anything else is validated every time.
+    kind: _Kind | None = None
+    key: tuple[object, ...] | None = None
+    if type(name) is str and type(tenant) is str:
+        for value in labels.values():
+            if type(value) is not str:
+                break
+        else:
+            key = (name, tenant, *labels.items())
+            kind = _kinds.get(key)
     where = "flow.start()"
     if kind is None:
         kind = _kind(
@@ -212,9 +217,7 @@ def start(
             validation.name(where, "tenant", tenant),
             validation.labels(where, labels),
         )
-        # Only all-str arguments are remembered: True == 1 == 1.0 as keys, but their labels
-        # read "true" and "1". A lookup with any other value type can then never match.
-        if all(type(v) is str for v in labels.values()) and type(name) is type(tenant) is str:
+        if key is not None:
             if len(_kinds) >= _MAX_KINDS:
                 _kinds.clear()
             _kinds[key] = kind
@@ -232,7 +235,7 @@ class _Kind(NamedTuple):
 
     name: str
     tenant: str
-    labels: Mapping[str, str]  # read-only: shared by the FlowInfo of every such flow
+    labels: Mapping[str, str]  # copied into each flow's FlowInfo
     attributes: Mapping[str, str]  # context.base_attributes()
     span_name: str
 
@@ -241,7 +244,7 @@ def _kind(name: str, tenant: str, labels: dict[str, str]) -> _Kind:
     return _Kind(
         name,
         tenant,
-        MappingProxyType(labels),
+        labels,
         base_attributes(name, tenant, labels),
         c.FLOW_SPAN_PREFIX + name,
     )

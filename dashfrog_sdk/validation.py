@@ -26,7 +26,13 @@ def name(where: str, argument: str, value: object) -> str:
             f"{where}: {argument} must be at most {MAX_NAME_LENGTH} characters, got "
             f"{len(value)}; put long data in a label or step attribute instead"
         )
-    return value
+    return _plain(value)
+
+
+def _plain(value: str) -> str:
+    """`value` as a plain str: a str subclass (a `(str, Enum)` member, a case-insensitive
+    string type) would otherwise show its own __str__ in baggage and its data on spans."""
+    return value if type(value) is str else str.__str__(value)
 
 
 def key(where: str, kind: str, value: str) -> None:
@@ -44,7 +50,7 @@ def label_value(where: str, label: str, value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value
+        return _plain(value)
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{where}: label {label!r} must be a finite number, got {value!r}")

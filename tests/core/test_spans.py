@@ -4,10 +4,15 @@ records that hold no FlowState."""
 
 from __future__ import annotations
 
+import enum
 import gc
+import json
+import pickle
+import signal
 from typing import Any
 
 import pytest
+from opentelemetry import baggage
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -81,15 +86,55 @@ def test_cached_kind_still_rejects_bad_arguments() -> None:
         flow.start("cached", tenant="t", region=["eu"])  # type: ignore[arg-type]
 
 
-def test_flow_labels_are_read_only(dashfrog_capture: Capture) -> None:
-    with flow.start("ro", tenant="t", region="eu"):
+def test_flow_info_is_the_flows_own(dashfrog_capture: Capture) -> None:
+    # Flows of one kind share validated attributes, but each FlowInfo is its own plain data.
+    with flow.start("own", tenant="t", region="eu"):
+        info = flow.current()
+        assert info is not None and type(info.labels) is dict
+        info.labels["region"] = "us"  # type: ignore[index]
+        assert pickle.loads(pickle.dumps(info)) == info
+        assert json.loads(json.dumps(info._asdict()))["labels"] == {"region": "us"}
+    with flow.start("own", tenant="t", region="eu"):
         info = flow.current()
         assert info is not None and info.labels == {"region": "eu"}
-        with pytest.raises(TypeError):
-            info.labels["region"] = "us"  # type: ignore[index]
-    with flow.start("ro", tenant="t", region="eu"):
+    assert [f.labels["region"] for f in dashfrog_capture.flows] == ["eu", "eu"]
+
+
+class Region(str, enum.Enum):
+    EU = "eu"
+
+
+class Caseless(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+def test_str_subclasses_are_recorded_as_their_text(dashfrog_capture: Capture) -> None:
+    # A (str, Enum) member or a str type with its own __eq__/__hash__ is recorded as its
+    # characters, on spans and in baggage alike, whatever plain-str flow ran before.
+    for value in ("eu", Caseless("EU"), Region.EU, Caseless("Eu")):
+        with flow.start("sub", tenant=Caseless("Acme"), region=value):
+            members = baggage.get_all()
+            assert type(members["dashfrog.label.region"]) is str
+            assert members["dashfrog.label.region"] == str.__str__(value)
+            assert members[c.TENANT] == "Acme"
+    assert [f.labels["region"] for f in dashfrog_capture.flows] == ["eu", "EU", "eu", "Eu"]
+    assert {f.tenant for f in dashfrog_capture.flows} == {"Acme"}
+
+
+def test_a_label_whose_hash_raises_gets_the_label_error() -> None:
+    class Unhashable(str):
+        def __hash__(self) -> int:
+            raise ValueError("no hash")
+
+    with flow.start("h", tenant="t", region=Unhashable("eu")):  # a str: valid, recorded as text
         info = flow.current()
-        assert info is not None and dict(info.labels) == {"region": "eu"}
+        assert info is not None and info.labels == {"region": "eu"}
+    with pytest.raises(TypeError, match="label 'region' must be str, int, float or bool"):
+        flow.start("h", tenant="t", region={"not": "hashable"})  # type: ignore[arg-type]
 
 
 def test_step_name_checks_inlined() -> None:
@@ -207,3 +252,47 @@ def test_log_record_limits_take_the_sdk_path() -> None:
     fast, slow = _emit_both_ways(LogRecordLimits(max_attributes=3, max_attribute_length=4))
     assert _fields(fast) == _fields(slow)
     assert len(fast[0].log_record.attributes) == 3
+
+
+def test_a_signal_during_a_flush_never_splits_an_event() -> None:
+    # SIGTERM (dashfrog's handler raises SystemExit) or Ctrl-C can land while a thread drains
+    # the queue: whole events may be lost to the exception, but none may be cut in two, which
+    # would shift every later event's fields.
+    width = len(events.Lifecycle._fields)
+    attrs = {c.FLOW_ID: "f" * 32, c.FLOW_NAME: "sig", c.TENANT: "t"}
+    record = (c.EVENT_STEP_START, 1, 2, 3, attrs, "s", None, None, 0, None, 1, False)
+    seen: list[events.Lifecycle] = []
+    sinks = events._bus.sinks
+    armed = False
+    interrupted = 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal armed  # raise once per arming, so only inside the try below
+        if armed:
+            armed = False
+            raise KeyboardInterrupt
+
+    events.stop()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    events._bus.sinks = (seen.extend,)
+    try:
+        for _ in range(20):
+            for _ in range(5000):
+                events.record(record)
+            signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+            while events._bus.queue:
+                try:
+                    armed = True
+                    events.flush()
+                    armed = False
+                except KeyboardInterrupt:
+                    interrupted += 1
+                assert len(events._bus.queue) % width == 0
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        events._bus.sinks = sinks
+        events.start()
+    assert interrupted > 0  # the signals did land inside flushes
+    assert seen and all(tuple(event) == record for event in seen)
