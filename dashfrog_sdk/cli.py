@@ -35,6 +35,7 @@ from dashfrog_sdk.store.model import ns_to_datetime
 from dashfrog_sdk.store.timeutil import parse_duration, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 STATUSES = (c.RUNNING, c.COMPLETED, c.FAILED, c.CANCELLED, c.TIMED_OUT)
 
 
@@ -92,19 +93,18 @@ def _open(path: str) -> Iterator[FlowStore]:
 
 
 def _seconds(option: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise CliError(f"{option}: {exc}") from None
+    return _parsed(option, value, parse_duration)
 
 
 def _instant(option: str, value: str | None) -> Any:
+    return _parsed(option, value, parse_instant)
+
+
+def _parsed(option: str, value: str | None, parse: Callable[[str], T]) -> T | None:
     if value is None:
         return None
     try:
-        return parse_instant(value)
+        return parse(value)
     except ValueError as exc:
         raise CliError(f"{option}: {exc}") from None
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import _logs, propagate, trace
 from opentelemetry import metrics as otel_metrics
@@ -143,28 +143,41 @@ def _version() -> str:
     return __version__
 
 
+P = TypeVar("P", TracerProvider, LoggerProvider, MeterProvider)
+
+
+def _adopt(
+    current: object, kind: type[P], make: Callable[[], P], install: Callable[[P], None]
+) -> P:
+    """The application's SDK provider if it installed one; else a new one of ours, installed."""
+    if isinstance(current, kind):
+        return current
+    provider = make()
+    provider._dashfrog_owned = True  # type: ignore[attr-defined]
+    install(provider)
+    return provider
+
+
 def _tracer_provider(cfg: Config, explicit: TracerProvider | None) -> TracerProvider:
     if explicit is not None:
         return explicit
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
-    provider = TracerProvider(resource=_resource(cfg))
-    provider._dashfrog_owned = True  # type: ignore[attr-defined]
-    trace.set_tracer_provider(provider)
-    return provider
+    return _adopt(
+        trace.get_tracer_provider(),
+        TracerProvider,
+        lambda: TracerProvider(resource=_resource(cfg)),
+        trace.set_tracer_provider,
+    )
 
 
 def _logger_provider(cfg: Config, explicit: LoggerProvider | None) -> LoggerProvider:
     if explicit is not None:
         return explicit
-    current = _logs.get_logger_provider()
-    if isinstance(current, LoggerProvider):
-        return current
-    provider = LoggerProvider(resource=_resource(cfg))
-    provider._dashfrog_owned = True  # type: ignore[attr-defined]
-    _logs.set_logger_provider(provider)
-    return provider
+    return _adopt(
+        _logs.get_logger_provider(),
+        LoggerProvider,
+        lambda: LoggerProvider(resource=_resource(cfg)),
+        _logs.set_logger_provider,
+    )
 
 
 def _meter_provider(
@@ -173,16 +186,16 @@ def _meter_provider(
     if explicit is not None:
         return explicit
     current = otel_metrics.get_meter_provider()
-    if isinstance(current, MeterProvider):
-        return current
-    if "metrics" not in cfg.export:
+    if not isinstance(current, MeterProvider) and "metrics" not in cfg.export:
         return None  # nowhere to send metrics: instruments stay no-ops until the app sets one
     # No atexit hook of its own: our exit handler flushes and stops our reader within the
     # shutdown timeout (the SDK's would export once more, and warn about the stopped reader).
-    provider = MeterProvider(resource=_resource(cfg), shutdown_on_exit=False)
-    provider._dashfrog_owned = True  # type: ignore[attr-defined]
-    otel_metrics.set_meter_provider(provider)
-    return provider
+    return _adopt(
+        current,
+        MeterProvider,
+        lambda: MeterProvider(resource=_resource(cfg), shutdown_on_exit=False),
+        otel_metrics.set_meter_provider,
+    )
 
 
 def _fanouts(inst: _Installed) -> tuple[FlowSpanProcessor, FanOutLogProcessor]:

@@ -36,6 +36,35 @@ def untrusted(header: str) -> str:
     return kept
 
 
+# Set on a FastAPI/Flask app by with_fastapi/with_flask: its trust_incoming setting.
+_MARK = "_dashfrog_trust_incoming"
+
+
+def already_wrapped(app: Any, trust_incoming: bool, framework: str) -> bool:
+    """True if `app` is wrapped with this `trust_incoming` already; ValueError if with another."""
+    done = getattr(app, _MARK, None)
+    if done is None:
+        return False
+    if done != trust_incoming:
+        raise ValueError(
+            f"with_{framework}(): app already wrapped with trust_incoming={done}; "
+            f"call unwrap_{framework}(app) first to change it"
+        )
+    return True
+
+
+def mark_wrapped(app: Any, trust_incoming: bool) -> None:
+    setattr(app, _MARK, trust_incoming)
+
+
+def unmark_wrapped(app: Any) -> bool:
+    """Forget `app`'s wrapping; False if it was not wrapped."""
+    if getattr(app, _MARK, None) is None:
+        return False
+    delattr(app, _MARK)
+    return True
+
+
 class ClientHooks:
     """One HTTP client instrumentor, owned with dashfrog's request hooks (requests, httpx).
 

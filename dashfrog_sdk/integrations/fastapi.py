@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashfrog_sdk.integrations._common import missing, tracer_provider, untrusted
+from dashfrog_sdk.integrations._common import (
+    already_wrapped,
+    mark_wrapped,
+    missing,
+    tracer_provider,
+    unmark_wrapped,
+    untrusted,
+)
 
 try:
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("fastapi") from exc
-
-_MARK = "_dashfrog_trust_incoming"
 
 
 class _StripIncoming:
@@ -40,13 +45,7 @@ def with_fastapi(
     The ASGI middleware's per-message "http send"/"http receive" spans are off by default, as in
     Logfire (pydantic/logfire#371): two or more spans a request that cost more than they tell.
     """
-    done = getattr(app, _MARK, None)
-    if done is not None:
-        if done != trust_incoming:
-            raise ValueError(
-                f"with_fastapi(): app already wrapped with trust_incoming={done}; "
-                "call unwrap_fastapi(app) first to change it"
-            )
+    if already_wrapped(app, trust_incoming, "fastapi"):
         return app
     FastAPIInstrumentor.instrument_app(
         app,
@@ -57,12 +56,11 @@ def with_fastapi(
         build = app.build_middleware_stack  # OTel's, which puts its middleware outermost
         app.build_middleware_stack = lambda: _StripIncoming(build())  # type: ignore[method-assign]
     app.middleware_stack = None  # rebuilt on the next request, also if the app already served
-    setattr(app, _MARK, trust_incoming)
+    mark_wrapped(app, trust_incoming)
     return app
 
 
 def unwrap_fastapi(app: FastAPI) -> None:
     """Undo `with_fastapi(app)` (OTel's uninstrument restores the original middleware stack)."""
-    if getattr(app, _MARK, None) is not None:
+    if unmark_wrapped(app):
         FastAPIInstrumentor.uninstrument_app(app)
-        delattr(app, _MARK)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dashfrog_sdk.integrations._common import missing, tracer_provider, untrusted
+from dashfrog_sdk.integrations._common import (
+    already_wrapped,
+    mark_wrapped,
+    missing,
+    tracer_provider,
+    unmark_wrapped,
+    untrusted,
+)
 
 try:
     from flask import Flask
@@ -13,7 +20,6 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("flask") from exc
 
-_MARK = "_dashfrog_trust_incoming"
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
@@ -31,25 +37,18 @@ def _strip_incoming(wsgi_app: WSGIApp) -> WSGIApp:
 
 def with_flask(app: Flask, *, trust_incoming: bool = True) -> Flask:
     """Instrument `app`; with `trust_incoming=False` (public-facing) ignore callers' flows."""
-    done = getattr(app, _MARK, None)
-    if done is not None:
-        if done != trust_incoming:
-            raise ValueError(
-                f"with_flask(): app already wrapped with trust_incoming={done}; "
-                "call unwrap_flask(app) first to change it"
-            )
+    if already_wrapped(app, trust_incoming, "flask"):
         return app
     FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
         app, tracer_provider=tracer_provider()
     )
     if not trust_incoming:
         app.wsgi_app = _strip_incoming(app.wsgi_app)  # type: ignore[method-assign, assignment]
-    setattr(app, _MARK, trust_incoming)
+    mark_wrapped(app, trust_incoming)
     return app
 
 
 def unwrap_flask(app: Flask) -> None:
     """Undo `with_flask(app)` (OTel's uninstrument restores the original `wsgi_app`)."""
-    if getattr(app, _MARK, None) is not None:
+    if unmark_wrapped(app):
         FlaskInstrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
-        delattr(app, _MARK)

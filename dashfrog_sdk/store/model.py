@@ -59,8 +59,23 @@ class Results(list[T]):
         return _pandas().DataFrame.from_records(to_records(list(self)))
 
 
+class _Timed:
+    """Records with `start_ns` / `end_ns`; `.start` / `.end` are them as datetimes."""
+
+    start_ns: int | None
+    end_ns: int | None
+
+    @property
+    def start(self) -> datetime | None:
+        return ns_to_datetime(self.start_ns)
+
+    @property
+    def end(self) -> datetime | None:
+        return ns_to_datetime(self.end_ns)
+
+
 @dataclass
-class Flow:
+class Flow(_Timed):
     """One flow as the store knows it now."""
 
     id: str
@@ -81,20 +96,12 @@ class Flow:
     current_step: str | None = None  # filled by FlowStore.flow() and flows() while running
 
     @property
-    def start(self) -> datetime | None:
-        return ns_to_datetime(self.start_ns)
-
-    @property
-    def end(self) -> datetime | None:
-        return ns_to_datetime(self.end_ns)
-
-    @property
     def ended(self) -> bool:
         return self.end_ns is not None
 
 
 @dataclass
-class Step:
+class Step(_Timed):
     """One step of a flow (a ``step <name>`` span, or its start event while it runs)."""
 
     span_id: str
@@ -112,14 +119,6 @@ class Step:
     parent_step_id: str | None  # the enclosing step's span id, through any spans between
     depth: int  # 0 for a step directly under the flow
     trace_id: str | None
-
-    @property
-    def start(self) -> datetime | None:
-        return ns_to_datetime(self.start_ns)
-
-    @property
-    def end(self) -> datetime | None:
-        return ns_to_datetime(self.end_ns)
 
 
 @dataclass

@@ -18,11 +18,10 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.procs import ManagedProcess, free_port, wait_for_port
+from tests.support.procs import ManagedProcess, Started, free_port, wait_for_port
 
 __all__ = ["RotelCollector", "collector_env", "rotel_binary"]
 
@@ -40,7 +39,7 @@ def rotel_binary() -> Path:
     return path
 
 
-class RotelCollector:
+class RotelCollector(Started):
     """The rotel-agent collector as a subprocess on free loopback ports.
 
     * ``receiver``: where rotel exports to; by default a fresh :class:`OtlpReceiver` that this
@@ -202,17 +201,6 @@ class RotelCollector:
         except BaseException:
             self._proc.kill()
             raise
-
-    def __enter__(self) -> RotelCollector:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"

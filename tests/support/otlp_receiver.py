@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, TypeVar
 
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
@@ -27,6 +26,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from tests.support.procs import Started
 
 __all__ = [
     "HistogramValue",
@@ -300,7 +301,7 @@ class _Server(ThreadingHTTPServer):
     receiver: OtlpReceiver
 
 
-class OtlpReceiver:
+class OtlpReceiver(Started):
     """OTLP/HTTP receiver on ``host`` (port 0 picks a free port); start()/stop() or ``with``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -336,17 +337,6 @@ class OtlpReceiver:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -111,7 +111,31 @@ def _kill_leftovers() -> None:
             proc.kill()
 
 
-class ManagedProcess:
+class Started:
+    """`with thing:` starts the thing and stops it on the way out, whatever happened."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_S = TypeVar("_S", bound=Started)
+
+
+class ManagedProcess(Started):
     """A subprocess with its output (stdout and stderr) in a log file, always stopped and reaped.
 
     ``env`` is applied on top of ``os.environ`` (unless ``inherit_env=False``); a ``None`` value
@@ -290,17 +314,7 @@ class ManagedProcess:
         )
 
     def __enter__(self) -> ManagedProcess:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self if self.running else self.start()
 
     def __repr__(self) -> str:
         state = "running" if self.running else f"exited({self.returncode})"
