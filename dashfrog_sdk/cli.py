@@ -29,9 +29,9 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.render.markdown import markdown
 from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
-from dashfrog_sdk.render.timeline import timeline, timeline_with_logs
+from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
-from dashfrog_sdk.store.model import ns_to_datetime
+from dashfrog_sdk.store.model import times
 from dashfrog_sdk.store.timeutil import parse_duration, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,10 +111,8 @@ def _parsed(option: str, value: str | None, parse: Callable[[str], T]) -> T | No
 
 def _jsonable(obj: Any) -> Any:
     row = dataclasses.asdict(obj)
-    for key in ("start", "end"):
-        if key + "_ns" in row:
-            moment = ns_to_datetime(row[key + "_ns"])
-            row[key] = moment.isoformat() if moment else None
+    for key, moment in times(obj).items():
+        row[key] = moment.isoformat() if moment else None
     return row
 
 
@@ -143,7 +141,7 @@ def _flows_table(flows: list[Flow]) -> Table:
             f.id,
             f.name or "?",
             f.tenant or "?",
-            Text(f"{_fmt.symbol(f.status)} {f.status}", style=_fmt.STYLES.get(f.status, "")),
+            status_label(f.status),
             _fmt.clock(f.start_ns),
             _fmt.duration(f.duration_ms),
             step,
@@ -224,9 +222,7 @@ def flow(store_path: str, flow_id: str, fmt: str | None, logs: bool) -> None:
     elif fmt == "markdown":
         click.echo(markdown(detail, logs=True), nl=False)
     elif fmt == "json":
-        row = _jsonable(detail)
-        row["current_step"] = detail.current_step
-        _dump(row)
+        _dump(_jsonable(detail))
     elif logs:
         _console().print(timeline_with_logs(detail))
     else:

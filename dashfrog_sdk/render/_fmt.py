@@ -35,6 +35,11 @@ def symbol(status: str) -> str:
     return SYMBOLS.get(status, "?")
 
 
+def status_text(status: str) -> str:
+    """``✔ completed``: a status with its symbol."""
+    return f"{symbol(status)} {status}"
+
+
 def duration(ms: float | None) -> str:
     """Milliseconds for people: ``0.42 ms``, ``12.3 ms``, ``1.24 s``, ``2m 03s``, ``1h 02m``."""
     if ms is None:
@@ -75,6 +80,11 @@ def utc(ns: int | None) -> str:
 def kv(values: Mapping[str, Any]) -> str:
     """``k=v k2=v2`` for labels and attributes."""
     return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def event_text(name: str, attributes: Mapping[str, Any]) -> str:
+    """``payment_retried attempt=2``: a custom event with its attributes."""
+    return f"{name} {kv(attributes)}" if attributes else name
 
 
 def error_text(error_type: str | None, error_message: str | None) -> str:

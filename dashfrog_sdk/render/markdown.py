@@ -29,17 +29,13 @@ def _code(value: object) -> str:
     return f"{fence}{pad}{raw}{pad}{fence}"
 
 
-def _status(status: str) -> str:
-    return f"{_fmt.symbol(status)} {status}"
-
-
 def _summary(detail: FlowDetail) -> list[str]:
     rows = [
         ("Flow id", _code(detail.id)),
         ("Name", _code(detail.name)),
         ("Tenant", _code(detail.tenant)),
         ("Labels", ", ".join(_code(f"{k}={v}") for k, v in detail.labels.items()) or "-"),
-        ("Status", _status(detail.status)),
+        ("Status", _fmt.status_text(detail.status)),
         ("Started", _fmt.utc(detail.start_ns)),
         ("Ended", _fmt.utc(detail.end_ns)),
         ("Duration", _fmt.duration(detail.duration_ms)),
@@ -104,7 +100,7 @@ def _trace(detail: FlowDetail) -> list[str]:
         if step.service:
             line += f" in {_code(step.service)}"
         line += f" at +{_fmt.offset(step.start_ns, detail.start_ns).lstrip('+') or '?'}"
-        line += f": {_status(status)}"
+        line += f": {_fmt.status_text(status)}"
         if status != c.RUNNING:
             line += f" in {_fmt.duration(step.duration_ms)}"
         if step.optional:
@@ -118,8 +114,9 @@ def _trace(detail: FlowDetail) -> list[str]:
             out.append(f"{indent}   - error: {_code(error)}")
         for event in detail.events:
             if event.span_id == step.span_id:
-                attrs = f" {_fmt.kv(event.attributes)}" if event.attributes else ""
-                out.append(f"{indent}   - event: {_code(event.name + attrs)}")
+                out.append(
+                    f"{indent}   - event: {_code(_fmt.event_text(event.name, event.attributes))}"
+                )
     for name in detail.pending_steps:
         out.append(f"- {_code(name)}: pending (seen in the last completed run, not reached yet)")
     return out or ["No steps recorded."]
@@ -157,12 +154,12 @@ def _performance(detail: FlowDetail) -> list[str]:
         name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0)) + step.name
         out.append(
             f"| {_cell(name)} | {_cell(step.service or '-')} "
-            f"| {_status(_fmt.step_status(detail, step))} "
+            f"| {_fmt.status_text(_fmt.step_status(detail, step))} "
             f"| {_fmt.offset(step.start_ns, detail.start_ns) or '-'} "
             f"| {_fmt.duration(step.duration_ms)} | {share} |"
         )
     out.append(
-        f"| **flow total** | {_cell(detail.service or '-')} | {_status(detail.status)} | +0 "
+        f"| **flow total** | {_cell(detail.service or '-')} | {_fmt.status_text(detail.status)} | +0 "
         f"| {_fmt.duration(total)} | 100 % |"
     )
     return out
@@ -180,17 +177,16 @@ def markdown(detail: FlowDetail, *, logs: bool = True) -> str:
     if detail.events:
         out += ["", "## Events", ""]
         for event in detail.events:
-            attrs = f" {_fmt.kv(event.attributes)}" if event.attributes else ""
             at = _fmt.offset(event.ts_ns, detail.start_ns)
             out.append(
-                f"- {at} {_code(event.name + attrs)}"
+                f"- {at} {_code(_fmt.event_text(event.name, event.attributes))}"
                 + (f" in step {_code(event.step_name)}" if event.step_name else "")
             )
     if detail.children:
         out += ["", "## Child flows", ""]
         for child in detail.children:
             out.append(
-                f"- {_code(child.name)} {_code(child.id)}: {_status(child.status)}"
+                f"- {_code(child.name)} {_code(child.id)}: {_fmt.status_text(child.status)}"
                 f" in {_fmt.duration(child.duration_ms)}"
             )
     out += ["", "## Performance", "", *_performance(detail)]

@@ -105,8 +105,7 @@ def _event_note(
 ) -> str:
     step = by_span.get(event.span_id or "")
     where = participant(step.service if step else event.service)
-    attrs = f" {_fmt.kv(event.attributes)}" if event.attributes else ""
-    return f"    Note over {where}: event {text(event.name + attrs, 80)}"
+    return f"    Note over {where}: event {text(_fmt.event_text(event.name, event.attributes), 80)}"
 
 
 # -- flowchart --------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from dashfrog_sdk.store.model import FlowDetail, FlowEvent, LogEntry, Step
 _DIM = "grey50"
 
 
-def _status(status: str) -> Text:
-    return Text(f"{_fmt.symbol(status)} {status}", style=_fmt.STYLES.get(status, ""))
+def status_label(status: str) -> Text:
+    """``✔ completed`` in the status's colour."""
+    return Text(_fmt.status_text(status), style=_fmt.STYLES.get(status, ""))
 
 
 def _header(detail: FlowDetail) -> Text:
@@ -29,7 +30,7 @@ def _header(detail: FlowDetail) -> Text:
     if detail.labels:
         text.append("  " + _fmt.kv(detail.labels))
     text.append("  ")
-    text.append_text(_status(detail.status))
+    text.append_text(status_label(detail.status))
     text.append("  " + _fmt.duration(detail.duration_ms))
     if detail.status in (c.RUNNING, c.TIMED_OUT):
         text.append(" so far", style=_DIM)
@@ -124,7 +125,7 @@ def timeline(detail: FlowDetail, *, logs: bool = False) -> Tree:
         label = Text.assemble(("↳ child flow ", _DIM), (child.name or "?", "bold"), " ")
         label.append(child.id, style=_DIM)
         label.append("  ")
-        label.append_text(_status(child.status))
+        label.append_text(status_label(child.status))
         label.append("  " + _fmt.duration(child.duration_ms))
         root.add(label)
     return root

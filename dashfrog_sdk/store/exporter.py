@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -24,10 +25,24 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from dashfrog_sdk.store.convert import Batch, add_log_record, add_span
 from dashfrog_sdk.store.writer import StoreWriter
 
+T = TypeVar("T")
+
 # The local store is read by people watching `dashfrog tail`: flush faster than the OTLP default.
 SCHEDULE_DELAY_MS = 500
 MAX_EXPORT_BATCH = 512
 MAX_QUEUE = 8192
+
+
+def _write(writer: StoreWriter, items: Sequence[T], add: Callable[[Batch, T], None]) -> bool:
+    """Convert `items` into one batch of rows and write it; False if either step failed."""
+    batch = Batch()
+    try:
+        for item in items:
+            add(batch, item)
+    except Exception as exc:  # a malformed span or record must not kill the export thread
+        writer.report_failure(exc)
+        return False
+    return writer.write(batch)
 
 
 class FlowStoreSpanExporter(SpanExporter):
@@ -37,14 +52,7 @@ class FlowStoreSpanExporter(SpanExporter):
         self.writer = writer
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        batch = Batch()
-        try:
-            for span in spans:
-                add_span(batch, span)
-        except Exception as exc:  # a malformed span must not kill the export thread
-            self.writer.report_failure(exc)
-            return SpanExportResult.FAILURE
-        ok = self.writer.write(batch)
+        ok = _write(self.writer, spans, add_span)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -61,14 +69,7 @@ class FlowStoreLogExporter(LogRecordExporter):
         self.writer = writer
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        rows = Batch()
-        try:
-            for record in batch:
-                add_log_record(rows, record)
-        except Exception as exc:
-            self.writer.report_failure(exc)
-            return LogRecordExportResult.FAILURE
-        ok = self.writer.write(rows)
+        ok = _write(self.writer, batch, add_log_record)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:

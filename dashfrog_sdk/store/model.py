@@ -44,11 +44,18 @@ def to_records(items: list[Any]) -> list[dict[str, Any]]:
             for f in dataclasses.fields(item)
             if not isinstance(getattr(item, f.name), list)
         }
-        for key in ("start", "end"):
-            if hasattr(item, key + "_ns"):
-                row[key] = ns_to_datetime(getattr(item, key + "_ns"))
+        row.update(times(item))
         rows.append(row)
     return rows
+
+
+def times(item: object) -> dict[str, datetime | None]:
+    """``start`` / ``end`` of a record with ``start_ns`` / ``end_ns``, as datetimes."""
+    return {
+        key: ns_to_datetime(getattr(item, key + "_ns"))
+        for key in ("start", "end")
+        if hasattr(item, key + "_ns")
+    }
 
 
 class Results(list[T]):

@@ -225,7 +225,7 @@ class StoreWriter:
                 {
                     **{k: v for k, v in vars(r).items() if k not in ("labels", "end_on_exit")},
                     "end_on_exit": None if r.end_on_exit is None else int(r.end_on_exit),
-                    "labels": _dumps(r.labels) if r.labels else "{}",
+                    "labels": _dumps(r.labels),
                     "seen_ns": now,
                 }
                 for r in flows
@@ -241,7 +241,7 @@ class StoreWriter:
                     {
                         **vars(s),
                         "optional": int(s.optional),
-                        "attributes": _dumps(s.attributes) if s.attributes else "{}",
+                        "attributes": _dumps(s.attributes),
                     }
                     for s in batch.steps
                 ],
