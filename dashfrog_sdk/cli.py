@@ -31,7 +31,7 @@ from dashfrog_sdk.render.markdown import markdown
 from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
 from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
-from dashfrog_sdk.store.model import times
+from dashfrog_sdk.store.model import effective_status, times
 from dashfrog_sdk.store.timeutil import parse_duration, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -306,13 +306,11 @@ def tail(
                 cursor = new_cursor
             now = time.time_ns()
             for f in list(open_flows.values()):
-                if (
-                    f.timeout_s is not None
-                    and f.start_ns is not None
-                    and (now > f.start_ns + int(f.timeout_s * 1e9))
-                ):
-                    f.status = c.TIMED_OUT
-                    _report(console, f, seen, open_flows)
+                if f.timeout_s is not None and f.start_ns is not None:
+                    status = effective_status(f.status, f.start_ns + int(f.timeout_s * 1e9), now)
+                    if status != f.status:
+                        f.status = status
+                        _report(console, f, seen, open_flows)
             if once or (deadline is not None and time.monotonic() >= deadline):
                 return
             time.sleep(interval if deadline is None else min(interval, deadline - time.monotonic()))

@@ -51,6 +51,7 @@ COMPLETED: Final = "completed"
 FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
 TIMED_OUT: Final = "timed_out"  # derived by the store: a deadline passed with no end
+OPEN: Final = (RUNNING, TIMED_OUT)  # no end yet
 
 FlowStatus = Literal["running", "completed", "failed", "cancelled"]
 StepStatus = Literal["completed", "failed", "cancelled"]

@@ -117,6 +117,6 @@ def walk(detail: FlowDetail) -> list[Step]:
 
 def step_status(detail: FlowDetail, step: Step) -> str:
     """A step's status as shown: a step still 'running' in an ended flow never finished."""
-    if step.status == c.RUNNING and detail.status not in (c.RUNNING, c.TIMED_OUT):
+    if step.status == c.RUNNING and detail.status not in c.OPEN:
         return c.CANCELLED
     return step.status

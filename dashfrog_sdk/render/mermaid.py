@@ -89,7 +89,7 @@ def sequence_diagram(detail: FlowDetail) -> str:
     for name in detail.pending_steps:
         lines.append(f"    Note over {origin}: pending: {text(name, 60)}")
     end = f"flow {detail.status}"
-    if detail.status not in (c.RUNNING, c.TIMED_OUT):
+    if detail.status not in c.OPEN:
         end += f" in {_fmt.duration(detail.duration_ms)}"
     elif detail.current_step:
         end += f", at step {detail.current_step}"
@@ -145,7 +145,7 @@ def flowchart(detail: FlowDetail) -> str:
         classes.setdefault(_fmt.PENDING, []).append(pid)
     end_status = detail.status if detail.status not in (c.RUNNING,) else _fmt.PENDING
     end_label = text(detail.status)
-    if detail.status not in (c.RUNNING, c.TIMED_OUT):
+    if detail.status not in c.OPEN:
         end_label += f"<br/>{text(_fmt.duration(detail.duration_ms))}"
     lines.append(f'    E(["{end_label}"])')
     classes.setdefault(_class_name(end_status), []).append("E")

@@ -32,7 +32,7 @@ def _header(detail: FlowDetail) -> Text:
     text.append("  ")
     text.append_text(status_label(detail.status))
     text.append("  " + _fmt.duration(detail.duration_ms))
-    if detail.status in (c.RUNNING, c.TIMED_OUT):
+    if detail.status in c.OPEN:
         text.append(" so far", style=_DIM)
         if detail.current_step:
             text.append(f"  at step {detail.current_step}", style=_fmt.STYLES[c.RUNNING])

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.store.model import FlowStats, Results
+from dashfrog_sdk.store.model import FlowStats, Results, effective_status
 
 # (name, tenant, stored status, start_ns, end_ns, deadline_ns)
 StatsRow = tuple[str | None, str | None, str, int | None, int | None, int | None]
@@ -36,10 +36,9 @@ def aggregate(rows: Iterable[StatsRow], now_ns: int) -> Results[FlowStats]:
     groups: dict[tuple[str | None, str | None], _Group] = {}
     for name, tenant, status, start, end, deadline in rows:
         group = groups.setdefault((name, tenant), _Group())
-        if status == c.RUNNING and deadline is not None and deadline < now_ns:
-            status = c.TIMED_OUT
+        status = effective_status(status, deadline, now_ns)
         group.counts[status] = group.get(status) + 1
-        if status not in (c.RUNNING, c.TIMED_OUT) and start is not None and end is not None:
+        if status not in c.OPEN and start is not None and end is not None:
             group.durations.append((end - start) / 1e6)
     out: Results[FlowStats] = Results()
     for (name, tenant), g in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):

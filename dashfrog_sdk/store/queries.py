@@ -27,6 +27,7 @@ from dashfrog_sdk.store.model import (
     SpanRecord,
     Step,
     StepDuration,
+    effective_status,
 )
 from dashfrog_sdk.store.timeutil import TimeArg, seconds, to_ns
 
@@ -40,7 +41,6 @@ _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
     "attributes, parent_span_id, trace_id"
 )
-_OPEN = (c.RUNNING, c.TIMED_OUT)
 
 
 class StoreError(Exception):
@@ -74,6 +74,7 @@ def _ms(start: int | None, end: int | None) -> float | None:
 
 
 def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
+    """`effective_status` as a WHERE clause."""
     if status == c.RUNNING:
         return "(status = 'running' AND (deadline_ns IS NULL OR deadline_ns >= ?))", [now]
     if status == c.TIMED_OUT:
@@ -133,12 +134,9 @@ class FlowStore:
 
     # -- flows -------------------------------------------------------------------------------
     def _flow(self, row: sqlite3.Row, now: int) -> Flow:
-        status = row["status"]
-        deadline = row["deadline_ns"]
-        if status == c.RUNNING and deadline is not None and deadline < now:
-            status = c.TIMED_OUT
+        status = effective_status(row["status"], row["deadline_ns"], now)
         start, end = row["start_ns"], row["end_ns"]
-        open_end = now if end is None and status in _OPEN else end
+        open_end = now if end is None and status in c.OPEN else end
         return Flow(
             id=row["flow_id"],
             name=row["name"],
@@ -212,7 +210,7 @@ class FlowStore:
         return flows
 
     def _fill_current_steps(self, flows: list[Flow]) -> None:
-        open_flows = {f.id: f for f in flows if f.status in _OPEN}
+        open_flows = {f.id: f for f in flows if f.status in c.OPEN}
         if not open_flows:
             return
         ids = list(open_flows)
@@ -317,7 +315,7 @@ class FlowStore:
         detail.events = self._records(FlowEvent, "events", "ts_ns, id", by_flow)
         detail.logs = self._records(LogEntry, "logs", "ts_ns, id", by_flow)
         detail.spans = self._records(SpanRecord, "spans", "start_ns", by_flow)
-        if detail.status in _OPEN and detail.name is not None:
+        if detail.status in c.OPEN and detail.name is not None:
             detail.pending_steps = self._pending(detail)
         return detail
 
