@@ -31,13 +31,17 @@ def writable(span: Span, count: int) -> dict[str, Any] | None:
     return None
 
 
-def stamp(span: Span, attributes: Mapping[str, Any]) -> None:
-    """Set `attributes` (validated by dashfrog_sdk.validation) on `span`."""
-    values = writable(span, len(attributes))
-    if values is not None:
-        values.update(attributes)
-    else:
-        span.set_attributes(attributes)
+def stamp(span: Span, *parts: Mapping[str, Any]) -> None:
+    """Set the attributes in `parts` (validated by dashfrog_sdk.validation) on `span`."""
+    count = 0
+    for part in parts:
+        count += len(part)
+    values = writable(span, count)
+    for part in parts:
+        if values is not None:
+            values.update(part)
+        else:
+            span.set_attributes(part)
 
 
 def stamp_one(span: Span, key: str, value: Any) -> None:

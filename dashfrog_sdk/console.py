@@ -71,10 +71,7 @@ def render_line(event: Lifecycle, color: bool = False) -> str | None:
     name, flow_id = flow.get(c.FLOW_NAME), str(flow.get(c.FLOW_ID, ""))[:8]
     extra = event.attributes or {}
     if event.kind == c.EVENT_FLOW_START:
-        prefix = len(c.LABEL_PREFIX)
-        labels = "".join(
-            f" {k[prefix:]}={v}" for k, v in flow.items() if k.startswith(c.LABEL_PREFIX)
-        )
+        labels = "".join(f" {k}={v}" for k, v in c.labels_of(flow).items())
         parent_id = flow.get(c.FLOW_PARENT_ID)
         parent = f"  child of {str(parent_id)[:8]}" if parent_id else ""
         head = _paint(f"▶ flow {name}", "1", color)

@@ -62,7 +62,7 @@ def base_attributes(name: str, tenant: str, labels: Mapping[str, str]) -> dict[s
     """A flow's attributes except its id and parent id: the part flows of a kind share."""
     attrs = {c.FLOW_NAME: name, c.TENANT: tenant}
     for key, value in labels.items():
-        attrs[c.LABEL_PREFIX + key] = value
+        attrs[c.label_key(key)] = value
     return attrs
 
 
@@ -177,10 +177,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
     name, tenant = bag.get(c.FLOW_NAME), bag.get(c.TENANT)
     if not isinstance(name, str) or not isinstance(tenant, str):
         return None
-    labels: dict[str, str] = {}
-    for key, value in bag.items():
-        if key.startswith(c.LABEL_PREFIX) and isinstance(value, str):
-            labels[key[len(c.LABEL_PREFIX) :]] = value
+    labels = {k: v for k, v in c.labels_of(bag).items() if isinstance(v, str)}
     parent = bag.get(c.FLOW_PARENT_ID)
     timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
     state = FlowState(
@@ -295,17 +292,38 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
 
 
 def with_step(
-    parent: Context, span: Span, step_name: str | None, depth: int, optional: bool = False
+    parent: Context,
+    span: Span,
+    step_name: str | None,
+    depth: int,
+    optional: bool = False,
+    state: FlowState | None = None,
 ) -> Context:
     """A context in which `step_name` is the current step and `span` the current span.
 
     `optional` is inherited by the steps inside: a failure under an optional step does not
-    fail the flow.
+    fail the flow. `state`, the flow `lookup` found: one that came in baggage is put under the
+    flow key too, so the spans and steps inside find it without reading the baggage again.
     """
-    if _SPAN_KEY:
-        return Context(parent, **{_SPAN_KEY: span, _STEP_KEY: (step_name, depth, optional)})
-    ctx = set_span_in_context(span, parent)  # pragma: no cover
-    return otel_context.set_value(_STEP_KEY, (step_name, depth, optional), ctx)  # pragma: no cover
+    values: dict[str, object] = {_STEP_KEY: (step_name, depth, optional)}
+    if state is not None and _FLOW_KEY not in parent:
+        values[_FLOW_KEY] = state
+    if not _SPAN_KEY:  # pragma: no cover - only if OTel renames its private key
+        return Context(set_span_in_context(span, parent), **values)
+    values[_SPAN_KEY] = span
+    return Context(parent, **values)
+
+
+def with_baggage_members(ctx: Context, members: Mapping[str, str]) -> Context:
+    """`ctx` with `members` added to its baggage, in one Context copy (a server's hot path:
+    OTel's `set_baggage` copies the context once per member)."""
+    if not members:
+        return ctx
+    if _BAGGAGE_KEY:
+        return otel_context.set_value(_BAGGAGE_KEY, {**_baggage_of(ctx), **members}, ctx)
+    for name, value in members.items():  # pragma: no cover - if OTel renames its private key
+        ctx = otel_baggage.set_baggage(name, value, ctx)
+    return ctx
 
 
 def only_span(span: Span) -> Context:
@@ -313,23 +331,6 @@ def only_span(span: Span) -> Context:
     if _SPAN_KEY:
         return Context({_SPAN_KEY: span})
     return set_span_in_context(span, Context())  # pragma: no cover
-
-
-def without_dashfrog_baggage(ctx: Context) -> Context:
-    """`ctx` with every dashfrog.* baggage member and the local flow removed."""
-    bag = _baggage_of(ctx)
-    if not any(key.startswith(c.PREFIX) for key in bag):
-        return ctx
-    kept = {k: v for k, v in bag.items() if not k.startswith(c.PREFIX)}
-    values = dict(ctx)
-    values.pop(_FLOW_KEY, None)
-    if _BAGGAGE_KEY:
-        values[_BAGGAGE_KEY] = kept
-    return Context(values)
-
-
-def is_dashfrog_key(key: str) -> bool:
-    return key.startswith(c.PREFIX)
 
 
 def _reset_for_tests() -> None:

@@ -6,7 +6,8 @@ store and the tests all read these names; nothing else in the package spells the
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 PREFIX: Final = "dashfrog."
 
@@ -72,3 +73,9 @@ BAGGAGE_MAX_MEMBER_BYTES: Final = 4096
 def label_key(key: str) -> str:
     """The attribute and baggage key of a user label."""
     return LABEL_PREFIX + key
+
+
+def labels_of(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The user labels among flow attributes or baggage members, by label key."""
+    n = len(LABEL_PREFIX)
+    return {k[n:]: v for k, v in attributes.items() if k.startswith(LABEL_PREFIX)}

@@ -23,7 +23,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp_one, writable
+from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
@@ -39,16 +39,6 @@ from dashfrog_sdk.exporting.exit import open_flows
 logger = logging.getLogger("dashfrog_sdk")
 
 __all__ = ["FlowScope", "current", "end", "event", "fail", "start"]
-
-
-def status_for(exc: BaseException | None, state: FlowState) -> str:
-    """The status a flow ends with, per DESIGN.md ("Status"). A step that failed before a
-    cancellation arrived makes the flow failed: the failure happened first."""
-    if exc is not None and not isinstance(exc, CANCELLING):
-        return c.FAILED
-    if state.failed:
-        return c.FAILED
-    return c.CANCELLED if exc is not None else c.COMPLETED
 
 
 class FlowScope(Scope[str]):
@@ -97,13 +87,7 @@ class FlowScope(Scope[str]):
             local=True,
             base=kind.attributes,
         )
-        settings = state.settings
-        values = writable(span, len(state.attributes) + len(settings))
-        if values is not None:
-            values.update(state.attributes)
-            values.update(settings)
-        else:
-            span.set_attributes({**state.attributes, **settings})
+        stamp(span, state.attributes, state.settings)
         self._depth = depth
         self._token = otel_context.attach(with_flow(parent, state, span, depth))
         self._state, self._span = state, span
@@ -134,8 +118,13 @@ class FlowScope(Scope[str]):
         detach(self._token)
         open_flows.discard(state)
         end = time_ns()
-        status = status_for(exc, state)
+        # The status per DESIGN.md ("Status"). A step that failed before a cancellation
+        # arrived makes the flow failed: the failure happened first.
         escaped = exc is not None and not isinstance(exc, CANCELLING)
+        if escaped or state.failed:
+            status = c.FAILED
+        else:
+            status = c.CANCELLED if exc is not None else c.COMPLETED
         if escaped:
             record_exception(span, exc)  # type: ignore[arg-type]
         ends_here = not state.ended and (state.end_on_exit or exc is not None)
@@ -155,13 +144,12 @@ class FlowScope(Scope[str]):
             if error is not None:
                 span.set_attributes(events.error_attributes(error))
         span.end(end)
-        sc = span.get_span_context()
         events.record(
             (
                 events.FLOW_CLOSE,
                 end,
-                sc.trace_id,
-                sc.span_id,
+                state.trace_id,
+                state.span_id,
                 state.attributes,
                 None,
                 None,
@@ -174,7 +162,7 @@ class FlowScope(Scope[str]):
         )
         if ends_here and not state.end_on_exit:
             # The start event announced an end elsewhere; say it ended here instead.
-            events.record_flow_end(state, status, end, sc.trace_id, sc.span_id)
+            events.record_flow_end(state, status, end, state.trace_id, state.span_id)
 
 
 def start(

@@ -14,34 +14,18 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk._logs import LoggingHandler
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.context import current_flow, current_step_name
+from dashfrog_sdk.context import current_step_name, flow_state
 
 # Records from these loggers are never captured: exporting them could log again, forever.
 _IGNORED_PREFIXES = ("opentelemetry", "dashfrog_sdk")
 
 _lock = threading.Lock()
 _installed: LoggingHandler | None = None
-
-
-def _flow_attributes(info: Any) -> Mapping[str, Any]:
-    """The flow's attributes, as the core computed them or rebuilt from its identity."""
-    attrs = getattr(info, "attributes", None)
-    if isinstance(attrs, Mapping):
-        return attrs
-    built: dict[str, Any] = {c.FLOW_ID: info.id, c.FLOW_NAME: info.name, c.TENANT: info.tenant}
-    for key, value in (getattr(info, "labels", None) or {}).items():
-        built[c.label_key(key)] = value
-    parent = getattr(info, "parent_id", None)
-    if parent:
-        built[c.FLOW_PARENT_ID] = parent
-    return built
 
 
 class FlowLogFilter(logging.Filter):
@@ -60,10 +44,10 @@ class FlowLogFilter(logging.Filter):
             return False
         self._busy.on = True
         try:
-            info = current_flow()
-            if info is None:
+            state = flow_state()
+            if state is None:
                 return False
-            for key, value in _flow_attributes(info).items():
+            for key, value in state.attributes.items():
                 setattr(record, key, value)
             step = current_step_name()
             if step is not None:

@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from opentelemetry import baggage as otel_baggage
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import (
     CarrierT,
@@ -45,6 +44,7 @@ from opentelemetry.propagators.textmap import (
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
+from dashfrog_sdk.context import with_baggage_members
 
 HEADER = "baggage"
 INTERNAL = "internal"
@@ -60,7 +60,6 @@ _PRIORITY = (
     c.FLOW_START_TIME,
     c.FLOW_TIMEOUT,
 )
-_BAGGAGE_KEY: str = getattr(otel_baggage, "_BAGGAGE_KEY", "")  # where OTel keeps the baggage dict
 _SIG_RESERVE = len(c.BAGGAGE_SIGNATURE) + 1 + 43 + 1  # "dashfrog.sig=" + base64(sha256) + ","
 
 _destination: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -217,13 +216,7 @@ class DashfrogBaggagePropagator(TextMapPropagator):
         if self.key is not None and any(k.startswith(c.PREFIX) for k in members):
             members = self._verified(members)
         members.pop(c.BAGGAGE_SIGNATURE, None)
-        if members and _BAGGAGE_KEY:  # one Context copy, not one per member (a server's hot path)
-            return otel_context.set_value(
-                _BAGGAGE_KEY, {**otel_baggage.get_all(ctx), **members}, ctx
-            )
-        for name, value in members.items():  # pragma: no cover - if OTel renames its private key
-            ctx = otel_baggage.set_baggage(name, value, ctx)
-        return ctx
+        return with_baggage_members(ctx, members)
 
     def _verified(self, members: dict[str, str]) -> dict[str, str]:
         assert self.key is not None

@@ -21,7 +21,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp, stamp_one, writable
+from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.events import describe
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
@@ -64,23 +64,18 @@ class StepScope(Scope[None]):
         name = self._name
         self._start = start = time_ns()
         span = rt.tracer.start_span(c.STEP_SPAN_PREFIX + name, parent, start_time=start)
+        own: dict[str, Any] = {c.STEP_NAME: name}
+        if self._attributes:
+            own.update(self._attributes)
+        if self._optional:
+            own[c.STEP_OPTIONAL] = True
         if state is not None:
-            flow_attrs = state.attributes
-            values = writable(span, len(flow_attrs) + 1)
-            if values is not None:
-                values.update(flow_attrs)
-                values[c.STEP_NAME] = name
-            else:
-                span.set_attributes({**flow_attrs, c.STEP_NAME: name})
+            stamp(span, state.attributes, own)
         else:
             logger.debug("dashfrog_sdk: step %r started outside any flow", name)
-            stamp_one(span, c.STEP_NAME, name)
-        if self._attributes:
-            stamp(span, self._attributes)
-        if self._optional:
-            stamp_one(span, c.STEP_OPTIONAL, True)
+            stamp(span, own)
         optional = self._optional or inside_optional
-        self._token = otel_context.attach(with_step(parent, span, name, depth, optional))
+        self._token = otel_context.attach(with_step(parent, span, name, depth, optional, state))
         self._state, self._span, self._depth = state, span, depth
         self._protects_flow = optional
         if state is not None:

@@ -247,9 +247,7 @@ def _str(value: object) -> str | None:
 
 
 def _flow_from(attrs: Mapping[str, Any], span: ReadableSpan | None) -> CapturedFlow:
-    labels = {
-        k[len(c.LABEL_PREFIX) :]: str(v) for k, v in attrs.items() if k.startswith(c.LABEL_PREFIX)
-    }
+    labels = {k: str(v) for k, v in c.labels_of(attrs).items()}
     return CapturedFlow(
         id=str(attrs[c.FLOW_ID]),
         name=str(attrs[c.FLOW_NAME]),

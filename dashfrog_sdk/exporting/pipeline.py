@@ -217,6 +217,8 @@ class Pipeline(Generic[T]):
                 self._urgent -= 1
 
     def flush(self, timeout_s: float) -> bool:
+        if not self._queue_or_held():  # e.g. setup's flush reaching it again via the provider
+            return True
         return self.wait(self.kick(), time.monotonic() + timeout_s)
 
     def shutdown(self, deadline: float | None = None) -> None:

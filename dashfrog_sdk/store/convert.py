@@ -136,8 +136,7 @@ def user_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def labels_of(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    n = len(c.LABEL_PREFIX)
-    return {k[n:]: jsonable(v) for k, v in attrs.items() if k.startswith(c.LABEL_PREFIX)}
+    return {k: jsonable(v) for k, v in c.labels_of(attrs).items()}
 
 
 def _str(value: Any) -> str | None:
