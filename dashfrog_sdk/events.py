@@ -10,7 +10,6 @@ within budget (DESIGN.md, principle 4).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from dashfrog_sdk import _records, diagnostics
+from dashfrog_sdk import _fork, _records, diagnostics
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.context import FlowState, only_span
 
@@ -147,8 +146,7 @@ class _Bus:
 
 
 _bus = _Bus()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_bus.after_fork)
+_fork.in_child(_bus.after_fork)
 
 
 def record(event: Record) -> None:

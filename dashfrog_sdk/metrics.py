@@ -16,7 +16,6 @@ cardinality limit of its own, so dashfrog applies it before recording.
 
 from __future__ import annotations
 
-import os
 import re
 import weakref
 from abc import ABC, abstractmethod
@@ -26,8 +25,8 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
+from dashfrog_sdk import _fork, diagnostics, events, validation
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, events, validation
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import flow_state
 
@@ -81,8 +80,7 @@ def _after_fork() -> None:
         inst._seen = set()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+_fork.in_child(_after_fork)
 
 
 class _Instrument(ABC):

@@ -16,15 +16,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from time import time_ns
 from types import FrameType
 from typing import Any
 
+from dashfrog_sdk import _fork, diagnostics, events
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, events
 from dashfrog_sdk.context import FlowState
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -88,8 +87,7 @@ def _forget_after_fork() -> None:
     open_flows._open = set()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+_fork.in_child(_forget_after_fork)
 
 _installed_handler: Any = None
 

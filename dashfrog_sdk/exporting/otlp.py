@@ -26,9 +26,10 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from dashfrog_sdk import _fork
 from dashfrog_sdk.config import Config, SignalExport
 from dashfrog_sdk.exporting.counts import counters, outage
-from dashfrog_sdk.exporting.pipeline import Pipeline, _call, call_quietly, reachable
+from dashfrog_sdk.exporting.pipeline import Pipeline, call_quietly, reachable
 
 __all__ = [
     "CountingMetricExporter",
@@ -206,9 +207,7 @@ class CountingMetricExporter(MetricExporter):
         )
         preferred = self._inner._preferred_temporality or {}
         self._delta = AggregationTemporality.DELTA in preferred.values()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork)
-            os.register_at_fork(after_in_child=lambda: _call(ref))
+        _fork.method_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         # Same reason as Pipeline._after_fork: the parent's channel is the parent's.
@@ -283,8 +282,6 @@ def reset_after_fork(provider: MeterProvider, reader: PeriodicExportingMetricRea
     backend would count everything the parent measured before the fork twice. Re-adding the
     reader to the measurement consumer gives it fresh storage (the SDK has no public reset).
     """
-    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
-        return
     refs = weakref.ref(provider), weakref.ref(reader)
 
     def reset() -> None:
@@ -293,4 +290,4 @@ def reset_after_fork(provider: MeterProvider, reader: PeriodicExportingMetricRea
         if r is not None and consumer is not None and hasattr(consumer, "add_metric_reader"):
             consumer.add_metric_reader(r)
 
-    os.register_at_fork(after_in_child=reset)
+    _fork.in_child(reset)

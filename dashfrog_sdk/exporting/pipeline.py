@@ -14,12 +14,10 @@ does. Everything else runs on one daemon thread per pipeline.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import socket
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,7 +25,7 @@ from urllib.parse import urlparse
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
-from dashfrog_sdk import diagnostics
+from dashfrog_sdk import _fork, diagnostics
 from dashfrog_sdk.exporting.counts import SignalCounters, outage
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -116,12 +114,6 @@ def reachable(url: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
-    method = ref()  # a pipeline collected since does not keep a fork hook alive
-    if method is not None:
-        method()
-
-
 class Pipeline(Generic[T]):
     """Bounded queue + one export thread + retry. `put` is the only hot-path call."""
 
@@ -150,9 +142,7 @@ class Pipeline(Generic[T]):
         self._closed = False
         self._start()
         counters.queued = self.pending
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork)
-            os.register_at_fork(after_in_child=lambda: _call(ref))
+        _fork.method_in_child(self._after_fork)
 
     def _start(self) -> None:
         self._queue: deque[T] = deque()
