@@ -111,7 +111,7 @@ class FlowStore:
                 other = self._conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
                 if other:
                     raise StoreError(f"{self.path} is an SQLite database but not a flow store")
-            schema.migrate(self._conn)
+            schema.migrate(self._conn, known=version)
         except schema.SchemaError as exc:
             raise StoreError(str(exc)) from None
         except sqlite3.Error as exc:
@@ -244,31 +244,34 @@ class FlowStore:
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:
         """The full id of a flow given its id or a unique prefix of it."""
+        return str(self._resolved(flow_id)["flow_id"])
+
+    def _resolved(self, flow_id: str) -> sqlite3.Row:
+        """The row of the flow with this id or unique id prefix."""
         key = flow_id.strip().lower()
         if not key:
             raise FlowNotFoundError("empty flow id")
         rows = self._query(
-            "SELECT flow_id FROM flows WHERE flow_id >= ? AND flow_id < ? ORDER BY flow_id LIMIT 2",
+            f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id >= ? AND flow_id < ? "
+            "ORDER BY flow_id LIMIT 2",
             (key, key + "\uffff"),
         )
         if not rows:
             raise FlowNotFoundError(f"no flow {flow_id} in {self.path}")
         if len(rows) > 1 and rows[0]["flow_id"] != key:
             raise FlowNotFoundError(f"flow id prefix {flow_id} is ambiguous; give more characters")
-        return str(rows[0]["flow_id"])
+        return rows[0]
 
-    def _steps(self, flow_id: str) -> list[Step]:
+    def _steps(self, flow_id: str, spans: list[SpanRecord] | None = None) -> list[Step]:
+        """The flow's steps; `spans`: its other spans, if already read (to place nested steps)."""
         rows = self._query(
             f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? "
             "ORDER BY start_ns IS NULL, start_ns, rowid",
             (flow_id,),
         )
-        span_parents = {
-            row["span_id"]: row["parent_span_id"]
-            for row in self._query(
-                "SELECT span_id, parent_span_id FROM spans WHERE flow_id = ?", (flow_id,)
-            )
-        }
+        if spans is None:
+            spans = self._records(SpanRecord, "spans", "start_ns", (flow_id,))
+        span_parents = {span.span_id: span.parent_span_id for span in spans}
         ids = {row["span_id"] for row in rows}
         steps: dict[str, Step] = {}
         for row in rows:
@@ -299,14 +302,8 @@ class FlowStore:
 
     def flow(self, flow_id: str) -> FlowDetail:
         """One flow with its steps (in start order), child flows, events, logs and spans."""
-        full_id = self.resolve(flow_id)
-        now = time.time_ns()
-        rows = self._query(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id = ?", (full_id,))
-        if not rows:
-            raise FlowNotFoundError(f"no flow {flow_id} in {self.path}")
-        base = self._flow(rows[0], now)
-        detail = FlowDetail(**vars(base))
-        detail.steps = self._steps(full_id)
+        detail = self._detail(flow_id)
+        full_id = detail.id
         current = detail.current
         detail.current_step = current.name if current else None
         detail.children = list(self.flows(parent_id=full_id, limit=None))
@@ -314,9 +311,15 @@ class FlowStore:
         by_flow = (full_id,)
         detail.events = self._records(FlowEvent, "events", "ts_ns, id", by_flow)
         detail.logs = self._records(LogEntry, "logs", "ts_ns, id", by_flow)
-        detail.spans = self._records(SpanRecord, "spans", "start_ns", by_flow)
         if detail.status in c.OPEN and detail.name is not None:
             detail.pending_steps = self._pending(detail)
+        return detail
+
+    def _detail(self, flow_id: str) -> FlowDetail:
+        """The flow with its steps and spans: what `flow()` and `durations()` both need."""
+        detail = FlowDetail(**vars(self._flow(self._resolved(flow_id), time.time_ns())))
+        detail.spans = self._records(SpanRecord, "spans", "start_ns", (detail.id,))
+        detail.steps = self._steps(detail.id, detail.spans)
         return detail
 
     def _records(self, cls: type[R], table: str, order: str, params: tuple[str]) -> list[R]:
@@ -342,7 +345,7 @@ class FlowStore:
 
     def durations(self, flow_id: str) -> FlowDurations:
         """The flow's duration and each step's, with each step's share of the flow."""
-        detail = self.flow(flow_id)
+        detail = self._detail(flow_id)
         total = detail.duration_ms
         return FlowDurations(
             flow_id=detail.id,

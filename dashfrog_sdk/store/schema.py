@@ -186,14 +186,18 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+def migrate(
+    conn: sqlite3.Connection, target: int = SCHEMA_VERSION, *, known: int | None = None
+) -> int:
     """Apply the missing migrations up to ``target``; return the version reached.
 
     Safe when several processes open the same new store at once: the check and the upgrade
     happen inside one ``BEGIN IMMEDIATE`` transaction, so only one process applies each step.
+    `known`: the version the caller just read, if it did.
     """
-    if current_version(conn) >= target:
-        return _check_known(current_version(conn))
+    version = current_version(conn) if known is None else known
+    if version >= target:
+        return _check_known(version)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(_VERSION_TABLE)
