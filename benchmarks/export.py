@@ -189,11 +189,12 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=30.0)
     args = parser.parse_args()
 
+    from tests.support import clean_env
     from tests.support.collector import RotelCollector, collector_env
 
     with RotelCollector() as collector:
         service = f"bench-{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+        env = clean_env()
         env |= collector_env(collector, args.protocol, fast_export=False)
         env |= {"OTEL_SERVICE_NAME": service, "PYTHONPATH": str(ROOT), "DASHFROG_STORE": "off"}
         receiver = collector.receiver

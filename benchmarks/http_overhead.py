@@ -29,15 +29,18 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.procs import free_port  # noqa: E402
 
 VARIANTS = ("none", "otel", "otel-nosend", "dashfrog")
 HEADERS = {
@@ -56,29 +59,15 @@ HEADERS = {
 
 def _providers() -> tuple[Any, Any]:
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
-    from opentelemetry.sdk._logs.export import LogRecordExportResult as LogResult
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Spans(SpanExporter):
-        def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    class Logs(LogRecordExporter):
-        def export(self, batch: Sequence[Any]) -> LogResult:
-            return LogResult.SUCCESS
-
-        def shutdown(self) -> None:
-            return None
-
-        def force_flush(self, timeout_millis: int = 30000) -> bool:
-            return True
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from overhead import NoOpLogExporter, NoOpSpanExporter  # this folder (sys.path[0])
 
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(Spans()))
+    tracer_provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
     logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(BatchLogRecordProcessor(Logs()))
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(NoOpLogExporter()))
     return tracer_provider, logger_provider
 
 
@@ -141,13 +130,6 @@ def serve(variant: str, port: int) -> None:
 
 
 # -- the load ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -224,11 +206,11 @@ def main() -> None:
         return
 
     wrk = shutil.which("wrk")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env |= {"DASHFROG_STORE": "off", "DASHFROG_CONSOLE": "off", "OTEL_METRICS_EXPORTER": "none"}
     for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "DASHFROG_PROPAGATION_KEY"):
         env.pop(var, None)
-    ports = {variant: _free_port() for variant in VARIANTS}
+    ports = {variant: free_port() for variant in VARIANTS}
     servers = {
         variant: subprocess.Popen(
             [sys.executable, __file__, "--serve", variant, str(port)], env=env

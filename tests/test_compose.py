@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INTEGRATIONS = ROOT / "integrations"
 COLLECTOR_CONFIG = INTEGRATIONS / "otel-collector.yaml"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from dashfrog_sdk.store import FlowDetail, FlowStore
+from tests.support import ROOT, clean_env
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+CLEAN_ENV = clean_env()
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

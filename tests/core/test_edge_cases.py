@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from opentelemetry import context as otel_context
@@ -23,8 +21,7 @@ from dashfrog_sdk.propagation import (
     is_internal_host,
 )
 from dashfrog_sdk.testing import Capture
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, clean_env
 
 
 def test_step_failure_upstream_reaches_the_process_that_ends_the_flow(
@@ -146,7 +143,7 @@ def test_bad_variable_does_not_break_business_code() -> None:
         print("ran", diagnostics.counts()["setup.failed"])
         """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+    env = clean_env()
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={**env, "DASHFROG_CONSOLE": "maybe", "PYTHONPATH": str(ROOT)},
@@ -170,7 +167,7 @@ def test_warnings_reach_stderr_without_logging_config() -> None:
     """The flow-log capture handler on the root logger must not silence dashfrog's warnings."""
     code = "import dashfrog_sdk\ndashfrog_sdk.setup(console=False, store=False)\n"
     code += "dashfrog_sdk.flow.end(); dashfrog_sdk.flow.end()\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+    env = clean_env()
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={**env, "PYTHONPATH": str(ROOT)},

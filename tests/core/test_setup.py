@@ -4,7 +4,6 @@ OpenTelemetry's global providers can be set only once per process."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT, clean_env
 from tests.support.collector import RotelCollector, collector_env
 
-ROOT = Path(__file__).resolve().parents[2]
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+CLEAN_ENV = clean_env()
 
 
 def run(

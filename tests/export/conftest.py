@@ -7,7 +7,6 @@ providers can be set once per process), talking to the collector over loopback.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import ROOT, clean_env
 from tests.support.collector import Protocol, RotelCollector, collector_env
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).with_name("app.py")
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+CLEAN_ENV = clean_env()
 
 
 def app_env(

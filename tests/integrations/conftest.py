@@ -16,7 +16,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +36,10 @@ from dashfrog_sdk.integrations import (
     with_httpx,
     with_requests,
 )
+from tests.support import ROOT
 from tests.support.collector import RotelCollector, collector_env
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 
-ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 KEY = "integration-tests-shared-propagation-key"
 # Values that a naive baggage encoding breaks: unicode, spaces, '+', ',', ';', '=' and '%'.

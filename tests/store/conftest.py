@@ -30,8 +30,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.store import build_processors
+from tests.support import ROOT, clean_env
 
-ROOT = Path(__file__).resolve().parents[2]
 FLOWAPP = Path(__file__).with_name("flowapp.py")
 
 
@@ -259,7 +259,7 @@ def run_flowapp(
 
 
 def flowapp_env(store: Path, service: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+    env = clean_env()
     env.update(
         OTEL_SERVICE_NAME=service,
         DASHFROG_STORE=str(store),
@@ -274,7 +274,7 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """The real ``dashfrog`` command, as a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DASHFROG_")}
+    full_env = clean_env(drop=("DASHFROG_",))
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
     return subprocess.run(
