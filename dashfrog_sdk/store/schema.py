@@ -159,9 +159,7 @@ def connect(path: str, *, create: bool) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode_row = conn.execute("PRAGMA journal_mode").fetchone()
-        if mode_row is None or str(mode_row[0]).lower() != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         # Flow, step and label ids are random: a bigger page cache keeps index inserts in memory.
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -169,6 +167,30 @@ def connect(path: str, *, create: bool) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new store to WAL (a persistent property of the file: one switch per store).
+
+    The switch needs the file to itself, and SQLite does not run the busy handler for it: two
+    processes creating one store at once got "database is locked" at once, busy timeout or not
+    (the same bug as russellromney/honker#102). So wait for it here, within the busy timeout,
+    and accept that another process made the switch meanwhile.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        row = conn.execute("PRAGMA journal_mode").fetchone()
+        if row is not None and str(row[0]).lower() == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _quote_path(path: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk._logs.export import LogRecordExportResult
@@ -252,3 +254,38 @@ def test_no_bounds_means_no_retention(store_path: Path) -> None:
         writer.write(_batch(i))
     writer.close()
     assert _count(store_path, "flows") == 5
+
+
+def _open_new_store(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        conn = schema.connect(path, create=True)
+        schema.migrate(conn)
+        conn.close()
+        results.put("ok")
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs it to itself, and SQLite runs no busy handler for
+    # that: without waiting for it, one of two processes opening a new store at the same
+    # moment got "database is locked" (about one try in three here) and its first batch was
+    # lost. Real processes, started together at a barrier.
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(40):
+        path = str(tmp_path / f"new-{attempt}.db")
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_new_store, args=(path, barrier, results)) for _ in "ab"]
+        for proc in procs:
+            proc.start()
+        try:
+            barrier.wait(timeout=30)
+            outcomes = [results.get(timeout=30) for _ in procs]
+        finally:
+            for proc in procs:
+                proc.join(timeout=30)
+                if proc.is_alive():  # pragma: no cover - only if a child hangs
+                    proc.kill()
+        assert outcomes == ["ok", "ok"], f"attempt {attempt}: {outcomes}"
+        assert _versions(Path(path)) == list(range(1, SCHEMA_VERSION + 1))
