@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
 from dashfrog_sdk.store.model import (
     Flow,
@@ -88,6 +89,14 @@ class FlowStore:
     ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
     :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Any:
+        # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
+        if cls is FlowStore and is_remote(path):
+            from dashfrog_sdk.clickhouse.store import ClickHouseFlowStore
+
+            return ClickHouseFlowStore(str(path))
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
