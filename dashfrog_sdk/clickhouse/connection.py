@@ -84,6 +84,15 @@ def parse_url(url: str, database: str | None = None) -> Target:
     )
 
 
+def redact(url: str) -> str:
+    """The URL without its password (for messages and ``store.path``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _identifier(name: str) -> str:
     if not name or not all(ch.isalnum() or ch == "_" for ch in name):
         raise ValueError(f"database name {name!r}: use letters, digits and underscores only")

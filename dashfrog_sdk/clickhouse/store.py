@@ -28,6 +28,7 @@ from dashfrog_sdk.clickhouse.connection import (
     connect,
     literal,
     parse_url,
+    redact,
 )
 from dashfrog_sdk.store.convert import label_text
 from dashfrog_sdk.store.model import (
@@ -132,7 +133,7 @@ class ClickHouseFlowStore:
 
     def __init__(self, url: str, *, database: str | None = None) -> None:
         self.target: Target = parse_url(url, database)
-        self.path = url  # what the CLI prints; never holds more than the URL given
+        self.path = redact(url)  # what the CLI prints: never the password
         self._db = f"`{self.target.database}`"
         try:
             self._transport: Transport = connect(self.target)
