@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -152,6 +153,9 @@ class HttpTransport:
 
     def __init__(self, target: Target) -> None:
         cc = _module("clickhouse_connect", "clickhouse")
+        # Its driver logs each failed request before raising; the error reaches the caller as
+        # one ClickHouseError, so keep the log from printing through logging's last resort.
+        logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
         try:
             self._client = cc.get_client(
                 host=target.host,

@@ -216,11 +216,15 @@ class ChDatabase:
         return self.transport.rows(render(sql, database=self.database))
 
 
-def new_database(path: str, *, rollup: bool = True) -> ChDatabase:
+def new_database(
+    path: str, *, rollup: bool = True, transport: Transport | None = None
+) -> ChDatabase:
     """A fresh database in the chDB directory ``path`` (one directory per process: chDB runs one
-    engine per process, so tests share it and keep apart by database)."""
+    engine per process, so tests share it and keep apart by database), or behind ``transport``
+    (a ClickHouse HTTP endpoint)."""
     database = "t_" + uuid.uuid4().hex[:12]
-    transport = ChdbTransport(Target("chdb", database, path=path))
+    if transport is None:
+        transport = ChdbTransport(Target("chdb", database, path=path))
     transport.command(f"CREATE DATABASE `{database}`")
     for statement in migrate.statements(migrate.otel_tables_sql()):
         transport.command(render(statement, database=database))
