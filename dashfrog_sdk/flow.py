@@ -21,9 +21,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, events, validation
+from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,

@@ -26,9 +26,10 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from dashfrog_sdk import _records, events, flow, step
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk._spans import stamp, stamp_one
+from dashfrog_sdk import events, flow, step
+from dashfrog_sdk._otel import log_records as _records
+from dashfrog_sdk._otel.spans import stamp, stamp_one
 from dashfrog_sdk.context import FlowState
 from dashfrog_sdk.exporting.exit import open_flows
 from dashfrog_sdk.testing import Capture
