@@ -32,9 +32,9 @@ from dashfrog_sdk.context import (
     lookup,
     with_flow,
 )
-from dashfrog_sdk.exporting.exit import open_flows
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.lifecycle.bus import describe
+from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.lifecycle.scope import CANCELLING, Scope, detach
 
 logger = logging.getLogger("dashfrog_sdk")

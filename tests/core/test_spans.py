@@ -31,8 +31,8 @@ from dashfrog_sdk import flow, step
 from dashfrog_sdk._otel import log_records as _records
 from dashfrog_sdk._otel.spans import stamp, stamp_one
 from dashfrog_sdk.context import FlowState
-from dashfrog_sdk.exporting.exit import open_flows
 from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.testing import Capture
 
 VALUES = {"s": "x", "i": 3, "f": 2.5, "b": True, "t": ("a", "b"), "long": "y" * 300}
