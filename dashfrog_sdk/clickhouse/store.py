@@ -45,7 +45,7 @@ from dashfrog_sdk.store.model import (
     StepDuration,
 )
 from dashfrog_sdk.store.queries import FlowNotFoundError, StoreError
-from dashfrog_sdk.store.timeutil import TimeArg, seconds, to_ns
+from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
 # The rollup's status ranks (sql/001_flow_rollup.sql): the highest one seen wins.
 RANKED_STATUSES = ("running", "completed", "cancelled", "failed")  # ranks 1..4

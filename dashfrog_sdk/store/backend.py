@@ -19,7 +19,7 @@ from dashfrog_sdk.store.model import (
     LabelValue,
     Results,
 )
-from dashfrog_sdk.store.timeutil import TimeArg
+from dashfrog_sdk.timeutil import TimeArg
 
 READ_ENV = "DASHFROG_READ_STORE"
 """Where the CLI reads flows by default (a SQLite path or a ClickHouse/chDB URL). Unset, it
