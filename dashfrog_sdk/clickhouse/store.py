@@ -50,30 +50,33 @@ from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 # The rollup's status ranks (sql/001_flow_rollup.sql): the highest one seen wins.
 RANKED_STATUSES = ("running", "completed", "cancelled", "failed")  # ranks 1..4
 
+# Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
+# would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
 _FLOW_ROWS = """
 SELECT flow_id,
-       anyIf(tenant, tenant != '') AS tenant,
-       anyIf(name, name != '') AS name,
+       anyIf(tenant, tenant != '') AS f_tenant,
+       anyIf(name, name != '') AS f_name,
        toUnixTimestamp64Nano(min(start)) AS start_ns,
-       max(outcome) AS outcome,
-       max(parent_id) AS parent_id,
-       max(service) AS service,
-       max(trace_id) AS trace_id,
-       max(span_id) AS span_id,
-       max(timeout_s) AS timeout_s,
-       anyIf(labels, notEmpty(labels)) AS labels,
+       max(outcome) AS f_outcome,
+       max(parent_id) AS f_parent_id,
+       max(service) AS f_service,
+       max(trace_id) AS f_trace_id,
+       max(span_id) AS f_span_id,
+       max(timeout_s) AS f_timeout_s,
+       anyIf(labels, notEmpty(labels)) AS f_labels,
        toUnixTimestamp64Nano(max(seen)) AS seen_ns
-FROM (SELECT * FROM {db}.dashfrog_flows WHERE """
-_FLOW_ROWS_END = ") GROUP BY flow_id"
+FROM {db}.dashfrog_flows
+WHERE """
+_FLOW_ROWS_END = " GROUP BY flow_id"
 
 # `stored` is the rollup's status; `status` adds timed_out (no end, deadline passed), as
 # dashfrog_sdk.store.model.effective_status does for the SQLite store.
 _FLOWS = """
 SELECT *,
-       multiIf(outcome.1 = 4, 'failed', outcome.1 = 3, 'cancelled',
-               outcome.1 = 2, 'completed', 'running') AS stored,
-       if(stored = 'running' AND timeout_s > 0
-          AND start_ns + toInt64(timeout_s * 1e9) < {{now}}, 'timed_out', stored) AS status
+       multiIf(f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled',
+               f_outcome.1 = 2, 'completed', 'running') AS stored,
+       if(stored = 'running' AND f_timeout_s > 0
+          AND start_ns + toInt64(f_timeout_s * 1e9) < {{now}}, 'timed_out', stored) AS status
 FROM ("""
 _FLOWS_WHERE = ") WHERE "
 
@@ -198,23 +201,23 @@ class ClickHouseFlowStore:
     def _flow(self, row: Mapping[str, Any], now: int) -> Flow:
         status = str(row["status"])
         start = _int(row["start_ns"])
-        outcome = row["outcome"]
+        outcome = row["f_outcome"]
         end = _int(outcome[1]) if status not in c.OPEN else None
         open_end = now if end is None and status in c.OPEN else end
-        timeout = float(row["timeout_s"] or 0)
+        timeout = float(row["f_timeout_s"] or 0)
         return Flow(
             id=str(row["flow_id"]),
-            name=_none(row["name"]),
-            tenant=_none(row["tenant"]),
+            name=_none(row["f_name"]),
+            tenant=_none(row["f_tenant"]),
             status=status,
-            labels=dict(row["labels"] or {}),
+            labels=dict(row["f_labels"] or {}),
             start_ns=start,
             end_ns=end,
             duration_ms=_ms(start, open_end),
-            parent_id=_none(row["parent_id"]),
-            service=_none(row["service"]),
-            trace_id=_none(row["trace_id"]),
-            span_id=_none(row["span_id"]),
+            parent_id=_none(row["f_parent_id"]),
+            service=_none(row["f_service"]),
+            trace_id=_none(row["f_trace_id"]),
+            span_id=_none(row["f_span_id"]),
             timeout_s=timeout or None,
             error_type=_none(outcome[2]) if status == c.FAILED or outcome[2] else None,
             error_message=_none(outcome[3]) if status == c.FAILED or outcome[3] else None,
@@ -247,7 +250,7 @@ class ClickHouseFlowStore:
                 f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flows "
                 f"WHERE parent_id = {literal(parent_id)})"
             )
-            outer.append(f"parent_id = {literal(parent_id)}")
+            outer.append(f"f_parent_id = {literal(parent_id)}")
         if _ids is not None:
             inner.append(f"flow_id IN {literal(_ids)}")
         for key, value in (labels or {}).items():
@@ -499,13 +502,13 @@ class ClickHouseFlowStore:
             outer.append(f"start_ns >= {ns}")
         flows = self._flow_sql(inner, outer, now, tail="")
         rows = self._rows(
-            "SELECT name, tenant, count() AS n, "
+            "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
             + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
-            + ", quantileExactInclusiveIf(0.5)((toInt64(outcome.2) - start_ns) / 1e6, "
+            + ", quantileExactInclusiveIf(0.5)((toInt64(f_outcome.2) - start_ns) / 1e6, "
             "status NOT IN ('running', 'timed_out')) AS p50, "
-            "quantileExactInclusiveIf(0.95)((toInt64(outcome.2) - start_ns) / 1e6, "
+            "quantileExactInclusiveIf(0.95)((toInt64(f_outcome.2) - start_ns) / 1e6, "
             "status NOT IN ('running', 'timed_out')) AS p95 "
-            f"FROM ({flows}) GROUP BY name, tenant"
+            f"FROM ({flows}) GROUP BY f_name, f_tenant"
         )
         out: Results[FlowStats] = Results()
         for r in sorted(rows, key=lambda r: (str(_none(r["name"])), str(_none(r["tenant"])))):
