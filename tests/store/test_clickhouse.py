@@ -221,3 +221,60 @@ def test_sqlite_store_is_a_flow_backend(tmp_path: Path) -> None:
     pipe.close()
     with FlowStore(tmp_path / "f.db") as store:
         assert isinstance(store, FlowBackend)
+
+
+# -- the README's SQL, as written there ---------------------------------------------------------
+
+
+def _readme_queries() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Flows in ClickHouse", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_readme_sql_counts_flows_not_spans(chdb_dir: str) -> None:  # noqa: F811
+    import time as _time
+
+    db = new_database(chdb_dir)
+    pipe = ChPipe(db)
+    try:
+        with pipe.flow("order", "acme") as fh, pipe.step(fh, "validate"):
+            pass
+        with pytest.raises(KeyError), pipe.flow("order", "acme") as nested:
+            with pipe.step(nested, "load"), pipe.step(nested, "parse"):
+                raise KeyError("row 7")
+        with pipe.flow("order", "acme") as optional:
+            try:
+                with pipe.step(optional, "enrich", optional=True):
+                    raise TimeoutError("geo")
+            except TimeoutError:
+                pass
+        with pytest.raises(ValueError), pipe.flow("order", "globex") as gf:
+            with pipe.step(gf, "charge"):
+                raise ValueError("card declined")
+        # A failed flow from two days ago: outside every query's one-day bound.
+        two_days_ago = _time.time_ns() - 2 * 86400 * 10**9
+        old = {c.FLOW_ID: "0" * 32, c.FLOW_NAME: "order", c.TENANT: "acme", c.FLOW_STATUS: "failed"}
+        span = pipe.tracer.start_span("flow order", attributes=old, start_time=two_days_ago)
+        span.end(end_time=two_days_ago + 10**9)
+        with pipe.flow("job", "initech") as waiting:
+            with pipe.flow("job", "initech") as busy, pipe.step(busy, "crunch"):
+                pipe.flush()
+                rates, where, running = (
+                    db.rows(q.replace("otel.", "{db}.")) for q in _readme_queries()
+                )
+    finally:
+        pipe.close()
+    assert [(r["tenant"], int(r["flows"]), int(r["failed"])) for r in rates] == [
+        ("acme", 3, 1),
+        ("globex", 1, 1),
+        ("initech", 2, 0),
+    ]
+    assert [(r["tenant"], r["step"], int(r["failed_flows"])) for r in where] == [
+        ("acme", "parse", 1),
+        ("globex", "charge", 1),
+    ]
+    assert sorted((r["flow_id"], r["current_step"]) for r in running) == sorted(
+        [(waiting.id, ""), (busy.id, "crunch")]
+    )
+    assert nested.id and optional.id

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS {db}.dashfrog_flow_labels (
     key     LowCardinality(String),
     value   String,
     tenant  LowCardinality(String),
-    flow_id String
+    flow_id String,
+    hour    DateTime
 ) ENGINE = ReplacingMergeTree
 ORDER BY (key, value, tenant, flow_id);
 
@@ -196,7 +197,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.dashfrog_flow_ids_mv TO {db}.dashfro
 SELECT flow_id, tenant, name, hour FROM {db}.dashfrog_flows;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.dashfrog_flow_labels_mv TO {db}.dashfrog_flow_labels AS
-SELECT label.1 AS key, label.2 AS value, tenant, flow_id
+SELECT label.1 AS key, label.2 AS value, tenant, flow_id, hour
 FROM {db}.dashfrog_flows
 ARRAY JOIN CAST(labels, 'Array(Tuple(String, String))') AS label;
 
