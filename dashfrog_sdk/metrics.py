@@ -28,6 +28,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from dashfrog_sdk import _fork, diagnostics, validation
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._version import __version__
 from dashfrog_sdk.context import flow_state
 from dashfrog_sdk.lifecycle import bus as events
 
@@ -57,8 +58,6 @@ class _Binding:
 
     def meter(self) -> Meter:
         provider = self.provider or otel_metrics.get_meter_provider()
-        from dashfrog_sdk import __version__
-
         return provider.get_meter(c.SCOPE_NAME, __version__)
 
 
