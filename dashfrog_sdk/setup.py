@@ -39,6 +39,8 @@ from dashfrog_sdk.lifecycle import exit as exit_module
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
 from dashfrog_sdk.sinks.console import ConsoleSink
+from dashfrog_sdk.sinks.flow_metrics import FlowMetrics
+from dashfrog_sdk.sinks.otel_logs import OtelEventEmitter
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -237,7 +239,7 @@ def _wire(inst: _Installed) -> None:
     log_fanout.children = tuple(log_children)
     _wire_metrics(inst)
 
-    emitter = events.OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, __version__))
+    emitter = OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, __version__))
     inst.sinks.append(emitter)
     if cfg.flow_metrics:
         inst.sinks.append(_flow_metrics())
@@ -267,13 +269,13 @@ def _wire_metrics(inst: _Installed) -> None:
     metrics.configure(provider, cfg.cardinality_limit)
 
 
-_flow_metrics_sink: metrics.FlowMetrics | None = None
+_flow_metrics_sink: FlowMetrics | None = None
 
 
-def _flow_metrics() -> metrics.FlowMetrics:
+def _flow_metrics() -> FlowMetrics:
     global _flow_metrics_sink
     if _flow_metrics_sink is None:  # one set of instruments for the life of the process
-        _flow_metrics_sink = metrics.FlowMetrics()
+        _flow_metrics_sink = FlowMetrics()
     return _flow_metrics_sink
 
 
