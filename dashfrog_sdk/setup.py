@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import metrics
+from dashfrog_sdk import diagnostics, metrics
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
@@ -399,15 +399,13 @@ def installed_config() -> Config | None:
     return inst.config if inst is not None else None
 
 
+@diagnostics.capture_internal_errors("shutdown.errors", "the shutdown at exit")
 def _at_exit() -> None:
     # What was produced is flushed within the shutdown timeout; the SDK's own atexit hooks
     # (registered earlier, so they run later) then shut the providers down.
     global _exiting
     _exiting = True
-    try:
-        _shutdown(at_exit=True)
-    except Exception:  # never raise at interpreter exit
-        logger.debug("dashfrog_sdk: error during shutdown at exit", exc_info=True)
+    _shutdown(at_exit=True)
 
 
 def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:
