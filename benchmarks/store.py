@@ -164,11 +164,13 @@ def main() -> int:
         help="SQLite and ClickHouse (chDB) side by side at --sizes (benchmarks/store_backends.py)",
     )
     parser.add_argument("--sizes", default="100000,1000000", help="with --chdb: flow counts")
+    parser.add_argument("--sqlite-up-to", help="with --chdb: skip SQLite above this many flows")
     args = parser.parse_args()
     if args.chdb:
         import store_backends
 
-        return store_backends.main(["--sizes", args.sizes])
+        extra = ["--sqlite-up-to", args.sqlite_up_to] if args.sqlite_up_to else []
+        return store_backends.main(["--sizes", args.sizes, *extra])
     tmp = None
     if args.path:
         path = args.path

@@ -9,18 +9,21 @@ with FlowStore("clickhouse://localhost:8123/otel") as store:     # or "chdb:///s
 ```
 
 ``dashfrog clickhouse init --url ... --database otel`` creates the rollup (see ``migrate``).
+
 """
 
 from __future__ import annotations
 
 from dashfrog_sdk.clickhouse.connection import ClickHouseError, is_clickhouse_url, parse_url
 from dashfrog_sdk.clickhouse.migrate import SCHEMA_VERSION, InitResult, init
-from dashfrog_sdk.clickhouse.store import ClickHouseFlowStore
+
+# The query side is dashfrog_sdk.store.clickhouse.ClickHouseFlowStore (what FlowStore(url)
+# returns); this package holds only the connection and the rollup's SQL, and imports nothing
+# from dashfrog_sdk.store, so the store can open it without an import cycle.
 
 __all__ = [
     "SCHEMA_VERSION",
     "ClickHouseError",
-    "ClickHouseFlowStore",
     "InitResult",
     "init",
     "is_clickhouse_url",

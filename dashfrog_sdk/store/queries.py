@@ -12,10 +12,12 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate
 from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -28,7 +30,6 @@ from dashfrog_sdk.store.model import (
     SpanRecord,
     Step,
     StepDuration,
-    effective_status,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
@@ -42,18 +43,6 @@ _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
     "attributes, parent_span_id, trace_id"
 )
-
-
-class StoreError(Exception):
-    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
-
-
-class StoreNotFoundError(StoreError):
-    """No store file at the given path."""
-
-
-class FlowNotFoundError(StoreError, LookupError):
-    """No flow with that id (or id prefix) in the store."""
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:
@@ -93,7 +82,7 @@ class FlowStore:
     def __new__(cls, path: str | os.PathLike[str]) -> Any:
         # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
         if cls is FlowStore and is_remote(path):
-            from dashfrog_sdk.clickhouse.store import ClickHouseFlowStore
+            from dashfrog_sdk.store.clickhouse import ClickHouseFlowStore
 
             return ClickHouseFlowStore(str(path))
         return super().__new__(cls)

@@ -278,3 +278,15 @@ def test_readme_sql_counts_flows_not_spans(chdb_dir: str) -> None:  # noqa: F811
         [(waiting.id, ""), (busy.id, "crunch")]
     )
     assert nested.id and optional.id
+
+
+def test_rollup_ranks_statuses_by_the_one_precedence() -> None:
+    from dashfrog_sdk.status import RANK
+    from dashfrog_sdk.store.clickhouse import RANKED_STATUSES
+
+    assert list(RANKED_STATUSES) == sorted(RANK, key=RANK.__getitem__)
+    rollup = (SQL_DIR / "001_flow_rollup.sql").read_text()
+    listed = "[" + ", ".join(f"'{s}'" for s in RANKED_STATUSES) + "]"
+    assert rollup.count(f"indexOf({listed}") == 2  # the flow span's and the events' view
+    store_sql = (ROOT / "dashfrog_sdk" / "store" / "clickhouse.py").read_text()
+    assert "f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled'" in store_sql

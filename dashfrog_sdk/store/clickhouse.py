@@ -30,7 +30,9 @@ from dashfrog_sdk.clickhouse.connection import (
     parse_url,
     redact,
 )
+from dashfrog_sdk.status import RANK
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -44,11 +46,11 @@ from dashfrog_sdk.store.model import (
     Step,
     StepDuration,
 )
-from dashfrog_sdk.store.queries import FlowNotFoundError, StoreError
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
-# The rollup's status ranks (sql/001_flow_rollup.sql): the highest one seen wins.
-RANKED_STATUSES = ("running", "completed", "cancelled", "failed")  # ranks 1..4
+# The rollup ranks statuses 1..4 in this order (sql/001_flow_rollup.sql, indexOf([...])): the
+# highest one seen wins, status.RANK's precedence (tests/store/test_clickhouse.py checks the SQL).
+RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
 # would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
@@ -70,7 +72,7 @@ WHERE """
 _FLOW_ROWS_END = " GROUP BY flow_id"
 
 # `stored` is the rollup's status; `status` adds timed_out (no end, deadline passed), as
-# dashfrog_sdk.store.model.effective_status does for the SQLite store.
+# dashfrog_sdk.status.effective_status does for the SQLite store.
 _FLOWS = """
 SELECT *,
        multiIf(f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled',
