@@ -276,7 +276,32 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC"
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
-        rows = self._rows(self._flow_sql(inner, outer, now, tail))
+        rows: list[dict[str, Any]] = []
+        # Newest first with a limit and no lower bound: look at the last hour, then the last
+        # day, then everything. A window that already holds `limit` matches holds the newest
+        # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
+        # keeps the common case (the latest flows) from reading the whole table. With a tenant
+        # the key already narrows the read to that tenant's rows: one query.
+        windows: tuple[int | None, ...] = (None,)
+        if (
+            limit is not None
+            and tenant is None
+            and since is None
+            and _ids is None
+            and not parent_id
+        ):
+            windows = (3600, 86400, None)
+        for window in windows:
+            bounded = list(inner)
+            if window is not None:
+                ns = literal(now - window * 1_000_000_000)
+                bounded.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
+                outer_bounded = [*outer, f"start_ns >= {ns}"]
+            else:
+                outer_bounded = outer
+            rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+            if limit is None or len(rows) >= limit:
+                break
         flows = Results([self._flow(row, now) for row in rows])
         self._fill_current_steps(flows)
         return flows
