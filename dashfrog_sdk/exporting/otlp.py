@@ -27,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import _fork
+from dashfrog_sdk._otel.metrics import fresh_storage, preferences
 from dashfrog_sdk.config import Config, SignalExport
 from dashfrog_sdk.exporting.counts import counters, outage
 from dashfrog_sdk.exporting.pipeline import Pipeline, call_quietly, reachable
@@ -201,11 +202,9 @@ class CountingMetricExporter(MetricExporter):
         self._inner = make()
         self.endpoint = endpoint
         self._orphans: list[MetricExporter] = []
-        super().__init__(
-            preferred_temporality=self._inner._preferred_temporality,
-            preferred_aggregation=self._inner._preferred_aggregation,
-        )
-        preferred = self._inner._preferred_temporality or {}
+        temporality, aggregation = preferences(self._inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
+        preferred = temporality or {}
         self._delta = AggregationTemporality.DELTA in preferred.values()
         _fork.method_in_child(self._after_fork)
 
@@ -286,8 +285,7 @@ def reset_after_fork(provider: MeterProvider, reader: PeriodicExportingMetricRea
 
     def reset() -> None:
         p, r = refs[0](), refs[1]()
-        consumer = getattr(p, "_measurement_consumer", None)
-        if r is not None and consumer is not None and hasattr(consumer, "add_metric_reader"):
-            consumer.add_metric_reader(r)
+        if p is not None and r is not None:
+            fresh_storage(p, r)
 
     _fork.in_child(reset)

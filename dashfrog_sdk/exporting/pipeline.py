@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import attach, detach, get_current, set_value
 
 from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk._otel.keys import SUPPRESS_INSTRUMENTATION_KEY
 from dashfrog_sdk.exporting.counts import SignalCounters, outage
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -88,7 +89,8 @@ def call_quietly(fn: Callable[[], Any]) -> tuple[bool, str]:
 
     Returns (succeeded, reason for a failure). Never raises.
     """
-    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    key = SUPPRESS_INSTRUMENTATION_KEY
+    token = attach(set_value(key, True) if key is not None else get_current())
     quiet.local.on, quiet.local.reason = True, ""
     try:
         result = fn()
