@@ -235,3 +235,25 @@ def test_sigterm_flushes(
     for flow_id in ids:
         assert flow_end(receiver, flow_id, worker.service).attributes[c.FLOW_STATUS] == "completed"
         flow_spans(receiver, flow_id, worker.service, 2)  # the task span and the step
+
+
+def test_signature_age_is_checked_when_the_task_runs(
+    start_worker: StartWorker, receiver: OtlpReceiver
+) -> None:
+    """A task checks its flow's signature when it runs, after its countdown: the reason the
+    default DASHFROG_PROPAGATION_MAX_AGE is 7 days. With 2 s, a 4 s countdown is refused."""
+    worker = start_worker(
+        "redis", "solo", DASHFROG_PROPAGATION_KEY=KEY, DASHFROG_PROPAGATION_MAX_AGE="2s"
+    )
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False):
+        worker.send("finish", countdown=4)
+        late_trace = trace_id_here()
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False) as now_id:
+        worker.send("finish")
+    assert flow_end(receiver, now_id, worker.service).attributes[c.FLOW_STATUS] == c.COMPLETED
+    late = receiver.wait_for_spans(
+        lambda s: s.trace_id == late_trace and s.kind == "CONSUMER", timeout=30
+    )[0]
+    assert c.FLOW_ID not in late.attributes  # the task ran, outside the flow
+    worker.proc.stop()
+    assert "older than DASHFROG_PROPAGATION_MAX_AGE" in worker.proc.log_text()
