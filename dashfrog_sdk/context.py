@@ -76,6 +76,7 @@ class FlowState:
         "ended",
         "error",
         "failed",
+        "failed_here",
         "final_status",
         "info",
         "live_baggage",
@@ -109,6 +110,9 @@ class FlowState:
         self.timeout_s = timeout_s
         self.local = local  # True in the process whose `flow.start` created it
         self.failed = False  # a non-optional step failed, or flow.fail() was called
+        # ... in this process (not only upstream, as baggage said): what a downstream process
+        # reports back to its caller and records for the store (dashfrog_sdk.outcome).
+        self.failed_here = False
         self.error: BaseException | str | None = None
         self.ended = False
         self.final_status: str | None = None
@@ -145,6 +149,7 @@ class FlowState:
         """A non-optional step failed, or flow.fail() was called: the flow will end failed."""
         if error is not None and self.error is None:
             self.error = error
+        self.failed_here = True
         if not self.failed:
             self.failed = True
             self.baggage[c.FLOW_FAILED] = "true"

@@ -3,8 +3,9 @@
 * Producer: task messages go to our own broker and workers, so they always carry the flow
   (`TASK_QUEUE` destination), whatever `DASHFROG_PROPAGATE_TO` says about HTTP hosts.
 * Worker: the task joins the flow; its span gets `dashfrog.task.attempt` (1, 2, ... on
-  retries); a task that raises while the flow it joined is still open fails that flow; an
-  attempt that is retried does not (the last attempt decides).
+  retries); a task that raises while the flow it joined is still open fails that flow, and so
+  does one that returns after a non-optional step of it failed; an attempt that is retried
+  does not (the last attempt decides).
 * Prefork pool: a child flushes before it exits (`--max-tasks-per-child`, SIGTERM); the main
   process at `worker_shutdown`. Fresh exporters and threads after the fork are the SDK's own
   `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.events): they run in
@@ -17,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from dashfrog_sdk import flow
+from dashfrog_sdk import flow, outcome
 from dashfrog_sdk.context import flow_state
 from dashfrog_sdk.conventions import TASK_ATTEMPT
 from dashfrog_sdk.integrations._common import missing, tracer_provider
@@ -65,13 +66,20 @@ def _failure(exception: BaseException | None = None, **_: Any) -> None:
         flow.fail(exception)
 
 
+def _success(**_: Any) -> None:
+    # Sent inside the task's context too. A task that returned after a non-optional step of it
+    # failed (the exception caught) has failed the flow: record it under the flow's id, so the
+    # store and backends derive `failed` whatever other processes report (dashfrog_sdk.status).
+    outcome.settle()
+
+
 def _retry(**_: Any) -> None:
     # A failed step fails its flow, but an attempt that Celery retries has not failed it yet:
     # forget this attempt's failure, so that the final status does not depend on whether the
     # next attempt runs in this process (which remembers it) or in another one (which does not).
     state = flow_state()
     if state is not None and not state.local and not state.ended:
-        state.failed, state.error = False, None
+        state.failed, state.failed_here, state.error = False, False, None
 
 
 def _after_setup_logger(**_: Any) -> None:
@@ -91,6 +99,7 @@ def _flush(**_: Any) -> None:
 _HANDLERS = (
     (signals.task_prerun, _prerun),
     (signals.task_failure, _failure),
+    (signals.task_success, _success),
     (signals.task_retry, _retry),
     (signals.after_task_publish, _after_publish),
     (signals.after_setup_logger, _after_setup_logger),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashfrog_sdk import outcome
 from dashfrog_sdk.integrations._common import (
     already_wrapped,
     mark_wrapped,
@@ -37,6 +38,38 @@ class _StripIncoming:
         await self.app(scope, receive, send)
 
 
+class _ReportOutcome:
+    """Outermost ASGI app of a trusting server: a failure of the caller's flow here goes back.
+
+    `send` runs in the request's context (OTel's middleware attached the caller's baggage), so
+    at the response start the flow this request joined is known: if it failed here, its
+    failure is recorded for the store and told to the caller (dashfrog_sdk.outcome). A
+    failure after the headers went out (a streaming body) only reaches the store.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_outcome(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                header = outcome.response_header()
+                outcome.settle()
+                if header is not None:
+                    headers = [*message.get("headers", ()), (_HEADER, header.encode("latin-1"))]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_outcome)
+
+
+_HEADER = outcome.HEADER.encode("latin-1")
+
+
 def with_fastapi(
     app: FastAPI, *, trust_incoming: bool = True, record_send_receive: bool = False
 ) -> FastAPI:
@@ -52,9 +85,9 @@ def with_fastapi(
         tracer_provider=tracer_provider(),
         exclude_spans=None if record_send_receive else ["send", "receive"],
     )
-    if not trust_incoming:
-        build = app.build_middleware_stack  # OTel's, which puts its middleware outermost
-        app.build_middleware_stack = lambda: _StripIncoming(build())  # type: ignore[method-assign]
+    build = app.build_middleware_stack  # OTel's, which puts its middleware outermost
+    outer = _ReportOutcome if trust_incoming else _StripIncoming
+    app.build_middleware_stack = lambda: outer(build())  # type: ignore[method-assign]
     app.middleware_stack = None  # rebuilt on the next request, also if the app already served
     mark_wrapped(app, trust_incoming)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashfrog_sdk import outcome
 from dashfrog_sdk.integrations._common import ClientHooks, missing
 from dashfrog_sdk.propagation import set_next_destination
 
@@ -19,7 +20,17 @@ def _request_hook(span: Any, request: Any) -> None:
     set_next_destination(str(request.url))
 
 
-_client = ClientHooks(RequestsInstrumentor(), request_hook=_request_hook)
+def _response_hook(span: Any, request: Any, response: Any) -> None:
+    # In the caller's context, before its client span ends: a downstream failure of the flow
+    # marks it failed here (dashfrog_sdk.outcome).
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        outcome.on_response(str(request.url), headers.get(outcome.HEADER))
+
+
+_client = ClientHooks(
+    RequestsInstrumentor(), request_hook=_request_hook, response_hook=_response_hook
+)
 
 
 def with_requests() -> None:

@@ -173,6 +173,25 @@ def test_flow_fail_in_a_task(worker: Worker, receiver: OtlpReceiver) -> None:
     assert end.attributes[c.ERROR_MESSAGE] == "card declined"
 
 
+@pytest.mark.parametrize("end_on_exit", [True, False])
+def test_caught_step_failure_in_a_task_fails_the_flow(
+    end_on_exit: bool, worker: Worker, service_a: str, receiver: OtlpReceiver
+) -> None:
+    """The task catches its failed step and returns: the flow failed all the same, recorded
+    under its id by the worker (the API's own span, ended before the task ran, cannot say it).
+    """
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=end_on_exit) as flow_id:
+        worker.send("caught")
+    end = flow_end(receiver, flow_id, worker.service)
+    assert end.attributes[c.FLOW_STATUS] == c.FAILED
+    assert (end.attributes[c.ERROR_TYPE], end.attributes[c.ERROR_MESSAGE]) == (
+        "ValueError",
+        "card exploded",
+    )
+    task = flow_spans(receiver, flow_id, worker.service, kind="CONSUMER")[0]
+    assert task.status_code != "ERROR"  # the task itself succeeded
+
+
 def test_retries_keep_the_flow(worker: Worker, receiver: OtlpReceiver) -> None:
     with flow.start("order_processing", tenant=TENANT, end_on_exit=False, **LABELS) as flow_id:
         worker.send("flaky", 3)

@@ -51,6 +51,14 @@ def make_app(broker: str, queue: str) -> Celery:
             pass
         flow.fail("card declined")
 
+    @app.task(bind=True, name="tests.caught")
+    def caught(self: Task) -> None:
+        try:
+            with step.start("charge", **_seen(self)):
+                raise ValueError("card exploded")
+        except ValueError:
+            pass  # the task succeeds; the flow it carried failed here all the same
+
     @app.task(bind=True, name="tests.flaky", max_retries=5)
     def flaky(self: Task, attempts: int) -> None:
         with step.start("attempt", **_seen(self)):
