@@ -31,8 +31,9 @@ from time import time_ns
 from opentelemetry import trace
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, events
+from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import FlowState, flow_state
+from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.propagation import (
     INTERNAL,
     encode_member,
