@@ -33,7 +33,8 @@ from opentelemetry import trace
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import FlowState, flow_state
-from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.error_text import error_attributes
+from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.propagation import (
     INTERNAL,
     encode_member,
@@ -43,6 +44,7 @@ from dashfrog_sdk.propagation import (
     sign,
 )
 from dashfrog_sdk.setup import installed_config
+from dashfrog_sdk.status import fail_flow
 
 HEADER = c.OUTCOME_HEADER
 # Bound on the message carried back: a header, not a log. (Type names are short.)
@@ -55,7 +57,7 @@ class DownstreamFailure(Exception):
     """The error a downstream service reported for the flow (what the caller's span records).
 
     Spans and events show the downstream error's own type and message (``ValueError: card
-    exploded``), not this class: see events.error_attributes.
+    exploded``), not this class: see error_text.error_attributes.
     """
 
     def __init__(self, error_type: str, message: str) -> None:
@@ -96,7 +98,7 @@ def settle() -> bool:
     state.ended = True
     state.final_status = c.FAILED
     here = trace.get_current_span().get_span_context()
-    events.record_flow_end(state, c.FAILED, time_ns(), here.trace_id, here.span_id)
+    records.flow_ended(state, c.FAILED, time_ns(), here.trace_id, here.span_id)
     return True
 
 
@@ -109,7 +111,7 @@ def response_header() -> str | None:
     state = _failed_here(flow_state())
     if state is None:
         return None
-    attrs = events.error_attributes(state.error) if state.error is not None else {}
+    attrs = error_attributes(state.error) if state.error is not None else {}
     members = [
         (c.FLOW_ID, state.info.id),
         (c.FLOW_STATUS, c.FAILED),
@@ -154,10 +156,11 @@ def on_response(url: str, value: str | None) -> bool:
                 HEADER,
             )
             return False
-    state.mark_failed(
+    fail_flow(
+        state,
         DownstreamFailure(
             members.get(c.ERROR_TYPE) or "DownstreamFailure",
             members.get(c.ERROR_MESSAGE) or "a step failed downstream",
-        )
+        ),
     )
     return True
