@@ -86,13 +86,14 @@ def _failed_here(state: FlowState | None) -> FlowState | None:
     return state
 
 
-def settle() -> bool:
-    """At the end of a request or task: record this process's failure of the current flow.
+def settle(state: FlowState | None = None) -> bool:
+    """At the end of a request or task: record this process's failure of the flow (default:
+    the current one).
 
     Emits the ``dashfrog.flow.end`` event (status ``failed``, the downstream error) unless the
     flow already ended here (``flow.fail()`` / ``flow.end()`` did it). True if it did.
     """
-    state = _failed_here(flow_state())
+    state = _failed_here(flow_state() if state is None else state)
     if state is None or state.ended:
         return False
     state.ended = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashfrog_sdk import outcome
+from dashfrog_sdk.context import FlowState, flow_state
 from dashfrog_sdk.integrations._common import (
     already_wrapped,
     mark_wrapped,
@@ -44,7 +45,8 @@ class _ReportOutcome:
     `send` runs in the request's context (OTel's middleware attached the caller's baggage), so
     at the response start the flow this request joined is known: if it failed here, its
     failure is recorded for the store and told to the caller (dashfrog_sdk.outcome). A
-    failure after the headers went out (a streaming body) only reaches the store.
+    failure after the headers went out (a streaming body, a background task) only reaches
+    the store: recorded when the app returns.
     """
 
     def __init__(self, app: Any) -> None:
@@ -54,9 +56,13 @@ class _ReportOutcome:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        joined: list[FlowState] = []
 
         async def send_outcome(message: Any) -> None:
             if message.get("type") == "http.response.start":
+                state = flow_state()
+                if state is not None:
+                    joined.append(state)
                 header = outcome.response_header()
                 outcome.settle()
                 if header is not None:
@@ -64,7 +70,11 @@ class _ReportOutcome:
                     message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_outcome)
+        try:
+            await self.app(scope, receive, send_outcome)
+        finally:
+            for state in joined:  # out of the request's context here: the state it saw
+                outcome.settle(state)
 
 
 _HEADER = outcome.HEADER.encode("latin-1")

@@ -147,6 +147,26 @@ def test_downstream_failure_fails_the_callers_flow(
     assert (detail.error_type, detail.error_message) == (error_type, message)
 
 
+def test_failure_after_the_response_reaches_the_store(
+    b_signing: Service, a_store: str, receiver: OtlpReceiver, store_path: Path
+) -> None:
+    """A FastAPI background task fails the flow after the response went out: too late for the
+    caller's span, not for the record B keeps under the flow's id."""
+    with flow.start("order_processing", tenant=TENANT, **LABELS) as flow_id:
+        call("httpx", f"{b_signing.urls['fastapi']}/fail/background")
+    span = a_flow_span(receiver, flow_id, a_store)
+    assert span.attributes[c.FLOW_STATUS] == c.COMPLETED  # it could not know
+    stored(store_path, flow_id, a_store, b_signing.name)
+
+    def failed() -> Any:
+        with FlowStore(store_path) as store:
+            detail = store.flow(flow_id)
+        return detail if detail.status == c.FAILED else None
+
+    detail = wait_until(failed, timeout=30)
+    assert (detail.error_type, detail.error_message) == ("ValueError", "card exploded")
+
+
 @pytest.mark.parametrize("server", ["fastapi", "flask"])
 def test_optional_downstream_failure_does_not(
     server: str, b_signing: Service, a_store: str, receiver: OtlpReceiver

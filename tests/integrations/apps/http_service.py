@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from flask import Flask, jsonify
 from flask import request as flask_request
 from werkzeug.serving import make_server
@@ -53,8 +53,11 @@ def fastapi_app(trust: bool) -> FastAPI:
             return seen(request.headers.get("baggage"))
 
     @app.get("/fail/{how}")
-    async def fail_here(how: str) -> dict[str, str]:
-        fail(how)
+    async def fail_here(how: str, background: BackgroundTasks) -> dict[str, str]:
+        if how == "background":  # after the response went out
+            background.add_task(fail, "caught")
+        else:
+            fail(how)
         return {"failed": how}
 
     @app.get("/diag")
