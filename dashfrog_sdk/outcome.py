@@ -25,7 +25,6 @@ with a valid signature; anything else is ignored and counted (``outcome.rejected
 
 from __future__ import annotations
 
-import hmac
 from time import time_ns
 
 from opentelemetry import trace
@@ -37,10 +36,11 @@ from dashfrog_sdk.error_text import error_attributes
 from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.propagation import (
     INTERNAL,
+    DashfrogBaggagePropagator,
+    _members,
     encode_member,
     host_allowed,
     host_of,
-    parse_header,
     sign,
 )
 from dashfrog_sdk.setup import installed_config
@@ -72,11 +72,6 @@ class DownstreamFailure(Exception):
 def _key() -> bytes | None:
     cfg = installed_config()
     return cfg.propagation_key if cfg is not None else None
-
-
-def _patterns() -> tuple[str, ...]:
-    cfg = installed_config()
-    return cfg.propagate_to if cfg is not None else (INTERNAL,)
 
 
 def _failed_here(state: FlowState | None) -> FlowState | None:
@@ -130,31 +125,37 @@ def on_response(url: str, value: str | None) -> bool:
     """Client side: apply a response's ``dashfrog-flow-outcome`` to the current flow.
 
     True if it marked the flow failed. Ignored (and counted) unless it comes from a host the
-    flow is sent to, names the current flow, and carries a valid signature when a key is set.
+    flow is sent to, names the current flow, and, when a key is set, carries a signature that
+    passes the checks incoming baggage passes (canonical form, MAC, age).
     """
     if not value:
         return False
     state = flow_state()
     if state is None:
         return False
-    members = parse_header(value)
+    cfg = installed_config()
+    patterns = cfg.propagate_to if cfg is not None else (INTERNAL,)
+    parsed = _members(value)
+    members = {name: val for name, val, _ in parsed}
     if (
         members.get(c.FLOW_ID) != state.info.id
         or members.get(c.FLOW_STATUS) != c.FAILED
-        or not host_allowed(host_of(url), _patterns())
+        or not host_allowed(host_of(url), patterns)
     ):
         diagnostics.count("outcome.rejected")
         return False
-    key = _key()
-    if key is not None:
-        given = members.pop(c.BAGGAGE_SIGNATURE, "")
-        ours = [(k, v) for k, v in members.items() if k.startswith(c.PREFIX)]
-        if not given or not hmac.compare_digest(given, sign(ours, key)):
+    if cfg is not None and cfg.propagation_key is not None:
+        verifier = DashfrogBaggagePropagator(
+            patterns, cfg.propagation_key, cfg.propagation_max_age_s
+        )
+        refusal = verifier._refusal(parsed, members)
+        if refusal is not None:
             diagnostics.report(
                 "outcome.rejected",
-                "dashfrog_sdk: a %s response header without a valid signature was ignored "
+                "dashfrog_sdk: a %s response header that %s was ignored "
                 "(DASHFROG_PROPAGATION_KEY is set)",
                 HEADER,
+                refusal[1],
             )
             return False
     fail_flow(

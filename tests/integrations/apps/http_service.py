@@ -4,10 +4,10 @@
         flask=PORT flask-untrusted=PORT
 
 Each app answers ``GET /work`` (a ``process_payment`` step; returns what it saw, see
-:func:`seen`), ``GET /fail/<how>`` (the caller's flow fails here, see :func:`fail`) and
-``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``). The process runs until
-SIGTERM/SIGINT, then stops its servers and flushes. Configured by the environment (OTEL_*,
-DASHFROG_*), like a real service.
+:func:`seen`), ``GET /fail/<how>`` (the caller's flow fails here, see :func:`fail`),
+``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``) and, FastAPI only, ``GET /headers`` (the
+raw ASGI headers, hex). The process runs until SIGTERM/SIGINT, then stops its servers and
+flushes. Configured by the environment (OTEL_*, DASHFROG_*), like a real service.
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ def fastapi_app(trust: bool) -> FastAPI:
     @app.get("/diag")
     async def diag() -> dict[str, int]:
         return diagnostics.counts()
+
+    @app.get("/headers")
+    async def headers(request: Request) -> list[list[str]]:
+        # the raw header bytes the app received (hex): nothing decoded, nothing dropped
+        return [[name.hex(), value.hex()] for name, value in request.scope["headers"]]
 
     return with_fastapi(app, trust_incoming=trust)
 
