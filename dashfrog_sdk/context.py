@@ -72,6 +72,7 @@ class FlowState:
         "ended",
         "error",
         "failed",
+        "failed_here",
         "final_status",
         "info",
         "live_baggage",
@@ -105,6 +106,9 @@ class FlowState:
         self.timeout_s = timeout_s
         self.local = local  # True in the process whose `flow.start` created it
         self.failed = False  # a non-optional step failed, or flow.fail() was called
+        # ... in this process (not only upstream, as baggage said): what a downstream process
+        # reports back to its caller and records for the store (dashfrog_sdk.outcome).
+        self.failed_here = False
         self.error: BaseException | str | None = None
         self.ended = False
         self.final_status: str | None = None
