@@ -136,6 +136,54 @@ def test_bounded_queue_drops_and_counts(
     assert app.stderr.count("export queue is full") == 2, app.stderr  # once per signal
 
 
+# Refill the span queue to its bound each time an export after the outage takes a batch out:
+# the backlog is being delivered, but the outage (and its full queue) is not over yet.
+REFILL_WHILE_DRAINING = """
+import time
+from dashfrog_sdk.exporting import stats
+seen = stats()["traces"]["exported"]
+for _ in range(8):
+    deadline = time.monotonic() + 20
+    while stats()["traces"]["exported"] == seen and time.monotonic() < deadline:
+        time.sleep(0.001)
+    seen = stats()["traces"]["exported"]
+    run_flows(60)
+result = stats()
+"""
+
+
+def test_queue_full_warns_once_per_outage(
+    collector: RotelCollector, start_app: Callable[..., App]
+) -> None:
+    """The queue stays full while its backlog drains: each delivered batch must not re-arm the
+    warning (it used to print once per batch, 56-118 times in one outage of benchmarks/export)."""
+    collector.kill()
+    env = app_env(
+        collector,
+        "http/protobuf",
+        OTEL_BSP_MAX_QUEUE_SIZE="100",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="10",
+    )
+    app = start_app(env)
+    app.call("flows", n=100)  # 200 spans into a queue of 100
+    wait_until(lambda: app.call("stats")["traces"]["dropped"] > 0, timeout=20)
+    collector.restart()
+    after = app.call("exec", code=REFILL_WHILE_DRAINING)
+    assert after["traces"]["dropped"] > 100, after  # the queue was full again and again
+    wait_until(lambda: app.call("stats")["traces"]["queued"] == 0, timeout=30)
+    assert app.stderr.count("the spans export queue is full") == 1, app.stderr
+    # Delivered: a new outage that fills the queue warns again.
+    collector.kill()
+    app.call("flows", n=100)
+    wait_until(
+        lambda: app.stderr.count("the spans export queue is full") == 2,
+        timeout=20,
+        message=lambda: app.stderr,
+    )
+    collector.restart()
+    assert app.exit() == 0
+
+
 class _Refusing(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
