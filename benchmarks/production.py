@@ -255,11 +255,12 @@ def _rss_kb() -> int:
 
 def _queued() -> int:
     """Items waiting anywhere in dashfrog (lifecycle events and both export queues)."""
-    from dashfrog_sdk import events
     from dashfrog_sdk.exporting import stats
+    from dashfrog_sdk.lifecycle import records
 
     s = stats()
-    return len(events._bus.queue) // events._WIDTH + s["traces"]["queued"] + s["logs"]["queued"]
+    waiting = len(records.pending.fields) // records.WIDTH
+    return waiting + s["traces"]["queued"] + s["logs"]["queued"]
 
 
 def sustain(config: str, seconds: float, rate: float, threads: int) -> dict[str, Any]:
