@@ -61,9 +61,7 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
     if s.protocol == "grpc":
         kw["channel_options"] = GRPC_CHANNEL_OPTIONS
         if signal == "traces":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-            return OTLPSpanExporter(**kw)
+            return _grpc_span_exporter()(**kw)
         if signal == "logs":
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
@@ -90,6 +88,20 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
     )
 
     return HttpMetricExporter(**kw)
+
+
+def _grpc_span_exporter() -> type[Any]:
+    """The stock OTLP/gRPC span exporter (channel, retries, errors) with dashfrog's encoder
+    (exporting/encode.py: the same request, each distinct string attribute encoded once)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from dashfrog_sdk.exporting.encode import encode_spans
+
+    class SpanExporter(OTLPSpanExporter):
+        def _translate_data(self, data: Any) -> Any:
+            return encode_spans(data)
+
+    return SpanExporter
 
 
 def _certificate_set(signal: str) -> bool:

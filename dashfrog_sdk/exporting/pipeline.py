@@ -287,7 +287,10 @@ class Pipeline(Generic[T]):
             self._refused = self._failures = 0
             self._settle(len(batch))
             outage.recovered(self.signal, self.endpoint)
-            if self._full_warned:  # the queue drains: warn again if it fills up again
+            if self._full_warned and len(self._queue) < self._batch_size:
+                # The backlog is delivered: a queue that fills up again is a new episode. Not
+                # at the first delivered batch: while the backlog drains, new items keep the
+                # queue full, and re-arming per batch printed the warning once per batch.
                 self._full_warned = False
                 diagnostics.rearm(f"export.{self.signal}.queue_full")
             return True

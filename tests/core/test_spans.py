@@ -155,14 +155,18 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
     # Queued lifecycle events are their fields, one after the other: strings, numbers and the
     # flow's shared attribute dict. No tuple, FlowState or NamedTuple per event that Python's
     # garbage collector would count and visit while it waits for the dispatcher.
+    seen: list[records.Lifecycle] = []
     events.stop()
+    events.add_sink(seen.extend)
     try:
         with flow.start("gc", tenant="t"):
             with step.start("a"):
                 pass
             flow.event("noted", n=1)
         fields = list(records.pending.fields)
+        events.flush()
     finally:
+        events.remove_sink(seen.extend)
         events.start()
     width = len(records.Lifecycle._fields)
     assert len(fields) == 5 * width
@@ -176,12 +180,11 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
     assert not any(isinstance(x, FlowState) or gc.is_tracked(x) for x in fields)
     assert len(open_flows) == 0
     # ...and the sinks get them back whole.
-    f = dashfrog_capture.flow("gc")
-    assert [e.name for e in f.events] == [
-        c.EVENT_FLOW_START,
-        c.EVENT_STEP_START,
-        c.EVENT_FLOW_EVENT,
+    assert [tuple(e) for e in seen] == [
+        tuple(fields[i : i + width]) for i in range(0, len(fields), width)
     ]
+    f = dashfrog_capture.flow("gc")  # (start events of work ended by then are not sent)
+    assert [e.name for e in f.events] == [c.EVENT_FLOW_EVENT]
 
 
 def test_open_flows_registry_follows_the_with_block() -> None:
@@ -314,3 +317,64 @@ def test_a_signal_during_a_flush_never_splits_an_event() -> None:
         events.start()
     assert interrupted > 0  # the signals did land inside flushes
     assert seen and all(tuple(event) == record for event in seen)
+
+
+def _histogram_points(many: bool, exemplar_filter: str | None = None) -> list[Any]:
+    import os
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from dashfrog_sdk._otel import histograms as _histograms
+    from dashfrog_sdk._otel.histograms import record_many
+
+    values = [0.001, 0.02, 0.3, 4.0, 0.02, 70.0]
+    attrs = {c.FLOW_NAME: "order", c.TENANT: "acme", c.STEP_STATUS: "completed"}
+    old = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if exemplar_filter is not None:
+        os.environ["OTEL_METRICS_EXEMPLAR_FILTER"] = exemplar_filter
+    try:
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+    finally:
+        if old is None:
+            os.environ.pop("OTEL_METRICS_EXEMPLAR_FILTER", None)
+        else:
+            os.environ["OTEL_METRICS_EXEMPLAR_FILTER"] = old
+    histogram = provider.get_meter("m").create_histogram(
+        "h", explicit_bucket_boundaries_advisory=[0.005, 0.1, 1, 10]
+    )
+    if many:
+        record_many(histogram, values, attrs)
+        taken = _histograms._aggregations(histogram, attrs, 0.1)
+        assert (taken is None) == (exemplar_filter == "always_on")  # the shortcut was taken
+        record_many(histogram, values[:2], {**attrs, c.TENANT: "other"})
+    else:
+        for value in values:
+            histogram.record(value, attrs)
+        for value in values[:2]:
+            histogram.record(value, {**attrs, c.TENANT: "other"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    return sorted(
+        (
+            sorted((p.attributes or {}).items()),
+            p.count,
+            p.sum,
+            p.min,
+            p.max,
+            list(p.bucket_counts),
+            len(p.exemplars),
+        )
+        for p in points
+    )
+
+
+def test_histogram_shortcut_equals_the_public_path() -> None:
+    # The flow metrics record a dispatcher batch's values per attribute set with
+    # _otel.histograms.record_many: the same points as one public record() per value.
+    assert _histogram_points(True) == _histogram_points(False)
+    assert _histogram_points(True)[0][1] == 6
+    # An exemplar filter that samples every value: the public path, exemplars and all.
+    assert _histogram_points(True, "always_on") == _histogram_points(False, "always_on")
