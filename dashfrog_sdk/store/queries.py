@@ -15,7 +15,9 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -41,18 +43,6 @@ _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
     "attributes, parent_span_id, trace_id"
 )
-
-
-class StoreError(Exception):
-    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
-
-
-class StoreNotFoundError(StoreError):
-    """No store file at the given path."""
-
-
-class FlowNotFoundError(StoreError, LookupError):
-    """No flow with that id (or id prefix) in the store."""
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:
@@ -126,6 +116,14 @@ class FlowStore:
     ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
     :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Any:
+        # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
+        if cls is FlowStore and is_remote(path):
+            from dashfrog_sdk.store.clickhouse import ClickHouseFlowStore
+
+            return ClickHouseFlowStore(str(path))
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
