@@ -72,6 +72,44 @@ def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
     return "status = ?", [status]
 
 
+def _flow_filter(
+    now: int,
+    tenant: str | None = None,
+    name: str | None = None,
+    status: str | Iterable[str] | None = None,
+    labels: Mapping[str, LabelValue] | None = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    running_longer_than: timedelta | float | str | None = None,
+    parent_id: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of FlowStore.flows() and FlowStore.count() filters."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        clauses = [_status_clause(s, now) for s in statuses]
+        where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
+        params.extend(p for _, ps in clauses for p in ps)
+    for key, label in (labels or {}).items():
+        where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
+        params.extend([key, label_text(label)])
+    if since is not None:
+        where.append("start_ns >= ?")
+        params.append(to_ns(since, now_ns=now))
+    if until is not None:
+        where.append("start_ns <= ?")
+        params.append(to_ns(until, now_ns=now))
+    if running_longer_than is not None:
+        where.append("status = 'running' AND start_ns <= ?")
+        params.append(now - int(seconds(running_longer_than) * 1e9))
+    return where, params
+
+
 class FlowStore:
     """Queries over a flow store file written by the store exporters.
 
@@ -173,29 +211,9 @@ class FlowStore:
         that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
         """
         now = time.time_ns()
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            clauses = [_status_clause(s, now) for s in statuses]
-            where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
-            params.extend(p for _, ps in clauses for p in ps)
-        for key, label in (labels or {}).items():
-            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
-            params.extend([key, label_text(label)])
-        if since is not None:
-            where.append("start_ns >= ?")
-            params.append(to_ns(since, now_ns=now))
-        if until is not None:
-            where.append("start_ns <= ?")
-            params.append(to_ns(until, now_ns=now))
-        if running_longer_than is not None:
-            where.append("status = 'running' AND start_ns <= ?")
-            params.append(now - int(seconds(running_longer_than) * 1e9))
+        where, params = _flow_filter(
+            now, tenant, name, status, labels, since, until, running_longer_than, parent_id
+        )
         sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -236,8 +254,34 @@ class FlowStore:
         cursor = max((int(row["seen_ns"]) for row in rows), default=after_ns)
         return flows, cursor
 
-    def count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM flows")[0]["n"])
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """How many flows match the filters (those of :meth:`flows`); all flows by default."""
+        where, params = _flow_filter(
+            time.time_ns(),
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+        )
+        sql = "SELECT COUNT(*) AS n FROM flows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._query(sql, params)[0]["n"])
 
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:
