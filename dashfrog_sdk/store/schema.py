@@ -11,6 +11,7 @@ written by a newer dashfrog (a version above ``SCHEMA_VERSION``) is refused rath
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -233,9 +234,17 @@ def migrate(
             )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return _check_known(version)
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk):
+    a failing ROLLBACK must never replace the error that caused it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _check_known(version: int) -> int:

@@ -72,7 +72,7 @@ class Pipe:
 
     @property
     def writer(self) -> Any:
-        return self.span_processor._batch_processor._exporter.writer  # type: ignore[attr-defined]
+        return self.span_processor.queue.writer
 
     # -- emitting like the core ---------------------------------------------------------
     def emit(
