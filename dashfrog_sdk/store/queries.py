@@ -225,8 +225,10 @@ class FlowStore:
                 open_flows[row["flow_id"]].current_step = row["name"]
 
     def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
-        """Flows written after ``after_ns`` (store clock), oldest change first, and the cursor
-        to pass next time. Overlapping calls may return a flow again: callers de-duplicate."""
+        """Flows written after ``after_ns``, oldest change first, and the cursor to pass next
+        time. Each write stamps its flows above every change already committed (see
+        ``StoreWriter._seen_base``), so paging with the returned cursor misses and repeats
+        nothing, however many flows changed at once; a flow changed again is returned again."""
         now = time.time_ns()
         rows = self._query(
             f"SELECT {_FLOW_COLUMNS}, seen_ns FROM flows WHERE seen_ns > ? "

@@ -1,0 +1,291 @@
+"""The store under load and under trouble: bursts, huge flows, a writer that cannot keep up,
+its file deleted or replaced, a full disk, and `dashfrog tail` following thousands of changes.
+
+Real processes (``flowapp.py`` drives the real SDK), real SQLite files, a real small filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk.store import FlowStore, StoreWriter, schema
+from dashfrog_sdk.store.convert import Batch, FlowRow, add_log_record, add_span, plain
+from dashfrog_sdk.store.exporter import build_exporters
+from dashfrog_sdk.store.processor import DROPPED, FLOWS_DROPPED
+from tests.store.conftest import FLOWAPP, Pipe, flowapp_env, run_cli, run_flowapp
+from tests.support import ROOT
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+# -- bursts -------------------------------------------------------------------------------------
+
+
+def test_a_burst_of_flows_is_stored_in_full(tmp_path: Path) -> None:
+    """Flows as fast as a loop makes them: every one stored, ended, with its steps (main kept
+    about half, a third of those shown as running)."""
+    store = tmp_path / "flows.db"
+    out = run_flowapp("many", "10000", "burst", store=store, timeout=300)
+    diagnostics_out = json.loads(out.strip().splitlines()[-1])
+    assert _rows(store, "SELECT status, COUNT(*) FROM flows GROUP BY status") == [
+        ("completed", 10000)
+    ]
+    assert _rows(store, "SELECT COUNT(*) FROM steps WHERE status = 'completed'") == [(30000,)]
+    assert _rows(store, "SELECT COUNT(*) FROM flow_labels WHERE key = 'n'") == [(10000,)]
+    assert DROPPED not in diagnostics_out and FLOWS_DROPPED not in diagnostics_out
+
+
+def test_a_flow_with_many_steps_keeps_every_step(tmp_path: Path) -> None:
+    store = tmp_path / "flows.db"
+    out = run_flowapp("steps", "30000", store=store, timeout=300)
+    assert DROPPED not in json.loads(out.strip().splitlines()[-1])
+    assert _rows(store, "SELECT name, status FROM flows") == [("huge", "completed")]
+    assert _rows(store, "SELECT COUNT(*) FROM steps WHERE status = 'completed'") == [(30000,)]
+
+
+def test_a_writer_that_cannot_keep_up_drops_whole_flows_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is locked (another process holds it) while flows keep coming: past the bound
+    whole flows are dropped, counted, warned about once; none is left looking `running`."""
+    diagnostics.reset()
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "flows.db"
+    holder = sqlite3.connect(StoreWriter(str(path)).path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE hold (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    p = Pipe(path, max_queue=40)
+    produced = 300
+    with caplog.at_level(logging.WARNING, logger="dashfrog_sdk"):
+        try:
+            for i in range(produced):
+                with p.flow("busy", "acme", n=i) as fh:
+                    with p.step(fh, "a"):
+                        pass
+                    with p.step(fh, "b"):
+                        pass
+            assert not p.tp.force_flush(5_000)  # the store is still locked
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        p.flush()
+    p.close()
+    counts = diagnostics.counts()
+    dropped = counts.get(FLOWS_DROPPED, 0)
+    assert dropped > 0 and counts.get(DROPPED, 0) > 0
+    with FlowStore(path) as store:
+        flows = store.flows(limit=None)
+    assert len(flows) + dropped == produced
+    assert {f.status for f in flows} == {c.COMPLETED}
+    assert _rows(path, "SELECT COUNT(*) FROM steps") == [(2 * len(flows),)]
+    warned = [r for r in caplog.records if "dropping flows" in r.getMessage()]
+    assert len(warned) == 1
+
+
+def _recorded(flows: int) -> tuple[list[Any], list[Any]]:
+    """Spans and log records of real SDK flows, captured in memory."""
+    import dashfrog_sdk
+    from dashfrog_sdk import flow, step
+
+    spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tp, lp = TracerProvider(), LoggerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(spans))
+    lp.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    dashfrog_sdk.setup(tracer_provider=tp, logger_provider=lp, store=False, console=False)
+    try:
+        for i in range(flows):
+            with flow.start("coalesce", tenant=f"t{i % 3}", n=i, vip=i % 2 == 0):
+                with step.start("a", order=i):
+                    flow.event("poked", n=i)
+                try:
+                    with step.start("b"):
+                        if i % 4 == 0:
+                            raise ValueError("no")
+                except ValueError:
+                    pass
+        with flow.start("open", tenant="t", end_on_exit=False):
+            with step.start("left"):
+                pass
+        dashfrog_sdk.flush(10)
+    finally:
+        dashfrog_sdk.shutdown()
+    return list(spans.get_finished_spans()), list(logs.get_finished_logs())
+
+
+def test_coalesced_writes_equal_row_by_row_writes(tmp_path: Path) -> None:
+    """The writer folds each batch's rows per flow and per step: the store must end up exactly
+    as if each record had been upserted alone, in either arrival order."""
+    spans, logs = _recorded(12)
+    tables = {
+        "flows": "SELECT flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s, "
+        "deadline_ns, end_on_exit, trace_id, span_id, service, error_type, error_message, "
+        "labels FROM flows ORDER BY flow_id",
+        "steps": "SELECT * FROM steps ORDER BY span_id",
+        "labels": "SELECT * FROM flow_labels ORDER BY flow_id, key",
+        "events": "SELECT flow_id, name, ts_ns, attributes FROM events ORDER BY flow_id, ts_ns",
+    }
+    results = []
+    for order in ("logs first", "spans first"):
+        items = [*logs, *spans] if order == "logs first" else [*spans, *logs]
+        one = tmp_path / f"one-{order}.db"
+        span_x, log_x = build_exporters(str(one))
+        for item in items:  # one record per transaction: no coalescing possible
+            if item in spans:
+                assert span_x.export([item]).name == "SUCCESS"
+            else:
+                assert log_x.export([item]).name == "SUCCESS"
+        span_x.shutdown()
+        folded = tmp_path / f"folded-{order}.db"
+        writer, batch = StoreWriter(str(folded)), Batch()
+        for item in items:
+            (add_span if item in spans else add_log_record)(batch, item)
+        assert writer.write(batch)
+        writer.close()
+        for table, sql in tables.items():
+            assert _rows(one, sql) == _rows(folded, sql), (order, table)
+        results.append(_rows(folded, tables["flows"]))
+    assert results[0] == results[1]
+
+
+def test_plain_attributes_equal_the_public_mapping() -> None:
+    spans, logs = _recorded(2)
+    for span in spans:
+        assert dict(plain(span._attributes)) == dict(span.attributes)  # type: ignore[attr-defined]
+    for record in logs:
+        assert dict(plain(record.log_record.attributes)) == dict(record.log_record.attributes or {})
+
+
+# -- the store file deleted or replaced ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_store_file_is_reopened(tmp_path: Path, how: str) -> None:
+    store = tmp_path / "flows.db"
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, str(FLOWAPP), "phases", "20", str(gate)],
+        env=flowapp_env(store, "api"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["phase"] == 1
+        assert _rows(store, "SELECT COUNT(*) FROM flows") == [(20,)]
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":  # e.g. a backup restored over it: a store with one old flow
+            writer = StoreWriter(str(store))
+            assert writer.write(Batch(flows=[FlowRow("f" * 32, name="restored", tenant="t")]))
+            writer.close()
+        gate.touch()
+        second = json.loads(proc.stdout.readline())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert second["stats"].get("store.reopened") == 1
+    expected = [("phased", 20)] + ([("restored", 1)] if how == "replaced" else [])
+    assert _rows(store, "SELECT name, COUNT(*) FROM flows GROUP BY name ORDER BY name") == expected
+    assert _rows(store, "SELECT value FROM flow_labels WHERE key = 'phase' GROUP BY value") == [
+        ("2",)
+    ]
+    assert err.count("deleted or replaced") == 1
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+
+
+def _small_filesystem_runner() -> list[str] | None:
+    """A command prefix that runs a command with a 1 MiB tmpfs at /mnt/dashfrog-full... in a
+    private mount namespace (unprivileged user namespaces, or root), or None if not possible."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    probe = subprocess.run(
+        [unshare, "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt && echo ok"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return [unshare, "-rm"] if probe.stdout.strip() == "ok" else None
+
+
+def test_a_full_disk_is_named_in_the_warning(tmp_path: Path) -> None:
+    runner = _small_filesystem_runner()
+    if runner is None:
+        pytest.skip("cannot mount a small tmpfs here (needs unshare and user namespaces)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    store = mount / "flows.db"
+    script = f"mount -t tmpfs -o size=1m tmpfs {mount} && exec {sys.executable} {FLOWAPP} fill 2000"
+    env = flowapp_env(store, "api")
+    env["DASHFROG_SHUTDOWN_TIMEOUT"] = "1"
+    proc = subprocess.run(
+        [*runner, "sh", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "write failed" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert "database or disk is full" in warnings[0]
+    assert "cannot rollback" not in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]).get("store.write_failed", 0) >= 1
+
+
+# -- dashfrog tail -------------------------------------------------------------------------------
+
+
+def test_tail_shows_every_flow_of_a_big_write(tmp_path: Path) -> None:
+    """Thousands of flows changed in one write (main showed the first 1,000, then froze)."""
+    store = tmp_path / "flows.db"
+    now = time.time_ns()
+    writer = StoreWriter(str(store))
+    flows = [
+        FlowRow(
+            f"{i:032x}",
+            name="bulk",
+            tenant="acme",
+            status="completed",
+            start_ns=now - 10**9,
+            end_ns=now,
+            service="api",
+        )
+        for i in range(4500)
+    ]
+    assert writer.write(Batch(flows=flows))
+    writer.close()
+    out = run_cli("tail", "--once", "--since", "1h", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    ended = [line for line in out.stdout.splitlines() if "completed" in line]
+    assert len(ended) == 4500
