@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk._otel.attributes import plain, span_attributes
 
 SERVICE_NAME = "service.name"
 
@@ -176,21 +177,6 @@ def _span_hex(value: int | None) -> str | None:
     return format_span_id(value) if value else None
 
 
-def plain(attrs: Any) -> Mapping[str, Any]:
-    """The dict behind an OTel attribute mapping, when there is one.
-
-    Bypasses ``BoundedAttributes``' Mapping methods (``get`` and iteration run as Python code
-    from ``collections.abc``, a third of the store's conversion time) by reading the dict it
-    wraps; anything else is used as it is. Read-only, and only once the span or record has
-    ended. tests/store/test_load.py::test_plain_attributes_equal_the_public_mapping proves
-    the two views hold the same items.
-    """
-    inner = getattr(attrs, "_dict", None)
-    if isinstance(inner, dict):
-        return inner
-    return attrs if attrs is not None else {}
-
-
 def _flow_identity(batch: Batch, flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
     if flow_id in batch.known:
         return FlowRow(flow_id=flow_id)
@@ -225,9 +211,7 @@ def _span_error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[str | Non
 
 
 def add_span(batch: Batch, span: ReadableSpan) -> None:
-    # The span's own attribute mapping, not the read-only proxy `span.attributes` builds per
-    # call: see `plain`.
-    attrs = plain(getattr(span, "_attributes", None) or span.attributes)
+    attrs = span_attributes(span)  # the dict itself, not a proxy per access (see _otel)
     flow_id = _str(attrs.get(c.FLOW_ID))
     ctx = span.context
     if not flow_id or ctx is None:

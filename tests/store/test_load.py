@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
+from dashfrog_sdk._otel.attributes import plain, span_attributes
 from dashfrog_sdk.store import FlowStore, StoreWriter, schema
-from dashfrog_sdk.store.convert import Batch, FlowRow, add_log_record, add_span, plain
+from dashfrog_sdk.store.convert import Batch, FlowRow, add_log_record, add_span
 from dashfrog_sdk.store.exporter import build_exporters
 from dashfrog_sdk.store.processor import DROPPED, FLOWS_DROPPED
 from tests.store.conftest import FLOWAPP, Pipe, flowapp_env, run_cli, run_flowapp
@@ -171,7 +172,7 @@ def test_coalesced_writes_equal_row_by_row_writes(tmp_path: Path) -> None:
 def test_plain_attributes_equal_the_public_mapping() -> None:
     spans, logs = _recorded(2)
     for span in spans:
-        assert dict(plain(span._attributes)) == dict(span.attributes)  # type: ignore[attr-defined]
+        assert dict(span_attributes(span)) == dict(span.attributes or {})
     for record in logs:
         assert dict(plain(record.log_record.attributes)) == dict(record.log_record.attributes or {})
 
