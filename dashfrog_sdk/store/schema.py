@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 16_384
+WAL_LIMIT_BYTES = 64 << 20
+VACUUM_PAGES = 4_096  # pages (4 KiB each) given back per call: a bounded, short lock
 
 # -- migrations -------------------------------------------------------------------------------
 # Each entry upgrades the store from version index to index + 1. Never edit a released one:
@@ -160,7 +162,13 @@ def connect(path: str, *, create: bool) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if create:
+            # Only takes effect on a new, empty file (an existing store keeps its setting):
+            # lets retention hand freed pages back to the filesystem (`give_back_space`).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         _use_wal(conn)
+        # Without a limit the WAL file stays as big as the largest write burst ever was.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
         conn.execute("PRAGMA synchronous = NORMAL")
         # Flow, step and label ids are random: a bigger page cache keeps index inserts in memory.
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -237,6 +245,16 @@ def migrate(
         rollback(conn)
         raise
     return _check_known(version)
+
+
+def give_back_space(conn: sqlite3.Connection, pages: int = VACUUM_PAGES) -> None:
+    """Return up to `pages` free pages to the filesystem (stores created with incremental
+    auto-vacuum; a no-op on older ones, which reuse their free pages instead).
+
+    ``executescript``, not ``execute``: the pragma frees one page per step of its statement,
+    and ``execute`` of a statement that returns no rows steps it once.
+    """
+    conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
 
 
 def rollback(conn: sqlite3.Connection) -> None:

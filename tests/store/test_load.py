@@ -290,3 +290,48 @@ def test_tail_shows_every_flow_of_a_big_write(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     ended = [line for line in out.stdout.splitlines() if "completed" in line]
     assert len(ended) == 4500
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+def test_retention_deletes_in_short_slices_and_gives_space_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An oversized store is trimmed a slice per transaction (main deleted everything in one,
+    57 s for 902,000 flows, past every other writer's busy timeout), and the file shrinks."""
+    from dashfrog_sdk.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "RETENTION_SLICE", 500)
+    path = tmp_path / "flows.db"
+    big = StoreWriter(str(path))
+    for first in range(0, 3000, 500):
+        assert big.write(Batch(flows=_bulky(first, 500)))
+    big.close()
+    size_before = path.stat().st_size
+    trimmed = StoreWriter(str(path), max_flows=100, retention_every_flows=1)
+    assert trimmed.write(Batch(flows=_bulky(3000, 1)))  # the write that triggers a pass
+    assert _rows(path, "SELECT COUNT(*) FROM flows") == [(2501,)]  # one slice, not all
+    assert trimmed.apply_retention() == 2401  # the rest, slice by slice
+    trimmed.close()
+    with FlowStore(path) as store:
+        kept = store.flows(limit=None)
+    assert len(kept) == 100 and f"{3000:032x}" in {f.id for f in kept}
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert path.stat().st_size < size_before / 4
+
+
+def _bulky(first: int, count: int) -> list[FlowRow]:
+    return [
+        FlowRow(
+            f"{i:032x}",
+            name="bulky",
+            tenant="acme",
+            status="completed",
+            start_ns=i,
+            end_ns=i + 1,
+            error_message="x" * 2000,
+        )
+        for i in range(first, first + count)
+    ]
