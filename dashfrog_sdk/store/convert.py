@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._otel.attributes import plain, span_attributes
+
+if TYPE_CHECKING:  # the readers of a store (the CLI) load none of the OTel SDK
+    from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+    from opentelemetry.sdk.trace import ReadableSpan
 
 SERVICE_NAME = "service.name"
 

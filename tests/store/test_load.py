@@ -335,3 +335,44 @@ def _bulky(first: int, count: int) -> list[FlowRow]:
         )
         for i in range(first, first + count)
     ]
+
+
+# -- start-up -------------------------------------------------------------------------------------
+
+
+def _python(code: str, store: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=flowapp_env(store, "api"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_the_cli_loads_none_of_the_opentelemetry_sdk(tmp_path: Path) -> None:
+    """Most of `dashfrog --version` (339 ms on main) was importing the SDK it never uses."""
+    code = (
+        "import sys, dashfrog_sdk.cli\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk'))\n"
+        "print(loaded)\n"
+    )
+    out = _python(code, tmp_path / "flows.db")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_flow_set_up_through_a_submodule_import_alone_is_stored(tmp_path: Path) -> None:
+    """The package loads its API lazily: `dashfrog_sdk.flow` alone must still set up the SDK
+    from the environment on the first flow."""
+    store = tmp_path / "flows.db"
+    code = (
+        "import dashfrog_sdk.flow as flow, dashfrog_sdk.step as step\n"
+        "with flow.start('lazy', tenant='acme'):\n"
+        "    with step.start('s'):\n"
+        "        pass\n"
+    )
+    out = _python(code, store)
+    assert out.returncode == 0, out.stderr
+    assert _rows(store, "SELECT name, status FROM flows") == [("lazy", "completed")]
