@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
-from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.aggregate import QUANTILES, aggregate_sql
 from dashfrog_sdk.store.convert import label_text
 from dashfrog_sdk.store.model import (
     Flow,
@@ -41,6 +41,10 @@ _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
     "attributes, parent_span_id, trace_id"
 )
+
+
+# A label on at least this many flows is "common": see FlowStore._common_label.
+COMMON_LABEL = 5_000
 
 
 class StoreError(Exception):
@@ -187,8 +191,20 @@ class FlowStore:
             where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
             params.extend(p for _, ps in clauses for p in ps)
         for key, label in (labels or {}).items():
-            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
-            params.extend([key, label_text(label)])
+            value = label_text(label)
+            if limit is not None and self._common_label(key, value):
+                # Most flows have it: walk flows newest first and look each up by primary key
+                # (stops after `limit` hits), rather than first collecting every flow id that
+                # has the label (82-644 ms at 1M flows).
+                where.append(
+                    "EXISTS (SELECT 1 FROM flow_labels l WHERE l.flow_id = flows.flow_id "
+                    "AND l.key = ? AND l.value = ?)"
+                )
+            else:  # a rare label: its few flow ids first
+                where.append(
+                    "flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)"
+                )
+            params.extend([key, value])
         if since is not None:
             where.append("start_ns >= ?")
             params.append(to_ns(since, now_ns=now))
@@ -208,6 +224,16 @@ class FlowStore:
         flows = Results([self._flow(row, now) for row in self._query(sql, params)])
         self._fill_current_steps(flows)
         return flows
+
+    def _common_label(self, key: str, value: str) -> bool:
+        """Whether at least ``COMMON_LABEL`` flows carry this label (an index range count that
+        stops there: a few milliseconds at most)."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM flow_labels WHERE key = ? AND value = ? "
+            "LIMIT ?)",
+            (key, value, COMMON_LABEL),
+        )
+        return int(rows[0]["n"]) >= COMMON_LABEL
 
     def _fill_current_steps(self, flows: list[Flow]) -> None:
         open_flows = {f.id: f for f in flows if f.status in c.OPEN}
@@ -380,9 +406,32 @@ class FlowStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        rows = self._query(
-            "SELECT name, tenant, status, start_ns, end_ns, deadline_ns FROM flows WHERE "
-            + " AND ".join(where),
+        # In SQL, not over every row in Python (1.5 s at 1M flows): counts by effective status
+        # (`effective_status`: a running flow past its deadline is timed out) and, per group,
+        # only the durations at the ranks the p50/p95 interpolation needs.
+        cond = " AND ".join(where)
+        counts = self._query(
+            "SELECT name, tenant, CASE WHEN status = 'running' AND deadline_ns < ? "
+            "THEN 'timed_out' ELSE status END AS st, COUNT(*) AS n FROM flows WHERE "
+            + cond
+            + " GROUP BY name, tenant, st",
+            [now, *params],
+        )
+        ranks = " OR ".join(
+            f"i = CAST((n - 1) * {q} AS INTEGER) OR i = CAST((n - 1) * {q} AS INTEGER) + 1"
+            for q in QUANTILES
+        )
+        picked = self._query(
+            "SELECT name, tenant, i, n, ms FROM (SELECT name, tenant, "
+            "(end_ns - start_ns) / 1e6 AS ms, "
+            "ROW_NUMBER() OVER (PARTITION BY name, tenant ORDER BY end_ns - start_ns) - 1 AS i, "
+            "COUNT(*) OVER (PARTITION BY name, tenant) AS n FROM flows WHERE "
+            + cond
+            + " AND status != 'running' AND start_ns IS NOT NULL AND end_ns IS NOT NULL) "
+            f"WHERE {ranks}",
             params,
         )
-        return aggregate((tuple(row) for row in rows), now)
+        return aggregate_sql(
+            ((r["name"], r["tenant"], r["st"], r["n"]) for r in counts),
+            ((r["name"], r["tenant"], r["i"], r["n"], r["ms"]) for r in picked),
+        )

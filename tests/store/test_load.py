@@ -376,3 +376,84 @@ def test_a_flow_set_up_through_a_submodule_import_alone_is_stored(tmp_path: Path
     out = _python(code, store)
     assert out.returncode == 0, out.stderr
     assert _rows(store, "SELECT name, status FROM flows") == [("lazy", "completed")]
+
+
+# -- queries at scale: the fast paths answer what the plain ones did -------------------------------
+
+
+def _varied_store(path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    now = time.time_ns()
+    flows = []
+    for i in range(3000):
+        start = now - rng.randrange(0, 3 * 86400) * 10**9
+        roll = rng.random()
+        status = "completed" if roll < 0.7 else "failed" if roll < 0.85 else "cancelled"
+        if roll > 0.95:
+            status = "running"
+        flows.append(
+            FlowRow(
+                f"{i:032x}",
+                name=rng.choice(("a", "b", "c")),
+                tenant=f"t{rng.randrange(40)}",  # some groups of one or two flows
+                status=status,
+                start_ns=start,
+                end_ns=None if status == "running" else start + rng.randrange(1, 50) * 10**6,
+                timeout_s=rng.choice((None, 1.0, 10**6)),
+                service="api",
+                labels={"region": rng.choice(("eu", "us")), "rare": "x"}
+                if i % 500 == 0
+                else {"region": rng.choice(("eu", "us"))},
+            )
+        )
+    writer = StoreWriter(str(path))
+    assert writer.write(Batch(flows=flows))
+    writer.close()
+
+
+def test_stats_in_sql_equal_the_python_aggregate(tmp_path: Path) -> None:
+    from dashfrog_sdk.store.aggregate import aggregate
+
+    path = tmp_path / "flows.db"
+    _varied_store(path)
+    with FlowStore(path) as store:
+        for since, tenant in ((None, None), ("1d", None), (None, "t3")):
+            got = store.stats(since=since, tenant=tenant)
+            now = time.time_ns()
+            sql = "SELECT name, tenant, status, start_ns, end_ns, deadline_ns FROM flows WHERE 1"
+            params: list[Any] = []
+            if since:
+                sql += " AND start_ns >= ?"
+                params.append(now - 86400 * 10**9)
+            if tenant:
+                sql += " AND tenant = ?"
+                params.append(tenant)
+            with sqlite3.connect(path) as conn:
+                rows = conn.execute(sql, params).fetchall()
+            assert got == aggregate(rows, now), (since, tenant)
+            assert any(s.timed_out for s in got) or tenant
+
+
+def test_label_filters_give_the_same_flows_by_either_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashfrog_sdk.store import queries
+
+    path = tmp_path / "flows.db"
+    _varied_store(path)
+    asks: list[dict[str, Any]] = [
+        {"labels": {"region": "eu"}},
+        {"labels": {"region": "eu"}, "limit": 7},
+        {"labels": {"region": "us", "rare": "x"}},
+        {"labels": {"region": "us"}, "tenant": "t5"},
+        {"labels": {"region": "eu"}, "status": "failed", "limit": None},
+    ]
+    answers = []
+    for common in (1, 10**9):  # every label common, then every label rare
+        monkeypatch.setattr(queries, "COMMON_LABEL", common)
+        with FlowStore(path) as store:
+            answers.append([[f.id for f in store.flows(**ask)] for ask in asks])
+    assert answers[0] == answers[1]
+    assert all(answers[0])
