@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dashfrog_sdk._runtime import runtime
@@ -52,7 +54,6 @@ __all__ = [
 _HOMES = {
     "FlowInfo": "dashfrog_sdk.context",
     "flush": "dashfrog_sdk.setup",
-    "setup": "dashfrog_sdk.setup",
     "shutdown": "dashfrog_sdk.setup",
     "stats": "dashfrog_sdk.exporting",
     "with_celery": "dashfrog_sdk.integrations",
@@ -72,6 +73,29 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'dashfrog_sdk' has no attribute {name!r}")
     globals()[name] = module
     return module
+
+
+class _Package(types.ModuleType):
+    """This package, with `setup` always the function, as when it was imported eagerly.
+
+    `setup` names both a function and the submodule that defines it. Importing the submodule
+    binds the *module* on its package; the eager `from dashfrog_sdk.setup import setup` used
+    to rebind the function at once. Loaded lazily, the submodule's import comes later, so the
+    name is a property here: it reads the function, and ignores the import system's binding.
+    """
+
+    @property
+    def setup(self) -> Callable[..., None]:
+        from dashfrog_sdk.setup import setup
+
+        return setup
+
+    @setup.setter
+    def setup(self, _submodule: object) -> None:
+        return None
+
+
+importlib.import_module(__name__).__class__ = _Package
 
 
 def _setup_from_environment() -> None:

@@ -121,6 +121,14 @@ CREATE INDEX flow_labels_kv ON flow_labels (key, value, flow_id);
 """
 
 
+# v3: stats() reads only this index (no table row per flow, which at 1M flows was most of its
+# time); it also serves every filter and order on start_ns that flows_start served.
+_V3 = """
+CREATE INDEX flows_start_stats ON flows (start_ns, name, tenant, status, end_ns, deadline_ns);
+DROP INDEX flows_start;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         for statement in sql.split(";"):
@@ -130,7 +138,11 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(_V1), _script(_V2)]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _script(_V1),
+    _script(_V2),
+    _script(_V3),
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = """
