@@ -113,6 +113,7 @@ def _recorded(flows: int) -> tuple[list[Any], list[Any]]:
     tp, lp = TracerProvider(), LoggerProvider()
     tp.add_span_processor(SimpleSpanProcessor(spans))
     lp.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    dashfrog_sdk.shutdown()  # whatever an earlier test in this process set up
     dashfrog_sdk.setup(tracer_provider=tp, logger_provider=lp, store=False, console=False)
     try:
         for i in range(flows):
@@ -131,7 +132,9 @@ def _recorded(flows: int) -> tuple[list[Any], list[Any]]:
         dashfrog_sdk.flush(10)
     finally:
         dashfrog_sdk.shutdown()
-    return list(spans.get_finished_spans()), list(logs.get_finished_logs())
+    recorded = list(spans.get_finished_spans()), list(logs.get_finished_logs())
+    assert len(recorded[0]) > 3 * flows and len(recorded[1]) > 3 * flows
+    return recorded
 
 
 def test_coalesced_writes_equal_row_by_row_writes(tmp_path: Path) -> None:
