@@ -70,6 +70,9 @@ class FlowScope(Scope[str]):
     def _copy(self) -> FlowScope:
         return FlowScope(self._kind, self._end_on_exit, self._timeout)
 
+    def _stand_in(self) -> str:
+        return f"{getrandbits(128):032x}"  # an id like any other, of a flow not recorded
+
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
@@ -100,7 +103,7 @@ class FlowScope(Scope[str]):
 
     def _exit(self, exc: BaseException | None) -> None:
         state, span = self._state, self._span
-        if state is None or span is None:  # pragma: no cover - _enter raised
+        if state is None or span is None:  # _enter raised (diagnostics reported it)
             return
         detach(self._token)
         open_flows.discard(state)

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import metrics
+from dashfrog_sdk import diagnostics, metrics
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
@@ -84,6 +84,7 @@ def setup(
     store_max_flows: int | None = None,
     propagate_to: str | list[str] | tuple[str, ...] | None = None,
     propagation_key: str | bytes | None = None,
+    propagation_max_age: str | float | None = None,
     capture_logging: bool | None = None,
     shutdown_timeout: float | None = None,
     flow_metrics: bool | None = None,
@@ -97,7 +98,8 @@ def setup(
 
     Reads `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_*`, `OTEL_*_EXPORTER`, `OTEL_PROPAGATORS`,
     `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
-    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_SHUTDOWN_TIMEOUT`,
+    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`,
+    `DASHFROG_SHUTDOWN_TIMEOUT`,
     `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`, `DASHFROG_HANDLE_SIGTERM`.
     A bad value raises `ValueError` naming the variable.
 
@@ -250,7 +252,10 @@ def _wire(inst: _Installed) -> None:
     _wire_optional(inst)
     propagate.set_global_textmap(
         build_global_propagator(
-            cfg.propagate_to, cfg.propagation_key, os.environ.get("OTEL_PROPAGATORS")
+            cfg.propagate_to,
+            cfg.propagation_key,
+            os.environ.get("OTEL_PROPAGATORS"),
+            cfg.propagation_max_age_s,
         )
     )
     if cfg.handle_sigterm and exit_module.install_sigterm():
@@ -399,15 +404,13 @@ def installed_config() -> Config | None:
     return inst.config if inst is not None else None
 
 
+@diagnostics.capture_internal_errors("shutdown.errors", "the shutdown at exit")
 def _at_exit() -> None:
     # What was produced is flushed within the shutdown timeout; the SDK's own atexit hooks
     # (registered earlier, so they run later) then shut the providers down.
     global _exiting
     _exiting = True
-    try:
-        _shutdown(at_exit=True)
-    except Exception:  # never raise at interpreter exit
-        logger.debug("dashfrog_sdk: error during shutdown at exit", exc_info=True)
+    _shutdown(at_exit=True)
 
 
 def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:

@@ -60,11 +60,7 @@ class _Bus:
                     try:
                         sink(batch)
                     except Exception as exc:  # a sink must never kill the dispatcher
-                        diagnostics.report(
-                            "events.sink_errors",
-                            "dashfrog_sdk: an event sink failed (%r); events go on",
-                            exc,
-                        )
+                        diagnostics.internal_error("events.sink_errors", exc, "an event sink")
 
     def stop(self) -> None:
         self._stop = True

@@ -36,9 +36,7 @@ class OtelEventEmitter:
                 try:  # one bad record must not cost the rest of the batch
                     emit(to_log_record(event))
                 except Exception as exc:
-                    diagnostics.report(
-                        "events.emit_errors", "dashfrog_sdk: could not emit an event (%r)", exc
-                    )
+                    diagnostics.internal_error("events.emit_errors", exc, "emitting an event")
 
 
 def to_log_record(event: Lifecycle) -> LogRecord:

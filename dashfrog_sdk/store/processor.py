@@ -53,6 +53,7 @@ MAX_LOST_IDS = 100_000
 DROPPED = "store.dropped"
 FLOWS_DROPPED = "store.flows_dropped"
 SKIPPED_STARTS = "store.skipped_starts"
+INTERNAL_ERRORS = "store.internal_errors"
 
 _STARTS = frozenset({c.EVENT_FLOW_START, c.EVENT_STEP_START})
 
@@ -139,6 +140,14 @@ class StoreQueue:
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
+        while not self._stopped or self.queue:
+            # An unexpected error must not end the thread (every later flow would be lost):
+            # reported once, then the loop goes on.
+            with diagnostics.capture_internal_errors(INTERNAL_ERRORS, "the store writer thread"):
+                self._loop()
+                return
+
+    def _loop(self) -> None:
         pending: list[Any] = []
         while True:
             if not pending:
@@ -182,8 +191,8 @@ class StoreQueue:
                     add_span(batch, item)
                 else:
                     add_log_record(batch, item)
-            except Exception as exc:  # a malformed record must not stop the writer
-                self.writer.report_failure(exc)
+            except Exception as exc:  # a record we cannot read: skipped, the others written
+                diagnostics.internal_error(INTERNAL_ERRORS, exc, "the store's record conversion")
         if lost:
             batch.drop_flows(lost)
         forget, self.to_forget = self.to_forget, []

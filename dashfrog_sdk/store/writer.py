@@ -24,6 +24,7 @@ from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.convert import Batch, FlowRow, StepRow, label_text
 
 _log = logging.getLogger("dashfrog_sdk.store")
+WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
 
 RETENTION_EVERY_S = 60.0
 RETENTION_EVERY_FLOWS = 2_000
@@ -105,8 +106,7 @@ VALUES (:flow_id, :ts_ns, :severity, :body, :logger, :step_name, :service, :trac
 
 _CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs")
 
-# Counters in dashfrog_sdk.stats()["diagnostics"].
-WRITE_FAILED = "store.write_failed"
+# Counter in dashfrog_sdk.stats()["diagnostics"] (and WRITE_ERRORS above).
 REOPENED = "store.reopened"
 
 
@@ -279,9 +279,10 @@ class StoreWriter:
         self._conn = self._file = None
 
     def report_failure(self, exc: BaseException) -> None:
-        """Count a failed write; warn once until a write succeeds again."""
+        """Count a failed write, in `stats()["diagnostics"]["store.write_errors"]` too; warn
+        once per writer (it names the store's path) until a write succeeds again."""
         self.failures += 1
-        diagnostics.count(WRITE_FAILED)
+        diagnostics.count(WRITE_ERRORS)
         if not self._warned:
             self._warned = True
             _log.warning(

@@ -264,7 +264,7 @@ def test_a_full_disk_is_named_in_the_warning(tmp_path: Path) -> None:
     assert len(warnings) == 1, proc.stderr
     assert "database or disk is full" in warnings[0]
     assert "cannot rollback" not in proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]).get("store.write_failed", 0) >= 1
+    assert json.loads(proc.stdout.strip().splitlines()[-1]).get("store.write_errors", 0) >= 1
 
 
 # -- dashfrog tail -------------------------------------------------------------------------------
