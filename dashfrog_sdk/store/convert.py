@@ -180,16 +180,21 @@ def _span_hex(value: int | None) -> str | None:
 
 
 def _flow_identity(batch: Batch, flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
+    """The flow's identity from a record's attributes; decoded once per flow and batch (every
+    record of a flow in one process carries the flow's whole attribute dict; one that lacks
+    the name is not trusted to, and does not count)."""
     if flow_id in batch.known:
         return FlowRow(flow_id=flow_id)
-    batch.known.add(flow_id)
-    return FlowRow(
+    row = FlowRow(
         flow_id=flow_id,
         name=_str(attrs.get(c.FLOW_NAME)),
         tenant=_str(attrs.get(c.TENANT)),
         parent_id=_str(attrs.get(c.FLOW_PARENT_ID)),
         labels=labels_of(attrs),
     )
+    if row.name is not None and row.tenant is not None:
+        batch.known.add(flow_id)
+    return row
 
 
 def _service(resource_attrs: Mapping[str, Any]) -> str | None:
