@@ -14,9 +14,6 @@ Key = tuple[str | None, str | None]
 StatsRow = tuple[str | None, str | None, str, int | None, int | None, int | None]
 
 
-QUANTILES = (0.50, 0.95)
-
-
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """The ``q`` quantile (0..1) of sorted values, linearly interpolated; ``None`` if empty."""
     if not sorted_values:
@@ -52,29 +49,27 @@ def aggregate(rows: Iterable[StatsRow], now_ns: int) -> Results[FlowStats]:
     )
 
 
-# (name, tenant, effective status, count) and (name, tenant, rank, ended count, duration ms)
+# (name, tenant, effective status, count)
 CountRow = tuple[str | None, str | None, str, int]
-RankRow = tuple[str | None, str | None, int, int, float]
 
 
-def aggregate_sql(counts: Iterable[CountRow], ranked: Iterable[RankRow]) -> Results[FlowStats]:
-    """`aggregate`'s result from what `FlowStore.stats` computes in SQL: the counts per
-    effective status, and for each group only the durations at the ranks `percentile` reads
-    (its interpolation, the same arithmetic, on the same doubles)."""
+def aggregate_sql(
+    counts: Iterable[CountRow], durations: Mapping[Key, list[int]]
+) -> Results[FlowStats]:
+    """`aggregate`'s result from what `FlowStore.stats` reads: the counts per effective status
+    (grouped in SQL) and each group's ended durations in nanoseconds (unsorted). Sorting the
+    integers orders their millisecond values the same way, and `percentile` then runs on the
+    same doubles `aggregate` computes."""
     groups: dict[Key, dict[str, int]] = {}
     for name, tenant, status, n in counts:
         groups.setdefault((name, tenant), {})[status] = n
-    at: dict[Key, tuple[int, dict[int, float]]] = {}
-    for name, tenant, i, n, ms in ranked:
-        at.setdefault((name, tenant), (n, {}))[1][i] = ms
+    ms: dict[Key, list[float]] = {}
 
     def quantile(key: Key, q: float) -> float | None:
-        n, values = at.get(key, (0, {}))
-        if not n:
-            return None
-        k = (n - 1) * q
-        lo, hi = int(k), min(int(k) + 1, n - 1)
-        return values[lo] + (values[hi] - values[lo]) * (k - lo)
+        values = ms.get(key)
+        if values is None:
+            values = ms[key] = [d / 1e6 for d in sorted(durations.get(key, ()))]
+        return percentile(values, q)
 
     return _results(groups, quantile)
 

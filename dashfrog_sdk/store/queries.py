@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
-from dashfrog_sdk.store.aggregate import QUANTILES, aggregate_sql
+from dashfrog_sdk.store.aggregate import aggregate_sql
 from dashfrog_sdk.store.convert import label_text
 from dashfrog_sdk.store.model import (
     Flow,
@@ -409,9 +409,10 @@ class FlowStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        # In SQL, not over every row in Python (1.5 s at 1M flows): counts by effective status
-        # (`effective_status`: a running flow past its deadline is timed out) and, per group,
-        # only the durations at the ranks the p50/p95 interpolation needs.
+        # Both reads use one covering index (no table row per flow); counts by effective status
+        # (`effective_status`: a running flow past its deadline is timed out) are grouped in
+        # SQL, and only ended flows' durations come back, as plain tuples, to be sorted per
+        # group. (Percentile ranks picked with a window function in SQL measured slower.)
         cond = " AND ".join(where)
         counts = self._query(
             "SELECT name, tenant, CASE WHEN status = 'running' AND deadline_ns < ? "
@@ -419,22 +420,23 @@ class FlowStore:
             f"INDEXED BY {_STATS_INDEX} WHERE " + cond + " GROUP BY name, tenant, st",
             [now, *params],
         )
-        ranks = " OR ".join(
-            f"i = CAST((n - 1) * {q} AS INTEGER) OR i = CAST((n - 1) * {q} AS INTEGER) + 1"
-            for q in QUANTILES
-        )
-        picked = self._query(
-            "SELECT name, tenant, i, n, ms FROM (SELECT name, tenant, "
-            "(end_ns - start_ns) / 1e6 AS ms, ROW_NUMBER() OVER w - 1 AS i, "
-            "COUNT(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n "
-            f"FROM flows INDEXED BY {_STATS_INDEX} WHERE "
-            + cond
-            + " AND status != 'running' AND start_ns IS NOT NULL AND end_ns IS NOT NULL "
-            "WINDOW w AS (PARTITION BY name, tenant ORDER BY end_ns - start_ns)) "
-            f"WHERE {ranks}",
-            params,
-        )
-        return aggregate_sql(
-            ((r["name"], r["tenant"], r["st"], r["n"]) for r in counts),
-            ((r["name"], r["tenant"], r["i"], r["n"], r["ms"]) for r in picked),
-        )
+        durations: dict[tuple[str | None, str | None], list[int]] = {}
+        try:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None  # tuples: a Row object per flow costs more than the rest
+            cursor.execute(
+                f"SELECT name, tenant, end_ns - start_ns FROM flows INDEXED BY {_STATS_INDEX} "
+                f"WHERE {cond} AND status != 'running' AND start_ns IS NOT NULL "
+                "AND end_ns IS NOT NULL",
+                params,
+            )
+            for name_, tenant_, took in cursor:
+                key = (name_, tenant_)
+                found = durations.get(key)
+                if found is None:
+                    durations[key] = [took]
+                else:
+                    found.append(took)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read flow store {self.path}: {exc}") from None
+        return aggregate_sql(((r["name"], r["tenant"], r["st"], r["n"]) for r in counts), durations)
