@@ -1,4 +1,6 @@
-"""The local SQLite flow store: what the embedded default writes, and the API to query it.
+"""The local SQLite flow store: what the embedded default writes, and the API to query it
+(``FlowStore("clickhouse://host:8123/db")`` or ``FlowStore("chdb:///dir")``: the same API over
+ClickHouse, see ``dashfrog_sdk.store.clickhouse``).
 
 ```python
 from dashfrog_sdk.store import FlowStore
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dashfrog_sdk.store.backend import FlowBackend
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -27,12 +31,7 @@ from dashfrog_sdk.store.model import (
     Step,
     StepDuration,
 )
-from dashfrog_sdk.store.queries import (
-    FlowNotFoundError,
-    FlowStore,
-    StoreError,
-    StoreNotFoundError,
-)
+from dashfrog_sdk.store.queries import FlowStore
 from dashfrog_sdk.store.schema import SCHEMA_VERSION
 from dashfrog_sdk.timeutil import parse_duration
 
@@ -67,6 +66,7 @@ __all__ = [
     "DEFAULT_PATH",
     "SCHEMA_VERSION",
     "Flow",
+    "FlowBackend",
     "FlowDetail",
     "FlowDurations",
     "FlowEvent",

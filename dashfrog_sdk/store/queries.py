@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -15,7 +15,9 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate_sql
+from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -50,18 +52,6 @@ _STATS_INDEX = "flows_start_stats"
 COMMON_LABEL = 5_000
 
 
-class StoreError(Exception):
-    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
-
-
-class StoreNotFoundError(StoreError):
-    """No store file at the given path."""
-
-
-class FlowNotFoundError(StoreError, LookupError):
-    """No flow with that id (or id prefix) in the store."""
-
-
 def _column(row: sqlite3.Row, name: str) -> Any:
     value = row[name]
     if name == "attributes":
@@ -89,12 +79,70 @@ def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
     return "status = ?", [status]
 
 
+def _flow_filter(
+    now: int,
+    tenant: str | None = None,
+    name: str | None = None,
+    status: str | Iterable[str] | None = None,
+    labels: Mapping[str, LabelValue] | None = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    running_longer_than: timedelta | float | str | None = None,
+    parent_id: str | None = None,
+    common_label: Callable[[str, str], bool] | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of FlowStore.flows() and FlowStore.count() filters.
+
+    `common_label(key, value)`: whether most flows carry that label (then each flow is looked
+    up by primary key, newest first, which stops after the LIMIT; otherwise the label's flow
+    ids are collected first: 82-644 ms for a common label at 1M flows)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        clauses = [_status_clause(s, now) for s in statuses]
+        where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
+        params.extend(p for _, ps in clauses for p in ps)
+    for key, label in (labels or {}).items():
+        value = label_text(label)
+        if common_label is not None and common_label(key, value):
+            where.append(
+                "EXISTS (SELECT 1 FROM flow_labels l WHERE l.flow_id = flows.flow_id "
+                "AND l.key = ? AND l.value = ?)"
+            )
+        else:
+            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
+        params.extend([key, value])
+    if since is not None:
+        where.append("start_ns >= ?")
+        params.append(to_ns(since, now_ns=now))
+    if until is not None:
+        where.append("start_ns <= ?")
+        params.append(to_ns(until, now_ns=now))
+    if running_longer_than is not None:
+        where.append("status = 'running' AND start_ns <= ?")
+        params.append(now - int(seconds(running_longer_than) * 1e9))
+    return where, params
+
+
 class FlowStore:
     """Queries over a flow store file written by the store exporters.
 
     ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
     :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Any:
+        # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
+        if cls is FlowStore and is_remote(path):
+            from dashfrog_sdk.store.clickhouse import ClickHouseFlowStore
+
+            return ClickHouseFlowStore(str(path))
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -182,41 +230,18 @@ class FlowStore:
         that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
         """
         now = time.time_ns()
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            clauses = [_status_clause(s, now) for s in statuses]
-            where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
-            params.extend(p for _, ps in clauses for p in ps)
-        for key, label in (labels or {}).items():
-            value = label_text(label)
-            if limit is not None and self._common_label(key, value):
-                # Most flows have it: walk flows newest first and look each up by primary key
-                # (stops after `limit` hits), rather than first collecting every flow id that
-                # has the label (82-644 ms at 1M flows).
-                where.append(
-                    "EXISTS (SELECT 1 FROM flow_labels l WHERE l.flow_id = flows.flow_id "
-                    "AND l.key = ? AND l.value = ?)"
-                )
-            else:  # a rare label: its few flow ids first
-                where.append(
-                    "flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)"
-                )
-            params.extend([key, value])
-        if since is not None:
-            where.append("start_ns >= ?")
-            params.append(to_ns(since, now_ns=now))
-        if until is not None:
-            where.append("start_ns <= ?")
-            params.append(to_ns(until, now_ns=now))
-        if running_longer_than is not None:
-            where.append("status = 'running' AND start_ns <= ?")
-            params.append(now - int(seconds(running_longer_than) * 1e9))
+        where, params = _flow_filter(
+            now,
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+            common_label=self._common_label if limit is not None else None,
+        )
         sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -269,8 +294,34 @@ class FlowStore:
         cursor = max((int(row["seen_ns"]) for row in rows), default=after_ns)
         return flows, cursor
 
-    def count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM flows")[0]["n"])
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """How many flows match the filters (those of :meth:`flows`); all flows by default."""
+        where, params = _flow_filter(
+            time.time_ns(),
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+        )
+        sql = "SELECT COUNT(*) AS n FROM flows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._query(sql, params)[0]["n"])
 
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:
