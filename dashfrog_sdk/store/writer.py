@@ -29,8 +29,9 @@ WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
 
 RETENTION_EVERY_S = 60.0
 RETENTION_EVERY_FLOWS = 2_000
-# Flows deleted per retention transaction: about 60 ms of write lock each on this machine.
-RETENTION_SLICE = 1_000
+# Flows deleted per retention transaction: ~30 ms of write lock on an idle machine, 4 s at most
+# for 1,000 at load average 19 (benchmarks/store.py), against a 10 s busy timeout.
+RETENTION_SLICE = 500
 
 # Several records end a flow that crosses processes (the API's flow span, a worker's flow.end
 # event, a downstream failure), in any order: status, end and error follow dashfrog_sdk.status
