@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from random import getrandbits
 from time import time_ns
 from typing import Any, NamedTuple
 
@@ -35,6 +34,7 @@ from dashfrog_sdk.context import (
 )
 from dashfrog_sdk.events import describe
 from dashfrog_sdk.exporting.exit import open_flows
+from dashfrog_sdk.ids import flow_id as new_flow_id
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -71,7 +71,7 @@ class FlowScope(Scope[str]):
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
         outer, depth, _ = lookup(parent)
-        flow_id = f"{getrandbits(128):032x}"
+        flow_id = new_flow_id()
         parent_id = outer.info.id if outer is not None else None
         kind = self._kind
         start = time_ns()

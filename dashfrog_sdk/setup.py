@@ -35,6 +35,7 @@ from dashfrog_sdk.console import ConsoleSink
 from dashfrog_sdk.exporting import counts, otlp
 from dashfrog_sdk.exporting import exit as exit_module
 from dashfrog_sdk.exporting.pipeline import Pipeline
+from dashfrog_sdk.ids import PrivateIdGenerator
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
 
@@ -164,7 +165,7 @@ def _tracer_provider(cfg: Config, explicit: TracerProvider | None) -> TracerProv
     return _adopt(
         trace.get_tracer_provider(),
         TracerProvider,
-        lambda: TracerProvider(resource=_resource(cfg)),
+        lambda: TracerProvider(resource=_resource(cfg), id_generator=PrivateIdGenerator()),
         trace.set_tracer_provider,
     )
 
