@@ -34,7 +34,7 @@ from dashfrog_sdk.config import Config
 from dashfrog_sdk.console import ConsoleSink
 from dashfrog_sdk.exporting import counts, otlp
 from dashfrog_sdk.exporting import exit as exit_module
-from dashfrog_sdk.exporting.pipeline import Pipeline
+from dashfrog_sdk.exporting.pipeline import Pipeline, report_lost_at_exit
 from dashfrog_sdk.ids import PrivateIdGenerator
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
@@ -362,7 +362,8 @@ def _shutdown(*, at_exit: bool) -> None:
         events.flush()
         _flush(inst, deadline, metrics_too=False)
         for pipeline in inst.pipelines:  # what is left now is lost: count it
-            pipeline.shutdown(deadline)
+            pipeline.shutdown(deadline, report=False)
+        report_lost_at_exit(inst.pipelines)  # one line for every signal
         if inst.reader is not None:
             _stop_reader(inst, deadline)
         for sink in inst.sinks:
