@@ -298,7 +298,7 @@ def describe(error: BaseException | str | None) -> str:
 def error_attributes(error: BaseException | str) -> dict[str, str]:
     if isinstance(error, BaseException):
         return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: safe_str(error)}
-    return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}
+    return {c.ERROR_MESSAGE: error}  # flow.fail("message"): a message, no exception type
 
 
 def _body(event: Lifecycle) -> str:
