@@ -19,6 +19,7 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk._logs import LoggingHandler
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import current_step_name, flow_state
 
 # Records from these loggers are never captured: exporting them could log again, forever.
@@ -53,7 +54,8 @@ class FlowLogFilter(logging.Filter):
             if step is not None:
                 setattr(record, c.STEP_NAME, step)
             return True
-        except Exception:  # instrumentation never breaks logging
+        except Exception as error:  # instrumentation never breaks logging
+            diagnostics.internal_error("logs.filter_errors", error, "the flow log filter")
             return False
         finally:
             self._busy.on = False
@@ -85,6 +87,7 @@ def install_logging_capture(
         handler.addFilter(FlowLogFilter())
         root.addHandler(handler)
         _installed = handler
+        diagnostics.set_capture_handler(handler)
         return handler
 
 
@@ -95,3 +98,4 @@ def uninstall_logging_capture() -> None:
         if _installed is not None:
             logging.getLogger().removeHandler(_installed)
             _installed = None
+            diagnostics.set_capture_handler(None)

@@ -18,7 +18,8 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk._spans import stamp
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk._otel.spans import stamp
 from dashfrog_sdk.context import flow_state
 
 P = TypeVar("P", bound=Any)
@@ -47,18 +48,26 @@ class FlowSpanProcessor(_Children[SpanProcessor], SpanProcessor):
         self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # Flow and step spans (our own instrumentation scope) are stamped by flow.py/step.py.
-        scope = span.instrumentation_scope
-        if self.enabled and (scope is None or scope.name != c.SCOPE_NAME):
-            state = flow_state(parent_context)
-            if state is not None:
-                stamp(span, state.attributes)
-        for child in self.children:
-            child.on_start(span, parent_context)
+        # Runs for every span of the application, inside its call to start one: the guard of
+        # diagnostics as a plain try (the cheapest form).
+        try:
+            # Flow and step spans (our own instrumentation scope) are stamped by flow.py/step.py.
+            scope = span.instrumentation_scope
+            if self.enabled and (scope is None or scope.name != c.SCOPE_NAME):
+                state = flow_state(parent_context)
+                if state is not None:
+                    stamp(span, state.attributes)
+            for child in self.children:
+                child.on_start(span, parent_context)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a span processor")
 
     def on_end(self, span: ReadableSpan) -> None:
-        for child in self.children:
-            child.on_end(span)
+        try:
+            for child in self.children:
+                child.on_end(span)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a span processor")
 
 
 class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
@@ -68,5 +77,8 @@ class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
         self.children = ()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        for child in self.children:
-            child.on_emit(log_record)
+        try:
+            for child in self.children:
+                child.on_emit(log_record)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a log record processor")

@@ -28,16 +28,20 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events, metrics
+from dashfrog_sdk import diagnostics, metrics
 from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
-from dashfrog_sdk.console import ConsoleSink
 from dashfrog_sdk.exporting import counts, otlp
-from dashfrog_sdk.exporting import exit as exit_module
 from dashfrog_sdk.exporting.pipeline import Pipeline, report_lost_at_exit
 from dashfrog_sdk.ids import PrivateIdGenerator
+from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle import exit as exit_module
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
+from dashfrog_sdk.sinks.console import ConsoleSink
+from dashfrog_sdk.sinks.flow_metrics import FlowMetrics
+from dashfrog_sdk.sinks.otel_logs import OtelEventEmitter
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -81,6 +85,7 @@ def setup(
     store_max_flows: int | None = None,
     propagate_to: str | list[str] | tuple[str, ...] | None = None,
     propagation_key: str | bytes | None = None,
+    propagation_max_age: str | float | None = None,
     capture_logging: bool | None = None,
     shutdown_timeout: float | None = None,
     flow_metrics: bool | None = None,
@@ -94,7 +99,8 @@ def setup(
 
     Reads `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_*`, `OTEL_*_EXPORTER`, `OTEL_PROPAGATORS`,
     `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
-    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_SHUTDOWN_TIMEOUT`,
+    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`,
+    `DASHFROG_SHUTDOWN_TIMEOUT`,
     `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`, `DASHFROG_HANDLE_SIGTERM`.
     A bad value raises `ValueError` naming the variable.
 
@@ -131,17 +137,11 @@ def setup(
         }
         _wire(inst)
         _installed = inst
-        runtime.tracer = inst.tracer_provider.get_tracer(c.SCOPE_NAME, _version())
+        runtime.tracer = inst.tracer_provider.get_tracer(c.SCOPE_NAME, __version__)
         runtime.configured = True
         if not _atexit_registered:
             atexit.register(_at_exit)
             _atexit_registered = True
-
-
-def _version() -> str:
-    from dashfrog_sdk import __version__
-
-    return __version__
 
 
 P = TypeVar("P", TracerProvider, LoggerProvider, MeterProvider)
@@ -242,7 +242,7 @@ def _wire(inst: _Installed) -> None:
     log_fanout.children = tuple(log_children)
     _wire_metrics(inst)
 
-    emitter = events.OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, _version()))
+    emitter = OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, __version__))
     inst.sinks.append(emitter)
     if cfg.flow_metrics:
         inst.sinks.append(_flow_metrics())
@@ -253,7 +253,10 @@ def _wire(inst: _Installed) -> None:
     _wire_optional(inst)
     propagate.set_global_textmap(
         build_global_propagator(
-            cfg.propagate_to, cfg.propagation_key, os.environ.get("OTEL_PROPAGATORS")
+            cfg.propagate_to,
+            cfg.propagation_key,
+            os.environ.get("OTEL_PROPAGATORS"),
+            cfg.propagation_max_age_s,
         )
     )
     if cfg.handle_sigterm and exit_module.install_sigterm():
@@ -272,13 +275,13 @@ def _wire_metrics(inst: _Installed) -> None:
     metrics.configure(provider, cfg.cardinality_limit)
 
 
-_flow_metrics_sink: metrics.FlowMetrics | None = None
+_flow_metrics_sink: FlowMetrics | None = None
 
 
-def _flow_metrics() -> metrics.FlowMetrics:
+def _flow_metrics() -> FlowMetrics:
     global _flow_metrics_sink
     if _flow_metrics_sink is None:  # one set of instruments for the life of the process
-        _flow_metrics_sink = metrics.FlowMetrics()
+        _flow_metrics_sink = FlowMetrics()
     return _flow_metrics_sink
 
 
@@ -403,18 +406,21 @@ def installed_config() -> Config | None:
     return inst.config if inst is not None else None
 
 
+@diagnostics.capture_internal_errors("shutdown.errors", "the shutdown at exit")
 def _at_exit() -> None:
     # What was produced is flushed within the shutdown timeout; the SDK's own atexit hooks
     # (registered earlier, so they run later) then shut the providers down.
     global _exiting
     _exiting = True
-    try:
-        _shutdown(at_exit=True)
-    except Exception:  # never raise at interpreter exit
-        logger.debug("dashfrog_sdk: error during shutdown at exit", exc_info=True)
+    _shutdown(at_exit=True)
 
 
 def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:
     """The tracer and logger providers dashfrog_sdk writes to, or None before `setup()`."""
     inst = _installed
     return (inst.tracer_provider, inst.logger_provider) if inst is not None else None
+
+
+# The composition root registers itself: the first flow runs `setup()` through the runtime,
+# which therefore need not import this module (and everything it wires) itself.
+runtime.register_setup(setup)

@@ -29,12 +29,25 @@ class _StripIncoming:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = scope.get("headers")
         if headers and any(name == b"baggage" for name, _ in headers):
-            kept = [
-                (n, untrusted(v.decode("latin-1")).encode()) if n == b"baggage" else (n, v)
-                for n, v in headers
-            ]
-            scope = {**scope, "headers": [(n, v) for n, v in kept if v]}
+            scope = {**scope, "headers": _without_dashfrog(headers)}
         await self.app(scope, receive, send)
+
+
+def _without_dashfrog(headers: Any) -> list[tuple[bytes, bytes]]:
+    """ASGI headers with the dashfrog members of each baggage header removed, nothing else.
+
+    Latin-1 maps every byte to one character and back, so other members (UTF-8 or not) keep
+    their exact bytes; a baggage header left empty goes, every other header stays as it came.
+    """
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name == b"baggage":
+            stripped = untrusted(value.decode("latin-1"))
+            if not stripped and value:
+                continue
+            value = stripped.encode("latin-1")
+        kept.append((name, value))
+    return kept
 
 
 def with_fastapi(

@@ -18,10 +18,12 @@ import threading
 import time
 from typing import Any
 
+from dashfrog_sdk import diagnostics
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.convert import Batch, FlowRow, label_text
 
 _log = logging.getLogger("dashfrog_sdk.store")
+WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
 
 RETENTION_EVERY_S = 60.0
 RETENTION_EVERY_FLOWS = 2_000
@@ -173,8 +175,10 @@ class StoreWriter:
                 self._conn = None
 
     def report_failure(self, exc: BaseException) -> None:
-        """Count a failed write; warn once until a write succeeds again."""
+        """Count a failed write, in `stats()["diagnostics"]["store.write_errors"]` too; warn
+        once per writer (it names the store's path) until a write succeeds again."""
         self.failures += 1
+        diagnostics.count(WRITE_ERRORS)
         if not self._warned:
             self._warned = True
             _log.warning(

@@ -4,8 +4,9 @@
         flask=PORT flask-untrusted=PORT
 
 Each app answers ``GET /work`` (a ``process_payment`` step; returns what it saw, see
-:func:`seen`) and ``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``). The process runs until
-SIGTERM/SIGINT, then stops its servers and flushes. Configured by the environment (OTEL_*,
+:func:`seen`), ``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``) and, FastAPI only,
+``GET /headers`` (the raw ASGI headers, hex). The process runs until SIGTERM/SIGINT, then stops
+its servers and flushes. Configured by the environment (OTEL_*,
 DASHFROG_*), like a real service.
 """
 
@@ -39,6 +40,11 @@ def fastapi_app(trust: bool) -> FastAPI:
     @app.get("/diag")
     async def diag() -> dict[str, int]:
         return diagnostics.counts()
+
+    @app.get("/headers")
+    async def headers(request: Request) -> list[list[str]]:
+        # the raw header bytes the app received (hex): nothing decoded, nothing dropped
+        return [[name.hex(), value.hex()] for name, value in request.scope["headers"]]
 
     return with_fastapi(app, trust_incoming=trust)
 

@@ -1,0 +1,109 @@
+"""The lifecycle dispatcher: records queued by the calling thread, delivered to sinks later.
+
+The calling thread only appends a record's fields to a deque (`lifecycle.records`). A background
+thread drains it in order, views each record as a `Lifecycle`, and hands each batch to the
+sinks (`dashfrog_sdk.sinks`: OTel log records, console, flow metrics). Building log records off
+the calling thread is what keeps a flow within budget (ARCHITECTURE.md, "Hot path").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from itertools import islice
+
+from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk.lifecycle import records
+from dashfrog_sdk.lifecycle.records import WIDTH as _WIDTH
+from dashfrog_sdk.lifecycle.records import Lifecycle
+
+Sink = Callable[[Sequence[Lifecycle]], None]
+
+_NEVER = object()
+_INTERVAL_S = 0.1
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.sinks: tuple[Sink, ...] = ()
+        self._lock = threading.Lock()  # serialises draining: events reach sinks in order
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="dashfrog-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(_INTERVAL_S)
+            self._wake.clear()
+            self.drain()
+
+    def drain(self) -> None:
+        make = Lifecycle._make
+        with self._lock:
+            queue = records.pending.fields
+            fields = iter(queue.popleft, _NEVER)  # (None is a field value: not a sentinel)
+            while count := min(len(queue) // _WIDTH, 2048):
+                # Taken in one C-level call: no Python code (so no signal handler raising
+                # SystemExit or KeyboardInterrupt on this thread) can run between two pops and
+                # leave a partial event at the head of the queue.
+                taken = list(islice(fields, count * _WIDTH))
+                batch = [make(taken[i : i + _WIDTH]) for i in range(0, len(taken), _WIDTH)]
+                for sink in self.sinks:
+                    try:
+                        sink(batch)
+                    except Exception as exc:  # a sink must never kill the dispatcher
+                        diagnostics.internal_error("events.sink_errors", exc, "an event sink")
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        self._thread = None
+        self.drain()
+
+    def after_fork(self) -> None:
+        # The parent's queue belongs to the parent: the child starts empty, with its own thread
+        # and a fresh lock (the parent's may have been held by its dispatcher at fork time).
+        records.pending.fields = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        if self._thread is not None:
+            self._thread = None
+            self.start()
+
+
+_bus = _Bus()
+_fork.in_child(_bus.after_fork)
+
+
+def add_sink(sink: Sink) -> None:
+    """Register `sink` to receive every lifecycle batch (idempotent)."""
+    if sink not in _bus.sinks:
+        _bus.sinks = (*_bus.sinks, sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    _bus.sinks = tuple(s for s in _bus.sinks if s is not sink)
+
+
+def start() -> None:
+    _bus.start()
+
+
+def flush() -> None:
+    """Deliver everything recorded so far to the sinks, on the calling thread."""
+    _bus.drain()
+
+
+def stop() -> None:
+    _bus.stop()
