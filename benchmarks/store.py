@@ -1,6 +1,7 @@
 """Benchmark of the local flow store: 100,000 flows, then the queries the CLI and API run.
 
     .venv/bin/python benchmarks/store.py [--flows 100000] [--otel-flows 2000] [--path FILE]
+    .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000]   # + ClickHouse (chDB)
 
 1. Writes ``--flows`` flows (3 steps and 2 labels each; 500 tenants; 85 % completed, 10 % failed,
    5 % still running) straight through the store writer, in batches as the exporters do.
@@ -157,7 +158,19 @@ def main() -> int:
     parser.add_argument("--flows", type=int, default=100_000)
     parser.add_argument("--otel-flows", type=int, default=2_000)
     parser.add_argument("--path", help="store file (default: a temporary file, removed after)")
+    parser.add_argument(
+        "--chdb",
+        action="store_true",
+        help="SQLite and ClickHouse (chDB) side by side at --sizes (benchmarks/store_backends.py)",
+    )
+    parser.add_argument("--sizes", default="100000,1000000", help="with --chdb: flow counts")
+    parser.add_argument("--sqlite-up-to", help="with --chdb: skip SQLite above this many flows")
     args = parser.parse_args()
+    if args.chdb:
+        import store_backends
+
+        extra = ["--sqlite-up-to", args.sqlite_up_to] if args.sqlite_up_to else []
+        return store_backends.main(["--sizes", args.sizes, *extra])
     tmp = None
     if args.path:
         path = args.path

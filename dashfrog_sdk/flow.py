@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, validation
 from dashfrog_sdk import status as flow_status
+from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import (
@@ -36,7 +37,7 @@ from dashfrog_sdk.error_text import describe, error_attributes
 from dashfrog_sdk.ids import flow_id as new_flow_id
 from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
-from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import CANCELLING
 
 logger = logging.getLogger("dashfrog_sdk")

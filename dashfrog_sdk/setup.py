@@ -37,7 +37,7 @@ from dashfrog_sdk.exporting.pipeline import Pipeline, report_lost_at_exit
 from dashfrog_sdk.ids import PrivateIdGenerator
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.lifecycle import exit as exit_module
-from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
+from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor, drain_before_flush
 from dashfrog_sdk.propagation import build_global_propagator
 from dashfrog_sdk.sinks.console import ConsoleSink
 from dashfrog_sdk.sinks.flow_metrics import FlowMetrics
@@ -205,10 +205,12 @@ def _fanouts(inst: _Installed) -> tuple[FlowSpanProcessor, FanOutLogProcessor]:
     if span_fanout is None:
         span_fanout = _span_fanouts[id(tp)] = FlowSpanProcessor()
         tp.add_span_processor(span_fanout)
+        drain_before_flush(tp)
     log_fanout = _log_fanouts.get(id(lp))
     if log_fanout is None:
         log_fanout = _log_fanouts[id(lp)] = FanOutLogProcessor()
         lp.add_log_record_processor(log_fanout)
+        drain_before_flush(lp)
     span_fanout.enabled = True
     return span_fanout, log_fanout
 

@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import attach, detach, get_current, set_value
 
 from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk._otel.keys import SUPPRESS_INSTRUMENTATION_KEY
 from dashfrog_sdk.exporting.counts import SignalCounters, outage
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -88,7 +89,8 @@ def call_quietly(fn: Callable[[], Any]) -> tuple[bool, str]:
 
     Returns (succeeded, reason for a failure). Never raises.
     """
-    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    key = SUPPRESS_INSTRUMENTATION_KEY
+    token = attach(set_value(key, True) if key is not None else get_current())
     quiet.local.on, quiet.local.reason = True, ""
     try:
         result = fn()
@@ -291,7 +293,10 @@ class Pipeline(Generic[T]):
             self._refused = self._failures = 0
             self._settle(len(batch))
             outage.recovered(self.signal, self.endpoint)
-            if self._full_warned:  # the queue drains: warn again if it fills up again
+            if self._full_warned and len(self._queue) < self._batch_size:
+                # The backlog is delivered: a queue that fills up again is a new episode. Not
+                # at the first delivered batch: while the backlog drains, new items keep the
+                # queue full, and re-arming per batch printed the warning once per batch.
                 self._full_warned = False
                 diagnostics.rearm(f"export.{self.signal}.queue_full")
             return True

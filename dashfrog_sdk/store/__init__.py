@@ -1,4 +1,6 @@
-"""The local SQLite flow store: what the embedded default writes, and the API to query it.
+"""The local SQLite flow store: what the embedded default writes, and the API to query it
+(``FlowStore("clickhouse://host:8123/db")`` or ``FlowStore("chdb:///dir")``: the same API over
+ClickHouse, see ``dashfrog_sdk.store.clickhouse``).
 
 ```python
 from dashfrog_sdk.store import FlowStore
@@ -13,6 +15,8 @@ with FlowStore(".dashfrog/flows.db") as store:
 
 from __future__ import annotations
 
+from dashfrog_sdk.store.backend import FlowBackend
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.exporter import (
     FlowStoreLogExporter,
     FlowStoreSpanExporter,
@@ -31,12 +35,7 @@ from dashfrog_sdk.store.model import (
     Step,
     StepDuration,
 )
-from dashfrog_sdk.store.queries import (
-    FlowNotFoundError,
-    FlowStore,
-    StoreError,
-    StoreNotFoundError,
-)
+from dashfrog_sdk.store.queries import FlowStore
 from dashfrog_sdk.store.schema import SCHEMA_VERSION
 from dashfrog_sdk.store.writer import StoreWriter
 from dashfrog_sdk.timeutil import parse_duration
@@ -47,6 +46,7 @@ __all__ = [
     "DEFAULT_PATH",
     "SCHEMA_VERSION",
     "Flow",
+    "FlowBackend",
     "FlowDetail",
     "FlowDurations",
     "FlowEvent",

@@ -15,7 +15,9 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -42,18 +44,6 @@ _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
     "attributes, parent_span_id, trace_id"
 )
-
-
-class StoreError(Exception):
-    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
-
-
-class StoreNotFoundError(StoreError):
-    """No store file at the given path."""
-
-
-class FlowNotFoundError(StoreError, LookupError):
-    """No flow with that id (or id prefix) in the store."""
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:
@@ -83,12 +73,58 @@ def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
     return "status = ?", [status]
 
 
+def _flow_filter(
+    now: int,
+    tenant: str | None = None,
+    name: str | None = None,
+    status: str | Iterable[str] | None = None,
+    labels: Mapping[str, LabelValue] | None = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    running_longer_than: timedelta | float | str | None = None,
+    parent_id: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of FlowStore.flows() and FlowStore.count() filters."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        clauses = [_status_clause(s, now) for s in statuses]
+        where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
+        params.extend(p for _, ps in clauses for p in ps)
+    for key, label in (labels or {}).items():
+        where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
+        params.extend([key, label_text(label)])
+    if since is not None:
+        where.append("start_ns >= ?")
+        params.append(to_ns(since, now_ns=now))
+    if until is not None:
+        where.append("start_ns <= ?")
+        params.append(to_ns(until, now_ns=now))
+    if running_longer_than is not None:
+        where.append("status = 'running' AND start_ns <= ?")
+        params.append(now - int(seconds(running_longer_than) * 1e9))
+    return where, params
+
+
 class FlowStore:
     """Queries over a flow store file written by the store exporters.
 
     ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
     :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Any:
+        # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
+        if cls is FlowStore and is_remote(path):
+            from dashfrog_sdk.store.clickhouse import ClickHouseFlowStore
+
+            return ClickHouseFlowStore(str(path))
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -176,29 +212,9 @@ class FlowStore:
         that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
         """
         now = time.time_ns()
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            clauses = [_status_clause(s, now) for s in statuses]
-            where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
-            params.extend(p for _, ps in clauses for p in ps)
-        for key, label in (labels or {}).items():
-            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
-            params.extend([key, label_text(label)])
-        if since is not None:
-            where.append("start_ns >= ?")
-            params.append(to_ns(since, now_ns=now))
-        if until is not None:
-            where.append("start_ns <= ?")
-            params.append(to_ns(until, now_ns=now))
-        if running_longer_than is not None:
-            where.append("status = 'running' AND start_ns <= ?")
-            params.append(now - int(seconds(running_longer_than) * 1e9))
+        where, params = _flow_filter(
+            now, tenant, name, status, labels, since, until, running_longer_than, parent_id
+        )
         sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -239,8 +255,34 @@ class FlowStore:
         cursor = max((int(row["seen_ns"]) for row in rows), default=after_ns)
         return flows, cursor
 
-    def count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM flows")[0]["n"])
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """How many flows match the filters (those of :meth:`flows`); all flows by default."""
+        where, params = _flow_filter(
+            time.time_ns(),
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+        )
+        sql = "SELECT COUNT(*) AS n FROM flows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._query(sql, params)[0]["n"])
 
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from dashfrog_sdk import diagnostics
+from dashfrog_sdk.status import sql_rank
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.convert import Batch, FlowRow, label_text
 
@@ -28,6 +29,9 @@ WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
 RETENTION_EVERY_S = 60.0
 RETENTION_EVERY_FLOWS = 2_000
 
+# Several records end a flow that crosses processes (the API's flow span, a worker's flow.end
+# event, a downstream failure), in any order: status, end and error follow dashfrog_sdk.status
+# (failed > cancelled > completed > running; the latest end), not the order of arrival.
 _UPSERT_FLOW = """
 INSERT INTO flows (flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s,
                    deadline_ns, end_on_exit, trace_id, span_id, service, error_type,
@@ -41,11 +45,15 @@ ON CONFLICT (flow_id) DO UPDATE SET
     parent_id = COALESCE(flows.parent_id, excluded.parent_id),
     start_ns = MIN(COALESCE(flows.start_ns, excluded.start_ns),
                    COALESCE(excluded.start_ns, flows.start_ns)),
-    status = CASE WHEN flows.status = 'running' THEN excluded.status ELSE flows.status END,
-    end_ns = CASE WHEN flows.status = 'running' THEN excluded.end_ns ELSE flows.end_ns END,
-    error_type = CASE WHEN flows.status = 'running' AND excluded.status != 'running'
+    status = CASE WHEN {new_rank} > {old_rank} THEN excluded.status ELSE flows.status END,
+    end_ns = CASE WHEN excluded.status = 'running' THEN flows.end_ns
+                  ELSE MAX(COALESCE(flows.end_ns, excluded.end_ns),
+                           COALESCE(excluded.end_ns, flows.end_ns)) END,
+    error_type = CASE WHEN {new_rank} > {old_rank}
+                           OR ({new_rank} = {old_rank} AND flows.error_type IS NULL)
                       THEN excluded.error_type ELSE flows.error_type END,
-    error_message = CASE WHEN flows.status = 'running' AND excluded.status != 'running'
+    error_message = CASE WHEN {new_rank} > {old_rank}
+                              OR ({new_rank} = {old_rank} AND flows.error_type IS NULL)
                          THEN excluded.error_message ELSE flows.error_message END,
     timeout_s = COALESCE(flows.timeout_s, excluded.timeout_s),
     deadline_ns = MIN(COALESCE(flows.start_ns, excluded.start_ns),
@@ -57,7 +65,9 @@ ON CONFLICT (flow_id) DO UPDATE SET
     service = COALESCE(flows.service, excluded.service),
     labels = CASE WHEN flows.labels = '{}' THEN excluded.labels ELSE flows.labels END,
     seen_ns = excluded.seen_ns
-"""
+""".replace("{new_rank}", sql_rank("excluded.status")).replace(
+    "{old_rank}", sql_rank("flows.status")
+)
 
 _INSERT_LABEL = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
 

@@ -26,11 +26,20 @@ def test_normal_exit_flushes_every_signal(
     collector: RotelCollector, start_app: Callable[..., App]
 ) -> None:
     env = app_env(collector, "grpc", **SLOW)
-    app = start_app(env, "run_flows(300, steps=2)")
+    # Each flow also records a custom event: a log record whatever the flow's duration
+    # (the start events of flows that ended before they were sent are not sent).
+    script = """
+for i in range(300):
+    with flow.start("order", tenant="acme"):
+        for s in range(2):
+            with step.start(f"step{s}"):
+                flow.event("tick", n=s)
+"""
+    app = start_app(env, script)
     assert app.wait() == 0, app.stderr
     receiver, ours = collector.receiver, _ours(env)
     receiver.wait_for_spans(lambda s: ours(s) and s.name == "flow order", count=300)
-    receiver.wait_for_logs(lambda r: ours(r) and r.event_name == "dashfrog.step.start", count=600)
+    receiver.wait_for_logs(lambda r: ours(r) and r.event_name == "dashfrog.flow.event", count=600)
     started = receiver.wait_for_metrics(lambda m: ours(m) and m.name == "dashfrog.flows.started")
     assert started[-1].value(**{"dashfrog.tenant": "acme"}) == 300
 
