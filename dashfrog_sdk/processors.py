@@ -11,6 +11,7 @@ provider, once, and swap what it forwards to.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Generic, TypeVar
 
 from opentelemetry.context import Context
@@ -21,6 +22,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk._otel.spans import stamp
 from dashfrog_sdk.context import flow_state
+from dashfrog_sdk.lifecycle import bus
 
 P = TypeVar("P", bound=Any)
 
@@ -82,3 +84,41 @@ class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
                 child.on_emit(log_record)
         except Exception as error:
             diagnostics.internal_error("processor.errors", error, "a log record processor")
+
+
+def drain_before_flush(provider: Any) -> None:
+    """Make `provider.force_flush()` and `.shutdown()` deliver dashfrog's queued events first.
+
+    Lifecycle events wait in dashfrog's dispatcher queue (lifecycle.bus) until its thread emits
+    them into the logger provider. An application that flushes its own providers (a Lambda
+    handler at the end of each invocation, a test fixture, `opentelemetry-instrument`) calls
+    their methods, not dashfrog's: so those methods drain the queue on the calling thread, then
+    do what they did. Wrapping the provider's two methods, rather than adding a processor that
+    drains, works whatever the provider's multi-processor does: processors run in order
+    (a drain added last would emit after the batch processors flushed) or in parallel.
+    (OTel's own atexit hook holds the unwrapped `shutdown`; dashfrog's exit hook, which runs
+    before it, drains the queue.)
+    """
+    if getattr(provider, "_dashfrog_drains", False):
+        return
+    force_flush, shutdown = provider.force_flush, provider.shutdown
+
+    def drain() -> None:
+        try:
+            bus.flush()
+        except Exception as error:  # the application's flush goes on whatever happens here
+            diagnostics.internal_error("events.flush_errors", error, "draining lifecycle events")
+
+    @functools.wraps(force_flush)
+    def flush_drained(*args: Any, **kwargs: Any) -> Any:
+        drain()
+        return force_flush(*args, **kwargs)
+
+    @functools.wraps(shutdown)
+    def shutdown_drained(*args: Any, **kwargs: Any) -> Any:
+        drain()
+        return shutdown(*args, **kwargs)
+
+    provider.force_flush = flush_drained
+    provider.shutdown = shutdown_drained
+    provider._dashfrog_drains = True

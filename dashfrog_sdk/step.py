@@ -19,12 +19,13 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import validation
+from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.error_text import describe, error_attributes
 from dashfrog_sdk.lifecycle import records
-from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import fail_flow, of_exit
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
 

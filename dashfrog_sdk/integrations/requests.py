@@ -6,6 +6,7 @@ from typing import Any
 
 from opentelemetry import propagate
 
+from dashfrog_sdk import outcome
 from dashfrog_sdk.integrations._common import ClientHooks, missing
 from dashfrog_sdk.propagation import set_next_destination
 
@@ -22,7 +23,19 @@ def _request_hook(span: Any, request: Any) -> None:
     set_next_destination(str(request.url))
 
 
-_client = ClientHooks(RequestsInstrumentor(), request_hook=_request_hook)
+def _response_hook(span: Any, request: Any, response: Any) -> None:
+    # In the caller's context, before its client span ends: a downstream failure of the flow
+    # marks it failed here (dashfrog_sdk.outcome). After redirects, `response` is the last
+    # hop's: its own URL is the host that answered, and the one judged.
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        url = getattr(response, "url", None) or request.url
+        outcome.on_response(str(url), headers.get(outcome.HEADER))
+
+
+_client = ClientHooks(
+    RequestsInstrumentor(), request_hook=_request_hook, response_hook=_response_hook
+)
 _original_rebuild_auth = requests.Session.rebuild_auth
 
 

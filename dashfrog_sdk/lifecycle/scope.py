@@ -14,27 +14,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from opentelemetry import context as otel_context
-
 from dashfrog_sdk import diagnostics
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-try:  # detach without OTel's error log when a generator is finalised in another context
-    from opentelemetry.context import _RUNTIME_CONTEXT as _runtime_context
-
-    def detach(token: object) -> None:
-        # A token from another context (a generator closed elsewhere) cannot be reset; the
-        # context it belonged to is not ours to touch, so there is nothing else to do.
-        # (try/except rather than contextlib.suppress: this runs for every flow and step.)
-        try:  # noqa: SIM105
-            _runtime_context.detach(token)  # type: ignore[arg-type]
-        except Exception:
-            pass
-
-except ImportError:  # pragma: no cover - older/newer OTel without the private name
-    detach = otel_context.detach  # type: ignore[assignment]
 
 
 class Scope(ABC, Generic[T]):
