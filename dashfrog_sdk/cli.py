@@ -365,17 +365,21 @@ def tail(
         if not once:
             click.echo(f"dashfrog: following {store_path} (Ctrl-C to stop)", err=True)
         while True:
-            while True:  # drain: several pages when much happened since the last poll
-                # Re-read the last 2 s: another process may commit a row stamped earlier.
-                changed, new_cursor = store.changes(max(cursor - 2_000_000_000, floor))
-                fresh = [f for f in changed if (tenant is None or f.tenant == tenant)]
-                for f in fresh:
-                    if name is None or f.name == name:
+            # Re-read the last 2 s first: a backend whose change stamps are not commit-ordered
+            # (another process may commit a row stamped earlier) loses nothing. Then page
+            # forward from each page's cursor: the SQLite writers stamp every flow of a write
+            # above every change already committed, so pages never repeat and never stall
+            # (main re-read the same first 1,000 rows forever once more changed in 2 s).
+            start = max(cursor - 2_000_000_000, floor)
+            while True:
+                changed, new_cursor = store.changes(start)
+                for f in changed:
+                    if (tenant is None or f.tenant == tenant) and (name is None or f.name == name):
                         _report(console, store, f, seen, open_flows)
-                if len(changed) < 1000 or new_cursor <= cursor:
-                    cursor = max(cursor, new_cursor)
+                cursor = max(cursor, new_cursor)
+                if len(changed) < 1000 or new_cursor <= start:
                     break
-                cursor = new_cursor
+                start = new_cursor
             now = time.time_ns()
             for f in list(open_flows.values()):
                 if f.timeout_s is not None and f.start_ns is not None:

@@ -15,14 +15,10 @@ with FlowStore(".dashfrog/flows.db") as store:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dashfrog_sdk.store.backend import FlowBackend
 from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
-from dashfrog_sdk.store.exporter import (
-    FlowStoreLogExporter,
-    FlowStoreSpanExporter,
-    build_exporters,
-    build_processors,
-)
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -37,8 +33,32 @@ from dashfrog_sdk.store.model import (
 )
 from dashfrog_sdk.store.queries import FlowStore
 from dashfrog_sdk.store.schema import SCHEMA_VERSION
-from dashfrog_sdk.store.writer import StoreWriter
 from dashfrog_sdk.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from dashfrog_sdk.store.exporter import (
+        FlowStoreLogExporter,
+        FlowStoreSpanExporter,
+        build_exporters,
+        build_processors,
+    )
+    from dashfrog_sdk.store.writer import StoreWriter
+
+_WRITING = frozenset(
+    {"FlowStoreLogExporter", "FlowStoreSpanExporter", "StoreWriter", "build_exporters"}
+    | {"build_processors"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The writing side (OpenTelemetry SDK processors and exporters), loaded on first use:
+    the CLI and other readers of a store never need it (PEP 562)."""
+    if name not in _WRITING:
+        raise AttributeError(f"module 'dashfrog_sdk.store' has no attribute {name!r}")
+    from dashfrog_sdk.store import exporter, writer
+
+    return getattr(writer if name == "StoreWriter" else exporter, name)
+
 
 DEFAULT_PATH = ".dashfrog/flows.db"
 
