@@ -5,6 +5,7 @@
     dashfrog durations ID
     dashfrog tail [--once] [--timeout SECONDS]
     dashfrog stats [--since 1d] [--json]
+    dashfrog ui [--host 127.0.0.1] [--port 8080]     (the browser viewer; `dashfrog ui link`)
 
 Every command takes ``--store PATH`` (default: ``$DASHFROG_STORE`` or ``.dashfrog/flows.db``).
 Errors (no store, corrupt store, unknown flow id, bad option value) print one line on stderr and
@@ -33,6 +34,7 @@ from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_l
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
 from dashfrog_sdk.store.model import effective_status, times
 from dashfrog_sdk.store.timeutil import parse_duration, parse_instant
+from dashfrog_sdk.ui.command import ui as ui_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -380,6 +382,10 @@ def stats(
             _fmt.duration(r.p95_ms),
         )
     _console().print(table)
+
+
+# `dashfrog ui` (and `dashfrog ui link`): the browser viewer, in its own package.
+main.add_command(ui_command)
 
 
 if __name__ == "__main__":  # python -m dashfrog_sdk.cli
