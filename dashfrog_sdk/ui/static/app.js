@@ -41,7 +41,7 @@
         securityLevel: "strict",
         maxTextSize: 5000000,
         maxEdges: 20000,
-        sequence: { useMaxWidth: false, wrap: true },
+        sequence: { useMaxWidth: false },
       });
       mermaidReady = true;
     }
