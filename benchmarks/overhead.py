@@ -74,7 +74,7 @@ def measure(
 
 def measure_paused(run_one: Callable[[], None], flows: int) -> tuple[float, float]:
     """(calling-thread CPU µs per flow with the dispatcher paused, its drain CPU µs per flow)."""
-    from dashfrog_sdk import events
+    from dashfrog_sdk.lifecycle import bus as events
 
     hot = drain = 0.0
     done = 0

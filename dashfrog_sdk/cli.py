@@ -33,7 +33,7 @@ from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
 from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
 from dashfrog_sdk.store.model import effective_status, times
-from dashfrog_sdk.store.timeutil import parse_duration, parse_instant
+from dashfrog_sdk.timeutil import parse_duration, parse_instant
 from dashfrog_sdk.ui.command import ui as ui_command
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,10 +20,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, events, validation
+from dashfrog_sdk import diagnostics, validation
+from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
-from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import (
     FlowInfo,
     FlowState,
@@ -33,8 +32,10 @@ from dashfrog_sdk.context import (
     lookup,
     with_flow,
 )
-from dashfrog_sdk.events import describe
-from dashfrog_sdk.exporting.exit import open_flows
+from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle.bus import describe
+from dashfrog_sdk.lifecycle.exit import open_flows
+from dashfrog_sdk.lifecycle.scope import CANCELLING, Scope, detach
 
 logger = logging.getLogger("dashfrog_sdk")
 

@@ -25,10 +25,11 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
-from dashfrog_sdk import _fork, diagnostics, events, validation
+from dashfrog_sdk import _fork, diagnostics, validation
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import flow_state
+from dashfrog_sdk.lifecycle import bus as events
 
 __all__ = ["Counter", "Gauge", "Histogram"]
 

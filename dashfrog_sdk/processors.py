@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk._spans import stamp
+from dashfrog_sdk._otel.spans import stamp
 from dashfrog_sdk.context import flow_state
 
 P = TypeVar("P", bound=Any)

@@ -28,15 +28,16 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events, metrics
+from dashfrog_sdk import metrics
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.config import Config
-from dashfrog_sdk.console import ConsoleSink
 from dashfrog_sdk.exporting import counts, otlp
-from dashfrog_sdk.exporting import exit as exit_module
 from dashfrog_sdk.exporting.pipeline import Pipeline
+from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle import exit as exit_module
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
+from dashfrog_sdk.sinks.console import ConsoleSink
 
 logger = logging.getLogger("dashfrog_sdk")
 

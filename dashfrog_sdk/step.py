@@ -18,12 +18,13 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events, validation
+from dashfrog_sdk import validation
+from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
-from dashfrog_sdk._scope import CANCELLING, Scope, detach
-from dashfrog_sdk._spans import record_exception, stamp, stamp_one
 from dashfrog_sdk.context import lookup, with_step
-from dashfrog_sdk.events import describe
+from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle.bus import describe
+from dashfrog_sdk.lifecycle.scope import CANCELLING, Scope, detach
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
 
 logger = logging.getLogger("dashfrog_sdk")

@@ -27,7 +27,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events
+from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.setup import installed_providers, setup
 
 __all__ = ["Capture", "CapturedEvent", "CapturedFlow", "CapturedStep", "capture"]

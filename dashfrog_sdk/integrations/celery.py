@@ -7,7 +7,7 @@
   attempt that is retried does not (the last attempt decides).
 * Prefork pool: a child flushes before it exits (`--max-tasks-per-child`, SIGTERM); the main
   process at `worker_shutdown`. Fresh exporters and threads after the fork are the SDK's own
-  `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.events): they run in
+  `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.lifecycle.bus): they run in
   every forked child, Celery's or not, before `worker_process_init`.
 """
 

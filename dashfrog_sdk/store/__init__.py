@@ -38,8 +38,8 @@ from dashfrog_sdk.store.queries import (
     StoreNotFoundError,
 )
 from dashfrog_sdk.store.schema import SCHEMA_VERSION
-from dashfrog_sdk.store.timeutil import parse_duration
 from dashfrog_sdk.store.writer import StoreWriter
+from dashfrog_sdk.timeutil import parse_duration
 
 DEFAULT_PATH = ".dashfrog/flows.db"
 

@@ -29,7 +29,7 @@ from dashfrog_sdk.store.model import (
     StepDuration,
     effective_status,
 )
-from dashfrog_sdk.store.timeutil import TimeArg, seconds, to_ns
+from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
 R = TypeVar("R")
 

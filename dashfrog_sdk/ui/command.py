@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dashfrog_sdk.store.timeutil import parse_duration
+from dashfrog_sdk.timeutil import parse_duration
 from dashfrog_sdk.ui import settings
 from dashfrog_sdk.ui.links import make_link
 

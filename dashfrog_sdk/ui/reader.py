@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 
 from dashfrog_sdk.store import Flow, FlowDetail, FlowStats, FlowStore, StoreNotFoundError
 from dashfrog_sdk.store.model import LabelValue
-from dashfrog_sdk.store.timeutil import TimeArg
+from dashfrog_sdk.timeutil import TimeArg
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.store import Flow, FlowDetail, FlowStats, Step
 from dashfrog_sdk.store.model import ns_to_datetime, times
-from dashfrog_sdk.store.timeutil import parse_duration, parse_instant, to_ns
+from dashfrog_sdk.timeutil import parse_duration, parse_instant, to_ns
 from dashfrog_sdk.ui.reader import StoreReader
 
 STATUSES = (c.RUNNING, c.COMPLETED, c.FAILED, c.CANCELLED, c.TIMED_OUT)

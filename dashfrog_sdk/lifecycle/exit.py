@@ -22,9 +22,10 @@ from time import time_ns
 from types import FrameType
 from typing import Any
 
-from dashfrog_sdk import _fork, diagnostics, events
+from dashfrog_sdk import _fork, diagnostics
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.context import FlowState
+from dashfrog_sdk.lifecycle import bus as events
 
 logger = logging.getLogger("dashfrog_sdk")
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import events
-from dashfrog_sdk.events import Lifecycle
+from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle.bus import Lifecycle
 
 _MARKS = {
     c.COMPLETED: ("✔", "32"),

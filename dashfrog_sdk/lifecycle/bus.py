@@ -20,8 +20,9 @@ from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from dashfrog_sdk import _fork, _records, diagnostics
+from dashfrog_sdk import _fork, diagnostics
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk._otel import log_records as _records
 from dashfrog_sdk.context import FlowState, only_span
 
 # Internal kinds that are not OTel events, only fed to the console and metrics sinks.

@@ -1,0 +1,1 @@
+"""The SDK's uses of OpenTelemetry's private names, each with its public fallback."""

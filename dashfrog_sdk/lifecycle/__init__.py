@@ -1,0 +1,1 @@
+"""A flow's life in this process: its scopes, its lifecycle records and their dispatch."""

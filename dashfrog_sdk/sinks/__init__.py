@@ -1,0 +1,1 @@
+"""Where lifecycle records go: each sink receives every batch the dispatcher drains."""
