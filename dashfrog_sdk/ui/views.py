@@ -465,7 +465,7 @@ def waterfall(detail: FlowDetail, now_ns: int | None = None) -> list[Bar]:
         start = s.start_ns if s.start_ns is not None else origin
         end = s.end_ns if s.end_ns is not None else (now if detail.status in c.OPEN else start)
         x = max(0.0, min(1000.0, (start - origin) * 1000 / total))
-        width = max(2.0, min(1000.0 - x, (end - start) * 1000 / total))
+        width = max(4.0, min(1000.0 - x, (end - start) * 1000 / total))  # always visible
         bars.append(
             Bar(
                 step=s,
