@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -75,8 +75,18 @@ def _templates() -> Jinja2Templates:
         pct=lambda x: f"{100 * x:.1f} %",
         symbol=_fmt.symbol,
         q=lambda v: quote(str(v), safe=""),
+        when=_when,
     )
     return Jinja2Templates(env=env)
+
+
+def _when(ns: int | None) -> Markup:
+    """``<time datetime=ISO>UTC text</time>`` from one conversion (app.js shows local time)."""
+    moment = ns_to_datetime(ns)
+    if moment is None:
+        return Markup("-")
+    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return Markup(f'<time datetime="{moment.isoformat()}">{text}</time>')  # digits only
 
 
 def _iso(ns: int) -> str:
@@ -301,9 +311,8 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
             "children": children,
             "diagram": sequence_diagram(detail),
             "big_diagram": big,
-            "as_json": json.dumps(
-                views.jsonable(detail), indent=2, default=str, ensure_ascii=False
-            ),
+            # Inline for flows of a readable size; a link to /json for the big ones.
+            "as_json": "" if big else views.to_json(detail, indent=2),
             "trace_url": trace_url,
             "version": views.fingerprint(detail),
             "open": detail.status in c.OPEN,
@@ -319,8 +328,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
 
     async def flow_json(request: Request) -> Response:
         detail = await reader.call(lambda s: s.flow(request.path_params["flow_id"]))
-        body = json.dumps(views.jsonable(detail), default=str, ensure_ascii=False)
-        return Response(body, media_type="application/json")
+        return Response(views.to_json(detail), media_type="application/json")
 
     async def stats(request: Request) -> Response:
         window = views.Window.parse(request.query_params, "7d")

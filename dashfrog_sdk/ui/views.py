@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,26 +199,29 @@ class FlowPage:
 
 
 class StepCache:
-    """Where each listed flow is: its current step, or the step it failed at, with the
-    service. The list query gives the current step's name only, so this reads the flow
-    (`store.flow()`) once per running flow and step, and once per failed flow: an ended
-    flow's failed step does not change, nor a running step's service."""
+    """The step each listed failed (or timed-out) flow stopped at, with its service.
+
+    The list query names a running flow's current step but not the step a failed flow failed
+    at, so this reads each such flow once (`store.flow()`) and keeps the answer: an ended
+    flow's failed step does not change. Running flows show the current step the list query
+    gives, with no read per row: live pages re-render them every few seconds."""
 
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
-        self._known: dict[tuple[str, str | None, str], tuple[str, str | None] | None] = {}
+        self._known: dict[tuple[str, str], tuple[str, str | None] | None] = {}
 
     def fill(self, store: StoreReader, page: FlowPage) -> None:
         for f in page.flows:
-            if f.status in FAILURES or (f.status in c.OPEN and f.current_step):
-                key = (f.id, f.current_step, f.status)
-                if key not in self._known:
-                    if len(self._known) >= self.size:
-                        self._known.clear()
-                    self._known[key] = where(store.flow(f.id))
-                found = self._known[key]
-                if found is not None:
-                    page.where[f.id] = found
+            if f.status not in FAILURES:
+                continue
+            key = (f.id, f.status)
+            if key not in self._known:
+                if len(self._known) >= self.size:
+                    self._known.clear()
+                self._known[key] = where(store.flow(f.id))
+            found = self._known[key]
+            if found is not None:
+                page.where[f.id] = found
 
 
 def where(detail: FlowDetail) -> tuple[str, str | None] | None:
@@ -494,9 +498,18 @@ def page_fingerprint(flows: Sequence[Flow]) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def jsonable(obj: Any) -> Any:
-    """A store record as JSON-ready data, with ISO start/end times (like `dashfrog flow --json`)."""
-    row = dataclasses.asdict(obj)
-    for key, moment in times(obj).items():
-        row[key] = moment.isoformat() if moment else None
-    return row
+def _encode(obj: Any) -> Any:
+    """`json.dumps` default: a store record as its fields, with ISO start/end times."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        # Shallow on purpose: dataclasses.asdict deep-copies every value first, which costs
+        # most of a 1,000-step flow page; json.dumps walks the nested records itself.
+        row = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        for key, moment in times(obj).items():
+            row[key] = moment.isoformat() if moment else None
+        return row
+    return str(obj)
+
+
+def to_json(obj: Any, *, indent: int | None = None) -> str:
+    """A store record as JSON (the fields of `dashfrog flow --json`)."""
+    return json.dumps(obj, default=_encode, indent=indent, ensure_ascii=False)
