@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from dashfrog_sdk import flow, metrics, step
+from dashfrog_sdk._version import __version__
 from dashfrog_sdk.context import FlowInfo
 from dashfrog_sdk.exporting import stats
 from dashfrog_sdk.integrations import (
@@ -20,8 +21,6 @@ from dashfrog_sdk.integrations import (
     with_requests,
 )
 from dashfrog_sdk.setup import flush, setup, shutdown
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FlowInfo",

@@ -1,17 +1,31 @@
-"""The handful of objects the hot path needs, set by `setup()` (one attribute read per call)."""
+"""The handful of objects the hot path needs, set by `setup()` (one attribute read per call).
+
+This module imports only `diagnostics` of the SDK: `setup` (the composition root) registers itself here
+with :meth:`Runtime.register_setup` when it is imported, which the package ``__init__`` does, so
+the first flow can set the SDK up from the environment without this module importing `setup`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
+from dashfrog_sdk import diagnostics
+
 
 class Runtime:
-    __slots__ = ("configured", "tracer")
+    __slots__ = ("_setup", "configured", "tracer")
 
     def __init__(self) -> None:
         self.configured = False
         self.tracer: Tracer = trace.NoOpTracer()
+        self._setup: Callable[[], object] | None = None
+
+    def register_setup(self, setup: Callable[[], object]) -> None:
+        """Name the function `ensure` runs: `setup()` with no arguments."""
+        self._setup = setup
 
     def ensure(self) -> Runtime:
         """Run `setup()` from the environment if nothing did yet (the first flow does this).
@@ -20,10 +34,10 @@ class Runtime:
         code, so it warns once and leaves the SDK off (no-op spans) instead of raising there.
         """
         if not self.configured:
-            from dashfrog_sdk import diagnostics
-            from dashfrog_sdk.setup import setup
-
+            setup = self._setup
             try:
+                if setup is None:
+                    raise RuntimeError("dashfrog_sdk.setup was never imported")
                 setup()
             except Exception as exc:
                 diagnostics.report(

@@ -31,8 +31,9 @@ from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.render.markdown import markdown
 from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
 from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
+from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
-from dashfrog_sdk.store.model import effective_status, times
+from dashfrog_sdk.store.model import times
 from dashfrog_sdk.timeutil import parse_duration, parse_instant
 from dashfrog_sdk.ui.command import ui as ui_command
 

@@ -141,16 +141,6 @@ class FlowState:
         # sent afterwards tell the process that ends the flow.
         self.live_baggage: list[dict[str, object]] = []
 
-    def mark_failed(self, error: BaseException | str | None) -> None:
-        """A non-optional step failed, or flow.fail() was called: the flow will end failed."""
-        if error is not None and self.error is None:
-            self.error = error
-        if not self.failed:
-            self.failed = True
-            self.baggage[c.FLOW_FAILED] = "true"
-            for bag in self.live_baggage:
-                bag[c.FLOW_FAILED] = "true"
-
 
 def _baggage_of(ctx: Context | None) -> Mapping[str, object]:
     return otel_baggage.get_all(ctx)
@@ -275,7 +265,7 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
         state.live_baggage.append(bag)
     else:
         # The common case: the flow's own dict, shared (nobody writes into a context's
-        # baggage dict; OTel's set_baggage copies it), so mark_failed() reaches it directly.
+        # baggage dict; OTel's set_baggage copies it), so status.fail_flow() reaches it directly.
         bag = state.baggage  # type: ignore[assignment]
     if not _BAGGAGE_KEY:  # pragma: no cover - only if OTel renames its private key
         ctx = with_step(parent, span, None, depth)

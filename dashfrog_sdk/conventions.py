@@ -45,6 +45,14 @@ EVENT_FLOW_START: Final = "dashfrog.flow.start"
 EVENT_STEP_START: Final = "dashfrog.step.start"
 EVENT_FLOW_END: Final = "dashfrog.flow.end"
 EVENT_FLOW_EVENT: Final = "dashfrog.flow.event"
+OTEL_EVENTS: Final = frozenset(
+    {EVENT_FLOW_START, EVENT_STEP_START, EVENT_FLOW_END, EVENT_FLOW_EVENT}
+)
+
+# Lifecycle record kinds that are no OTel event (never on the wire): only the console and the
+# flow metrics see them. With the EVENT_* names above, every kind of lifecycle.records.Lifecycle.
+STEP_END: Final = "dashfrog.step.end"  # a step's block exited
+FLOW_CLOSE: Final = "dashfrog.flow.close"  # the flow span ended where it was started
 
 # -- statuses ----------------------------------------------------------------------------
 RUNNING: Final = "running"

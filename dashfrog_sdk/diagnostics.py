@@ -9,7 +9,6 @@ ends), so a broken collector cannot flood the application's logs.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections import Counter
 
@@ -18,6 +17,15 @@ logger = logging.getLogger("dashfrog_sdk")
 _counts: Counter[str] = Counter()
 _warned: set[str] = set()
 _lock = threading.Lock()
+# The flow-log capture handler (which ignores dashfrog_sdk's own records), named here by
+# dashfrog_sdk.logs when it installs one: this module imports nothing of the SDK.
+_capture: logging.Handler | None = None
+
+
+def set_capture_handler(handler: logging.Handler | None) -> None:
+    """Name the installed flow-log capture handler (None when it is removed)."""
+    global _capture
+    _capture = handler
 
 
 def count(name: str, n: int = 1) -> None:
@@ -48,7 +56,7 @@ def report(
 
 def _heard() -> bool:
     """Whether a handler other than the flow-log capture will see dashfrog_sdk's records."""
-    capture = getattr(sys.modules.get("dashfrog_sdk.logs"), "_installed", None)
+    capture = _capture
     current: logging.Logger | None = logger
     while current is not None:
         if any(handler is not capture for handler in current.handlers):

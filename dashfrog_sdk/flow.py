@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, validation
+from dashfrog_sdk import status as flow_status
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import (
@@ -32,10 +33,11 @@ from dashfrog_sdk.context import (
     lookup,
     with_flow,
 )
-from dashfrog_sdk.lifecycle import bus as events
-from dashfrog_sdk.lifecycle.bus import describe
+from dashfrog_sdk.error_text import describe, error_attributes
+from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
-from dashfrog_sdk.lifecycle.scope import CANCELLING, Scope, detach
+from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.status import CANCELLING
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -93,23 +95,7 @@ class FlowScope(Scope[str]):
         self._token = otel_context.attach(with_flow(parent, state, span, depth))
         self._state, self._span = state, span
         open_flows.add(state)
-        # Lifecycle's fields as a plain tuple (see events.Lifecycle for why).
-        events.record(
-            (
-                c.EVENT_FLOW_START,
-                start,
-                span_context.trace_id,
-                span_context.span_id,
-                state.attributes,
-                None,
-                state.settings,
-                None,
-                0,
-                None,
-                depth,
-                False,
-            )
-        )
+        records.flow_started(state, depth)
         return flow_id
 
     def _exit(self, exc: BaseException | None) -> None:
@@ -119,51 +105,21 @@ class FlowScope(Scope[str]):
         detach(self._token)
         open_flows.discard(state)
         end = time_ns()
-        # The status per DESIGN.md ("Status"). A step that failed before a cancellation
-        # arrived makes the flow failed: the failure happened first.
+        status, ends_here = flow_status.block_exit(state, exc)
         escaped = exc is not None and not isinstance(exc, CANCELLING)
-        if escaped or state.failed:
-            status = c.FAILED
-        else:
-            status = c.CANCELLED if exc is not None else c.COMPLETED
         if escaped:
             record_exception(span, exc)  # type: ignore[arg-type]
-        ends_here = not state.ended and (state.end_on_exit or exc is not None)
-        if ends_here:
-            state.ended = True
-            state.final_status = status
-            if escaped and state.error is None:
-                state.error = exc
-        elif not state.ended:
-            status = c.RUNNING  # end_on_exit=False: the flow goes on elsewhere
-        else:
-            status = state.final_status or status
         stamp_one(span, c.FLOW_STATUS, status)
         if status == c.FAILED or escaped:  # an exception after flow.end() still marks the span
             error = exc if escaped else state.error
             span.set_status(Status(StatusCode.ERROR, describe(error)))
             if error is not None:
-                span.set_attributes(events.error_attributes(error))
+                span.set_attributes(error_attributes(error))
         span.end(end)
-        events.record(
-            (
-                events.FLOW_CLOSE,
-                end,
-                state.trace_id,
-                state.span_id,
-                state.attributes,
-                None,
-                None,
-                status,
-                end - state.start_time_ns,
-                state.error if status == c.FAILED else None,
-                self._depth,
-                ends_here,
-            )
-        )
+        records.flow_closed(state, end, status, self._depth, ends_here)
         if ends_here and not state.end_on_exit:
             # The start event announced an end elsewhere; say it ended here instead.
-            events.record_flow_end(state, status, end, state.trace_id, state.span_id)
+            records.flow_ended(state, status, end, state.trace_id, state.span_id)
 
 
 def start(
@@ -257,17 +213,10 @@ def _end(status: str, error: BaseException | str | None, where: str) -> bool:
         return False
     if state.ended:
         return False
-    if status == c.FAILED:
-        state.mark_failed(error)
-        if error is not None:
-            state.error = error
-    elif state.failed:
-        status = c.FAILED
-    state.ended = True
-    state.final_status = status
+    status = flow_status.end(state, status, error)
     runtime.ensure()
     here = trace.get_current_span().get_span_context()
-    events.record_flow_end(state, status, time_ns(), here.trace_id, here.span_id)
+    records.flow_ended(state, status, time_ns(), here.trace_id, here.span_id)
     return True
 
 
@@ -312,20 +261,5 @@ def event(name: str, **attributes: Any) -> bool:
     runtime.ensure()
     attrs[c.EVENT_NAME_ATTR] = name
     here = trace.get_current_span().get_span_context()
-    events.record(
-        (
-            c.EVENT_FLOW_EVENT,
-            time_ns(),
-            here.trace_id,
-            here.span_id,
-            state.attributes,
-            None,
-            attrs,
-            None,
-            0,
-            None,
-            0,
-            False,
-        )
-    )
+    records.custom_event(state, attrs, time_ns(), here.trace_id, here.span_id)
     return True

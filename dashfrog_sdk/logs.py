@@ -19,6 +19,7 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk._logs import LoggingHandler
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import current_step_name, flow_state
 
 # Records from these loggers are never captured: exporting them could log again, forever.
@@ -85,6 +86,7 @@ def install_logging_capture(
         handler.addFilter(FlowLogFilter())
         root.addHandler(handler)
         _installed = handler
+        diagnostics.set_capture_handler(handler)
         return handler
 
 
@@ -95,3 +97,4 @@ def uninstall_logging_capture() -> None:
         if _installed is not None:
             logging.getLogger().removeHandler(_installed)
             _installed = None
+            diagnostics.set_capture_handler(None)

@@ -1,5 +1,5 @@
-"""Per-tenant business metrics (`Counter`, `Histogram`, `Gauge`), and the flow metrics every
-flow records with no user code (`FlowMetrics`, an events sink wired by `setup()`).
+"""Per-tenant business metrics (`Counter`, `Histogram`, `Gauge`); the flow metrics every flow
+records with no user code are built on them (`sinks.flow_metrics`, a lifecycle sink).
 
 Attributes on the wire: ``dashfrog.tenant``, each declared label under its own name, and
 ``dashfrog.flow.name`` when a flow is current (its name, never its id: one series per flow
@@ -28,8 +28,8 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from dashfrog_sdk import _fork, diagnostics, validation
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._version import __version__
 from dashfrog_sdk.context import flow_state
-from dashfrog_sdk.lifecycle import bus as events
 
 __all__ = ["Counter", "Gauge", "Histogram"]
 
@@ -57,8 +57,6 @@ class _Binding:
 
     def meter(self) -> Meter:
         provider = self.provider or otel_metrics.get_meter_provider()
-        from dashfrog_sdk import __version__
-
         return provider.get_meter(c.SCOPE_NAME, __version__)
 
 
@@ -349,63 +347,3 @@ class Gauge(_Instrument):
             self.name,
             exc,
         )
-
-
-class FlowMetrics:
-    """Events sink recording the automatic flow metrics on the events thread (off the hot path)."""
-
-    def __init__(self) -> None:
-        self.started = Counter(
-            "dashfrog.flows.started",
-            unit="{flow}",
-            description="Flows started, by flow name and tenant",
-            flow_name=False,
-        )
-        self.ended = Counter(
-            "dashfrog.flows.ended",
-            unit="{flow}",
-            description="Flows ended, by flow name, tenant and final status",
-            flow_name=False,
-        )
-        self.flow_duration = Histogram(
-            "dashfrog.flow.duration",
-            unit="s",
-            description="Duration of ended flows, by flow name, tenant and status",
-            buckets=DURATION_BUCKETS,
-            flow_name=False,
-        )
-        self.step_duration = Histogram(
-            "dashfrog.step.duration",
-            unit="s",
-            description="Duration of steps, by flow name, step name, tenant and status",
-            buckets=DURATION_BUCKETS,
-            flow_name=False,
-        )
-
-    def __call__(self, batch: Sequence[events.Lifecycle]) -> None:
-        for event in batch:
-            flow = event.flow
-            base = {c.FLOW_NAME: flow.get(c.FLOW_NAME), c.TENANT: flow.get(c.TENANT)}
-            if event.kind == c.EVENT_FLOW_START:
-                self._add(self.started, 1, base)
-            elif event.ends_flow:
-                attrs = {**base, c.FLOW_STATUS: event.status or c.COMPLETED}
-                self._add(self.ended, 1, attrs)
-                if event.duration_ns > 0:
-                    self._add(self.flow_duration, event.duration_ns / 1e9, attrs)
-            elif event.kind == events.STEP_END:
-                attrs = {
-                    **base,
-                    c.STEP_NAME: event.step or "",
-                    c.STEP_STATUS: event.status or c.COMPLETED,
-                }
-                self._add(self.step_duration, event.duration_ns / 1e9, attrs)
-
-    @staticmethod
-    def _add(inst: Counter | Histogram, value: float, attrs: dict[str, Any]) -> None:
-        bounded = inst._bounded(attrs)
-        otel = inst._instrument()
-        if isinstance(inst, Counter):
-            otel.add(value, bounded)
-        else:
-            otel.record(value, bounded)

@@ -30,6 +30,7 @@ from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import metrics
 from dashfrog_sdk._runtime import runtime
+from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
 from dashfrog_sdk.exporting import counts, otlp
 from dashfrog_sdk.exporting.pipeline import Pipeline
@@ -38,6 +39,8 @@ from dashfrog_sdk.lifecycle import exit as exit_module
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
 from dashfrog_sdk.propagation import build_global_propagator
 from dashfrog_sdk.sinks.console import ConsoleSink
+from dashfrog_sdk.sinks.flow_metrics import FlowMetrics
+from dashfrog_sdk.sinks.otel_logs import OtelEventEmitter
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -131,17 +134,11 @@ def setup(
         }
         _wire(inst)
         _installed = inst
-        runtime.tracer = inst.tracer_provider.get_tracer(c.SCOPE_NAME, _version())
+        runtime.tracer = inst.tracer_provider.get_tracer(c.SCOPE_NAME, __version__)
         runtime.configured = True
         if not _atexit_registered:
             atexit.register(_at_exit)
             _atexit_registered = True
-
-
-def _version() -> str:
-    from dashfrog_sdk import __version__
-
-    return __version__
 
 
 P = TypeVar("P", TracerProvider, LoggerProvider, MeterProvider)
@@ -242,7 +239,7 @@ def _wire(inst: _Installed) -> None:
     log_fanout.children = tuple(log_children)
     _wire_metrics(inst)
 
-    emitter = events.OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, _version()))
+    emitter = OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, __version__))
     inst.sinks.append(emitter)
     if cfg.flow_metrics:
         inst.sinks.append(_flow_metrics())
@@ -272,13 +269,13 @@ def _wire_metrics(inst: _Installed) -> None:
     metrics.configure(provider, cfg.cardinality_limit)
 
 
-_flow_metrics_sink: metrics.FlowMetrics | None = None
+_flow_metrics_sink: FlowMetrics | None = None
 
 
-def _flow_metrics() -> metrics.FlowMetrics:
+def _flow_metrics() -> FlowMetrics:
     global _flow_metrics_sink
     if _flow_metrics_sink is None:  # one set of instruments for the life of the process
-        _flow_metrics_sink = metrics.FlowMetrics()
+        _flow_metrics_sink = FlowMetrics()
     return _flow_metrics_sink
 
 
@@ -417,3 +414,8 @@ def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:
     """The tracer and logger providers dashfrog_sdk writes to, or None before `setup()`."""
     inst = _installed
     return (inst.tracer_provider, inst.logger_provider) if inst is not None else None
+
+
+# The composition root registers itself: the first flow runs `setup()` through the runtime,
+# which therefore need not import this module (and everything it wires) itself.
+runtime.register_setup(setup)

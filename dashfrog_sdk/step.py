@@ -22,9 +22,10 @@ from dashfrog_sdk import validation
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import lookup, with_step
-from dashfrog_sdk.lifecycle import bus as events
-from dashfrog_sdk.lifecycle.bus import describe
-from dashfrog_sdk.lifecycle.scope import CANCELLING, Scope, detach
+from dashfrog_sdk.error_text import describe, error_attributes
+from dashfrog_sdk.lifecycle import records
+from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.status import fail_flow, of_exit
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -81,23 +82,7 @@ class StepScope(Scope[None]):
         self._protects_flow = optional
         if state is not None:
             sc = span.get_span_context()
-            # Lifecycle's fields as a plain tuple (see events.Lifecycle for why).
-            events.record(
-                (
-                    c.EVENT_STEP_START,
-                    start,
-                    sc.trace_id,
-                    sc.span_id,
-                    state.attributes,
-                    name,
-                    None,
-                    None,
-                    0,
-                    None,
-                    depth,
-                    False,
-                )
-            )
+            records.step_started(state, name, start, sc.trace_id, sc.span_id, depth)
 
     def _exit(self, exc: BaseException | None) -> None:
         span, state = self._span, self._state
@@ -105,39 +90,31 @@ class StepScope(Scope[None]):
             return
         detach(self._token)
         error: BaseException | None = None
-        if exc is None:
-            status = c.COMPLETED
-        elif isinstance(exc, CANCELLING):
-            status = c.CANCELLED
-        else:
-            status, error = c.FAILED, exc
+        status = of_exit(exc)
+        if exc is not None and status == c.FAILED:
+            error = exc
             record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, describe(exc)))
-            span.set_attributes(events.error_attributes(exc))
+            span.set_attributes(error_attributes(exc))
             if state is not None and not self._protects_flow:
                 # A failed step fails its flow even when the caller catches the exception
                 # (unless it, or a step around it, is optional).
-                state.mark_failed(exc)
+                fail_flow(state, exc)
         stamp_one(span, c.STEP_STATUS, status)
         end = time_ns()
         span.end(end)
         if state is not None:
             sc = span.get_span_context()
-            events.record(
-                (
-                    events.STEP_END,
-                    end,
-                    sc.trace_id,
-                    sc.span_id,
-                    state.attributes,
-                    self._name,
-                    None,
-                    status,
-                    end - self._start,
-                    error,
-                    self._depth,
-                    False,
-                )
+            records.step_ended(
+                state,
+                self._name,
+                end,
+                sc.trace_id,
+                sc.span_id,
+                status,
+                end - self._start,
+                error,
+                self._depth,
             )
 
 

@@ -7,7 +7,7 @@
   attempt that is retried does not (the last attempt decides).
 * Prefork pool: a child flushes before it exits (`--max-tasks-per-child`, SIGTERM); the main
   process at `worker_shutdown`. Fresh exporters and threads after the fork are the SDK's own
-  `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.lifecycle.bus): they run in
+  `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.lifecycle): they run in
   every forked child, Celery's or not, before `worker_process_init`.
 """
 
@@ -24,6 +24,7 @@ from dashfrog_sdk.integrations._common import missing, tracer_provider
 from dashfrog_sdk.logs import install_logging_capture
 from dashfrog_sdk.propagation import TASK_QUEUE, clear_next_destination, set_next_destination
 from dashfrog_sdk.setup import flush, installed_config, installed_providers
+from dashfrog_sdk.status import forget_failure
 
 try:
     from celery import Celery, signals
@@ -71,7 +72,7 @@ def _retry(**_: Any) -> None:
     # next attempt runs in this process (which remembers it) or in another one (which does not).
     state = flow_state()
     if state is not None and not state.local and not state.ended:
-        state.failed, state.error = False, None
+        forget_failure(state)
 
 
 def _after_setup_logger(**_: Any) -> None:

@@ -8,7 +8,8 @@
   Celery) that installed its own handler keeps it, untouched.
 * **Flows open at exit** (a daemon thread still inside ``flow.start``, a scope entered by hand
   and never exited) are not forgotten: at shutdown each one gets a ``dashfrog.flow.end`` event
-  with status ``cancelled`` and ``dashfrog.error.type = ProcessExit``. Their span never ended,
+  with status ``cancelled`` and ``dashfrog.error.type = ProcessExit`` (``failed``, with the
+  step's error, if a step had failed: the precedence of dashfrog_sdk.status). Their span never ended,
   so it is not exported; the end event carries the flow's trace id, span id and start time, as
   for an end in another process.
 """
@@ -22,10 +23,10 @@ from time import time_ns
 from types import FrameType
 from typing import Any
 
-from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk import _fork, diagnostics, status
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.context import FlowState
-from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle import records
 
 logger = logging.getLogger("dashfrog_sdk")
 
@@ -40,7 +41,7 @@ class OpenFlows:
     """The flows whose `with flow.start(...)` block is open in this process.
 
     Kept by the calling thread itself (a set add and discard per flow), so the lifecycle records
-    need not hold the `FlowState` (see events.Lifecycle). Single set operations are atomic under
+    need not hold the `FlowState` (see lifecycle.records.Lifecycle). Single set operations are atomic under
     the GIL; `close_all` swaps the set out before reading it.
     """
 
@@ -61,20 +62,20 @@ class OpenFlows:
         """Record a cancelled end for every flow still open; returns how many."""
         still_open, self._open = self._open, set()
         now = time_ns()
-        closed = 0
+        ended: dict[str, int] = {}
         for state in list(still_open):
             if state.ended:
                 continue
-            state.ended, state.final_status = True, c.CANCELLED
-            closed += 1
-            events.record_flow_end(
-                state, c.CANCELLED, now, state.trace_id, state.span_id, ProcessExit(reason)
-            )
-        if closed:
+            # Cancelled, or failed if a step had failed: the one precedence of status.py.
+            final = status.end(state, c.CANCELLED)
+            ended[final] = ended.get(final, 0) + 1
+            error = ProcessExit(reason) if final == c.CANCELLED else None
+            records.flow_ended(state, final, now, state.trace_id, state.span_id, error)
+        for final, n in sorted(ended.items()):
             logger.warning(
-                "dashfrog_sdk: %d flow(s) still open at exit were recorded as cancelled", closed
+                "dashfrog_sdk: %d flow(s) still open at exit were recorded as %s", n, final
             )
-        return closed
+        return sum(ended.values())
 
     def __len__(self) -> int:
         return len(self._open)

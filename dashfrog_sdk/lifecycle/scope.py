@@ -7,7 +7,6 @@ and tasks without the calls seeing each other.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from abc import ABC, abstractmethod
@@ -21,9 +20,6 @@ from dashfrog_sdk import diagnostics
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Exceptions that mean "stopped", not "broke" (DESIGN.md, Status).
-CANCELLING = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 try:  # detach without OTel's error log when a generator is finalised in another context
     from opentelemetry.context import _RUNTIME_CONTEXT as _runtime_context

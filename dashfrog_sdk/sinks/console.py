@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.lifecycle import bus as events
-from dashfrog_sdk.lifecycle.bus import Lifecycle
+from dashfrog_sdk.error_text import describe
+from dashfrog_sdk.lifecycle.records import Lifecycle
 
 _MARKS = {
     c.COMPLETED: ("✔", "32"),
@@ -59,7 +59,7 @@ def _ms(duration_ns: int) -> str:
 
 
 def _error(error: BaseException | str | None) -> str:
-    return "" if error is None else f"  {events.describe(error)}"
+    return "" if error is None else f"  {describe(error)}"
 
 
 def render_line(event: Lifecycle, color: bool = False) -> str | None:
@@ -81,10 +81,10 @@ def render_line(event: Lifecycle, color: bool = False) -> str | None:
         return f"{clock} {indent}▶ step {event.step}"
     status = event.status or c.COMPLETED
     mark, code = _MARKS.get(status, ("•", "0"))
-    if event.kind == events.STEP_END:
+    if event.kind == c.STEP_END:
         text = f"{mark} step {event.step}  {status}  {_ms(event.duration_ns)}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
-    if event.kind == events.FLOW_CLOSE:
+    if event.kind == c.FLOW_CLOSE:
         if status == c.RUNNING:
             text = f"{mark} flow {name}  handed off, still running  id={flow_id}"
         else:

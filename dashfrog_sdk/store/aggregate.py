@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.store.model import FlowStats, Results, effective_status
+from dashfrog_sdk.status import effective_status
+from dashfrog_sdk.store.model import FlowStats, Results
 
 # (name, tenant, stored status, start_ns, end_ns, deadline_ns)
 StatsRow = tuple[str | None, str | None, str, int | None, int | None, int | None]

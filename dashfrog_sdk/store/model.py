@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from dashfrog_sdk import conventions as c
-
 LabelValue = str | int | float | bool
 AttrValue = Any  # JSON-compatible attribute value (str, number, bool or a list of them)
 
@@ -35,14 +33,6 @@ def _pandas() -> Any:
         raise ImportError(
             "to_dataframe() needs pandas: pip install 'dashfrog-sdk[pandas]'"
         ) from exc
-
-
-def effective_status(status: str, deadline_ns: int | None, now_ns: int) -> str:
-    """A stored status as shown: a running flow past its deadline is timed out. (The SQL
-    filters of `FlowStore.flows(status=...)` say the same in queries._status_clause.)"""
-    if status == c.RUNNING and deadline_ns is not None and deadline_ns < now_ns:
-        return c.TIMED_OUT
-    return status
 
 
 def to_records(items: list[Any]) -> list[dict[str, Any]]:

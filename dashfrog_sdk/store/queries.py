@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
 from dashfrog_sdk.store.aggregate import aggregate
 from dashfrog_sdk.store.convert import label_text
@@ -27,7 +28,6 @@ from dashfrog_sdk.store.model import (
     SpanRecord,
     Step,
     StepDuration,
-    effective_status,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 

@@ -32,6 +32,7 @@ from dashfrog_sdk._otel import log_records as _records
 from dashfrog_sdk._otel.spans import stamp, stamp_one
 from dashfrog_sdk.context import FlowState
 from dashfrog_sdk.lifecycle import bus as events
+from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.testing import Capture
 
@@ -158,17 +159,17 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
             with step.start("a"):
                 pass
             flow.event("noted", n=1)
-        fields = list(events._bus.queue)
+        fields = list(records.pending.fields)
     finally:
         events.start()
-    width = len(events.Lifecycle._fields)
+    width = len(records.Lifecycle._fields)
     assert len(fields) == 5 * width
     assert fields[::width] == [
         c.EVENT_FLOW_START,
         c.EVENT_STEP_START,
-        events.STEP_END,
+        c.STEP_END,
         c.EVENT_FLOW_EVENT,
-        events.FLOW_CLOSE,
+        c.FLOW_CLOSE,
     ]
     assert not any(isinstance(x, FlowState) or gc.is_tracked(x) for x in fields)
     assert len(open_flows) == 0
@@ -260,10 +261,10 @@ def test_a_signal_during_a_flush_never_splits_an_event() -> None:
     # SIGTERM (dashfrog's handler raises SystemExit) or Ctrl-C can land while a thread drains
     # the queue: whole events may be lost to the exception, but none may be cut in two, which
     # would shift every later event's fields.
-    width = len(events.Lifecycle._fields)
+    width = len(records.Lifecycle._fields)
     attrs = {c.FLOW_ID: "f" * 32, c.FLOW_NAME: "sig", c.TENANT: "t"}
     record = (c.EVENT_STEP_START, 1, 2, 3, attrs, "s", None, None, 0, None, 1, False)
-    seen: list[events.Lifecycle] = []
+    seen: list[records.Lifecycle] = []
     sinks = events._bus.sinks
     armed = False
     interrupted = 0
@@ -280,10 +281,10 @@ def test_a_signal_during_a_flush_never_splits_an_event() -> None:
     try:
         for _ in range(20):
             for _ in range(5000):
-                events.record(record)
+                records._append(record)
             signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
             attempt = 0
-            while events._bus.queue:
+            while records.pending.fields:
                 try:
                     # Every other flush runs unarmed, so on a loaded machine (where each flush
                     # outlasts the timer) some events still reach the sink to be compared.
@@ -293,7 +294,7 @@ def test_a_signal_during_a_flush_never_splits_an_event() -> None:
                     armed = False
                 except KeyboardInterrupt:
                     interrupted += 1
-                assert len(events._bus.queue) % width == 0
+                assert len(records.pending.fields) % width == 0
             signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -10,7 +10,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import StatusCode
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, flow, step
+from dashfrog_sdk import diagnostics, flow, status, step
+from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.testing import Capture
 
 
@@ -173,3 +174,42 @@ def test_end_outside_flow_returns_false_and_warns_once(caplog: pytest.LogCapture
 def test_fail_rejects_wrong_error_type() -> None:
     with pytest.raises(TypeError, match="flow.fail\\(\\): error must be an exception or a string"):
         flow.fail(42)  # type: ignore[arg-type]
+
+
+def test_one_precedence_failed_over_cancelled_over_completed() -> None:
+    assert status.worst(c.COMPLETED, c.CANCELLED) == c.CANCELLED
+    assert status.worst(c.CANCELLED, c.FAILED, c.COMPLETED) == c.FAILED
+    assert status.worst(c.RUNNING, c.COMPLETED) == c.COMPLETED
+    assert status.of_exit(None) == c.COMPLETED
+    assert status.of_exit(asyncio.CancelledError()) == c.CANCELLED
+    assert status.of_exit(ValueError()) == c.FAILED
+
+
+def test_a_flow_open_at_exit_after_a_failed_step_ends_failed(dashfrog_capture: Capture) -> None:
+    # The same precedence as a cancellation reaching the block: the failure happened first.
+    scope = flow.start("left_open", tenant="t")
+    scope.__enter__()
+    try:
+        try:
+            with step.start("charge"):
+                raise RuntimeError("gateway down")
+        except RuntimeError:
+            pass
+        assert open_flows.close_all("the process exited") == 1
+    finally:
+        scope.__exit__(None, None, None)
+    end = [e for e in dashfrog_capture.events if e.name == c.EVENT_FLOW_END]
+    assert [e.attributes[c.FLOW_STATUS] for e in end] == [c.FAILED]
+    assert end[0].attributes[c.ERROR_MESSAGE] == "gateway down"
+
+
+def test_an_explicit_fail_names_the_flow_error(dashfrog_capture: Capture) -> None:
+    with flow.start("named", tenant="t", end_on_exit=False):
+        try:
+            with step.start("charge"):
+                raise RuntimeError("first")
+        except RuntimeError:
+            pass
+        flow.fail(ValueError("card expired"))
+    end = [e for e in dashfrog_capture.events if e.name == c.EVENT_FLOW_END]
+    assert end[0].attributes[c.ERROR_MESSAGE] == "card expired"

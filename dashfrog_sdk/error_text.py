@@ -1,0 +1,34 @@
+"""How an error reads wherever the SDK writes one: span statuses, events, the console.
+
+An error is an exception or a message (`flow.fail("card expired")`). Its text is taken with
+:func:`safe_str`, so an exception whose ``__str__`` raises is still recorded, and the SDK never
+replaces the application's error with one of its own.
+"""
+
+from __future__ import annotations
+
+from dashfrog_sdk import conventions as c
+
+
+def safe_str(value: object) -> str:
+    """str(value), or a stand-in when its __str__ raises: an SDK must not replace the error."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}: str() failed>"
+
+
+def describe(error: BaseException | str | None) -> str:
+    """``"ValueError: message"`` for span statuses and the console."""
+    if error is None:
+        return "a step failed"
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {safe_str(error)}"
+    return error
+
+
+def error_attributes(error: BaseException | str) -> dict[str, str]:
+    """The ``dashfrog.error.type`` / ``dashfrog.error.message`` attributes of `error`."""
+    if isinstance(error, BaseException):
+        return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: safe_str(error)}
+    return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}

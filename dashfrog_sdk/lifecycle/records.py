@@ -1,0 +1,261 @@
+"""The lifecycle record: its one format, and one function per moment of a flow's life.
+
+`flow.py` and `step.py` call :func:`flow_started`, :func:`step_started`, :func:`step_ended`,
+:func:`flow_closed`, :func:`flow_ended` and :func:`custom_event`; only this module knows the
+order of a record's fields. The dispatcher (`lifecycle.bus`) later views each record as a
+:class:`Lifecycle` and hands batches to the sinks (`dashfrog_sdk.sinks`).
+
+Hot path: each function appends the record's fields to :data:`pending` itself, in one
+`deque.extend` of a tuple literal (atomic under the GIL), rather than calling a shared
+`record()`: the caller pays one call per moment, as when it built the tuple itself.
+`tests/core/test_spans.py` checks what a waiting record is (its fields, nothing the garbage
+collector tracks) and that the sinks get each one back whole.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk.context import FlowState
+
+
+class Lifecycle(NamedTuple):
+    """One thing that happened to a flow, as the sinks see it.
+
+    The calling thread queues the same fields one after the other, not this object: a waiting
+    record is then no object the garbage collector counts or visits. That is also why a record
+    carries the flow's attribute dict (shared, strings only) and not its `FlowState`.
+    """
+
+    kind: str  # c.EVENT_* (OTel events) or c.STEP_END / c.FLOW_CLOSE (sinks only)
+    time_ns: int
+    trace_id: int
+    span_id: int
+    flow: Mapping[str, Any]  # the flow's attributes: FlowState.attributes
+    step: str | None = None  # the step's name, for step records
+    attributes: Mapping[str, Any] | None = None  # record-specific extras
+    status: str | None = None  # step end / flow close / flow end
+    duration_ns: int = 0
+    error: BaseException | str | None = None
+    depth: int = 0  # nesting, for the console
+    ends_flow: bool = False  # this record is the one that ends the flow (metrics count it)
+
+
+# A record as queued: Lifecycle's fields, in order, as a plain tuple.
+Record = tuple[
+    str,
+    int,
+    int,
+    int,
+    Mapping[str, Any],
+    str | None,
+    Mapping[str, Any] | None,
+    str | None,
+    int,
+    BaseException | str | None,
+    int,
+    bool,
+]
+
+WIDTH = len(Lifecycle._fields)
+MAX_QUEUE = 100_000
+_MAX_FIELDS = MAX_QUEUE * WIDTH
+
+
+class _Pending:
+    """The queue of waiting records' fields (replaced in a forked child, see lifecycle.bus)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: deque[Any] = deque()
+
+
+pending = _Pending()
+
+
+def _full() -> None:
+    diagnostics.report(
+        "events.dropped",
+        "dashfrog_sdk: lifecycle event queue full (%d); dropping events",
+        MAX_QUEUE,
+    )
+
+
+def _append(record: Record) -> None:
+    """Queue one record (the moments off the hot path)."""
+    queue = pending.fields
+    if len(queue) >= _MAX_FIELDS:
+        _full()
+        return
+    queue.extend(record)
+
+
+def flow_started(state: FlowState, depth: int) -> None:
+    """`flow.start()` entered: the flow span started here."""
+    queue = pending.fields
+    if len(queue) >= _MAX_FIELDS:
+        _full()
+        return
+    queue.extend(
+        (
+            c.EVENT_FLOW_START,
+            state.start_time_ns,
+            state.trace_id,
+            state.span_id,
+            state.attributes,
+            None,
+            state.settings,
+            None,
+            0,
+            None,
+            depth,
+            False,
+        )
+    )
+
+
+def step_started(
+    state: FlowState, name: str, time_ns: int, trace_id: int, span_id: int, depth: int
+) -> None:
+    """`step.start()` entered inside a flow."""
+    queue = pending.fields
+    if len(queue) >= _MAX_FIELDS:
+        _full()
+        return
+    queue.extend(
+        (
+            c.EVENT_STEP_START,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            name,
+            None,
+            None,
+            0,
+            None,
+            depth,
+            False,
+        )
+    )
+
+
+def step_ended(
+    state: FlowState,
+    name: str,
+    time_ns: int,
+    trace_id: int,
+    span_id: int,
+    status: str,
+    duration_ns: int,
+    error: BaseException | None,
+    depth: int,
+) -> None:
+    """A step's block exited with `status` (for the console and the step metrics)."""
+    queue = pending.fields
+    if len(queue) >= _MAX_FIELDS:
+        _full()
+        return
+    queue.extend(
+        (
+            c.STEP_END,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            name,
+            None,
+            status,
+            duration_ns,
+            error,
+            depth,
+            False,
+        )
+    )
+
+
+def flow_closed(state: FlowState, time_ns: int, status: str, depth: int, ends_flow: bool) -> None:
+    """The flow span ended where it started; `ends_flow` when that also ended the flow."""
+    queue = pending.fields
+    if len(queue) >= _MAX_FIELDS:
+        _full()
+        return
+    queue.extend(
+        (
+            c.FLOW_CLOSE,
+            time_ns,
+            state.trace_id,
+            state.span_id,
+            state.attributes,
+            None,
+            None,
+            status,
+            time_ns - state.start_time_ns,
+            state.error if status == c.FAILED else None,
+            depth,
+            ends_flow,
+        )
+    )
+
+
+def flow_ended(
+    state: FlowState,
+    status: str,
+    time_ns: int,
+    trace_id: int,
+    span_id: int,
+    error: BaseException | str | None = None,
+) -> None:
+    """The `dashfrog.flow.end` event: the flow's true start, end and status, wherever the flow
+    span is (ARCHITECTURE.md, "Cross-process end"): `flow.end()`/`flow.fail()`, a flow with
+    ``end_on_exit=False`` that ended where it started, a flow still open at exit."""
+    start = state.start_time_ns
+    _append(
+        (
+            c.EVENT_FLOW_END,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            None,
+            {
+                c.FLOW_START_TIME: start,
+                c.FLOW_END_TIME: time_ns,
+                c.FLOW_DURATION_MS: (time_ns - start) / 1e6 if start else 0.0,
+                c.FLOW_TRACE_ID: format(state.trace_id, "032x"),
+                c.FLOW_SPAN_ID: format(state.span_id, "016x"),
+            },
+            status,
+            time_ns - start if start else 0,
+            error if error is not None else state.error if status == c.FAILED else None,
+            0,
+            True,
+        )
+    )
+
+
+def custom_event(
+    state: FlowState, attributes: Mapping[str, Any], time_ns: int, trace_id: int, span_id: int
+) -> None:
+    """`flow.event(name, **attributes)`; `attributes` holds the name under c.EVENT_NAME_ATTR."""
+    _append(
+        (
+            c.EVENT_FLOW_EVENT,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            None,
+            attributes,
+            None,
+            0,
+            None,
+            0,
+            False,
+        )
+    )

@@ -1,0 +1,86 @@
+"""The sink that emits lifecycle records as OTel log records with an event name.
+
+`dashfrog.flow.start`, `dashfrog.step.start`, `dashfrog.flow.end` and `dashfrog.flow.event`
+(c.OTEL_EVENTS); the other kinds are for the console and the metrics only. It runs on the
+dispatcher thread: building log records off the calling thread is what keeps a flow within
+budget (ARCHITECTURE.md, "Hot path").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
+from dashfrog_sdk._otel import log_records
+from dashfrog_sdk.context import only_span
+from dashfrog_sdk.error_text import error_attributes
+from dashfrog_sdk.lifecycle.records import Lifecycle
+
+
+class OtelEventEmitter:
+    """Sink that turns lifecycle records into OTel log records with an event name."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._emit = log_records.emitter(logger)
+
+    def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        emit = self._emit
+        for event in batch:
+            if event.kind in c.OTEL_EVENTS:
+                try:  # one bad record must not cost the rest of the batch
+                    emit(to_log_record(event))
+                except Exception as exc:
+                    diagnostics.report(
+                        "events.emit_errors", "dashfrog_sdk: could not emit an event (%r)", exc
+                    )
+
+
+def to_log_record(event: Lifecycle) -> LogRecord:
+    attributes: dict[str, Any] = dict(event.flow)
+    if event.step is not None:
+        attributes[c.STEP_NAME] = event.step
+    if event.attributes:
+        attributes.update(event.attributes)
+    if event.status is not None:
+        attributes[c.FLOW_STATUS] = event.status
+    if event.error is not None:
+        attributes.update(error_attributes(event.error))
+    failed = event.status == c.FAILED
+    return LogRecord(
+        timestamp=event.time_ns,
+        observed_timestamp=event.time_ns,
+        context=_span_context(event.trace_id, event.span_id),
+        severity_number=SeverityNumber.WARN if failed else SeverityNumber.INFO,
+        severity_text="WARN" if failed else "INFO",
+        body=_body(event),
+        attributes=attributes,
+        event_name=event.kind,
+    )
+
+
+def _span_context(trace_id: int, span_id: int) -> Context:
+    """A context whose current span is the (already ended) span the event happened in."""
+    return only_span(
+        NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED))
+    )
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _body(event: Lifecycle) -> str:
+    name = event.flow.get(c.FLOW_NAME, "?")
+    if event.kind == c.EVENT_FLOW_START:
+        return f"flow {name} started"
+    if event.kind == c.EVENT_STEP_START:
+        return f"step {event.step} of flow {name} started"
+    if event.kind == c.EVENT_FLOW_END:
+        return f"flow {name} ended: {event.status}"
+    label = (event.attributes or {}).get(c.EVENT_NAME_ATTR, "?")
+    return f"flow {name}: {label}"

@@ -1,0 +1,104 @@
+"""Where the status of a flow or a step is decided: every rule, and one precedence.
+
+Statuses (conventions.py): ``running`` (no end yet), ``completed``, ``cancelled``, ``failed``,
+and ``timed_out``, which only the store derives (a deadline passed with no end).
+
+* **A step** ends ``completed`` when its block exits normally, ``cancelled`` when a cancelling
+  exception leaves it (:data:`CANCELLING`: stopped, not broken), ``failed`` for any other
+  exception. A failed step that is not optional (and not inside an optional step) fails its
+  flow, even when the caller catches the exception.
+* **A flow** ends with the worst of what happened to it, by one precedence:
+  ``failed`` > ``cancelled`` > ``completed`` (:func:`worst`). A step that failed before a
+  cancellation arrived makes the flow failed: the failure happened first. This holds however the
+  flow ends: its block exits, `flow.end()` / `flow.fail()` anywhere, or the process exits with
+  the flow still open (recorded ``cancelled``, or ``failed`` if a step had failed).
+* **A flow's error** is its first failure's; `flow.fail(error)` names it explicitly and so
+  replaces it (:func:`fail_flow`).
+* **A Celery retry** forgets the attempt's failure (:func:`forget_failure`): the final status must
+  not depend on which process runs the next attempt.
+
+The store applies the same precedence when one flow has ends from several processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.context import FlowState
+
+# Exceptions that mean "stopped", not "broke".
+CANCELLING: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+# The one precedence: a higher rank wins when two statuses meet.
+RANK: Final = {c.RUNNING: 0, c.COMPLETED: 1, c.CANCELLED: 2, c.FAILED: 3}
+
+
+def worst(*statuses: str) -> str:
+    """The status that wins among `statuses` (failed > cancelled > completed > running)."""
+    return max(statuses, key=lambda status: RANK.get(status, 0))
+
+
+def of_exit(exc: BaseException | None) -> str:
+    """The status of a block (a step's, a flow's) that exited with `exc` (None: normally)."""
+    if exc is None:
+        return c.COMPLETED
+    return c.CANCELLED if isinstance(exc, CANCELLING) else c.FAILED
+
+
+def fail_flow(
+    state: FlowState, error: BaseException | str | None, *, explicit: bool = False
+) -> None:
+    """The flow will end failed: a non-optional step failed, or `flow.fail()` (`explicit`) was
+    called. The first error is kept, unless `explicit` names one."""
+    if error is not None and (explicit or state.error is None):
+        state.error = error
+    if not state.failed:
+        state.failed = True
+        state.baggage[c.FLOW_FAILED] = "true"
+        for bag in state.live_baggage:
+            bag[c.FLOW_FAILED] = "true"
+
+
+def forget_failure(state: FlowState) -> None:
+    """A Celery retry: this attempt's failure is not the flow's (the next attempt decides)."""
+    state.failed, state.error = False, None
+
+
+def end(state: FlowState, status: str, error: BaseException | str | None = None) -> str:
+    """End the flow with `status` (completed, cancelled or failed, with `error`); returns the
+    status it ends with once the flow's own failures are counted."""
+    if status == c.FAILED:
+        fail_flow(state, error, explicit=error is not None)
+    final = worst(status, c.FAILED) if state.failed else status
+    state.ended, state.final_status = True, final
+    return final
+
+
+def block_exit(state: FlowState, exc: BaseException | None) -> tuple[str, bool]:
+    """What the flow's `with` block reports as it exits with `exc`, and whether that ends the
+    flow: an exception, or ``end_on_exit``; otherwise it is ``running`` (it ends elsewhere)."""
+    # worst(of_exit(exc), FAILED if state.failed else COMPLETED), inlined: this runs per flow.
+    if exc is None:
+        status = c.FAILED if state.failed else c.COMPLETED
+    elif isinstance(exc, CANCELLING):
+        status = c.FAILED if state.failed else c.CANCELLED
+    else:
+        status = c.FAILED
+    if state.ended:
+        return state.final_status or status, False
+    if not (state.end_on_exit or exc is not None):
+        return c.RUNNING, False
+    if exc is not None and state.error is None and not isinstance(exc, CANCELLING):
+        state.error = exc  # the exception that escaped is the flow's first failure
+    state.ended, state.final_status = True, status
+    return status, True
+
+
+def effective_status(status: str, deadline_ns: int | None, now_ns: int) -> str:
+    """A stored status as shown: a running flow past its deadline is timed out. (The SQL
+    filters of `FlowStore.flows(status=...)` say the same in store.queries._status_clause.)"""
+    if status == c.RUNNING and deadline_ns is not None and deadline_ns < now_ns:
+        return c.TIMED_OUT
+    return status
