@@ -239,7 +239,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         hexish = 4 <= len(text) <= 32 and all(ch in "0123456789abcdef" for ch in text.lower())
         if hexish:
             try:
-                full = await reader.call(lambda s: s.flow(text).id)
+                full = await reader.call(lambda s: s.resolve(text))
                 return RedirectResponse(f"/flows/{quote(full, safe='')}", status_code=303)
             except FlowNotFoundError:
                 pass

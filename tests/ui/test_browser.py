@@ -281,3 +281,35 @@ def test_tenant_page_shows_only_its_tenant_and_refuses_bad_links(
     # The refused documents themselves are the only resources that failed to load.
     page.errors = [e for e in page.errors if "status of 40" not in e]
     assert_clean(page)
+
+
+def test_tenants_home_and_stats_pages(viewer: Viewer, filled: Filled, page: Page) -> None:
+    p = page.page
+    p.goto(viewer.url + "/?window=1d")
+    tenants = p.eval_on_selector_all(
+        "#tenants tr.tenant-row",
+        "trs => trs.map(tr => Array.from(tr.children).map(td => td.textContent.trim()))",
+    )
+    by_tenant = {row[0]: row for row in tenants}
+    assert {"acme-corp", "globex", "initech"} <= by_tenant.keys()
+    assert by_tenant["globex"][3] == "100.0 %" and by_tenant["initech"][3] == "0.0 %"
+    assert by_tenant["acme-corp"][5] == "none"  # no failure yet
+    page.shot("tenants")
+    p.click("#tenants a.tenant >> text=globex")
+    p.wait_for_url("**/flows?tenant=globex")
+    assert [r["id"] for r in rows(page)] == [filled.failed]
+    p.goto(viewer.url + "/stats?window=7d")
+    stats = p.eval_on_selector_all(
+        "#stats tbody tr",
+        """trs => trs.map(tr => ({
+            cells: Array.from(tr.children).map(td => td.textContent.trim()),
+            today: tr.querySelector('.heat:last-child').className,
+        }))""",
+    )
+    by_key = {(r["cells"][0], r["cells"][1]): r for r in stats}
+    globex = by_key[("order_processing", "globex")]
+    assert globex["cells"][2] == "1" and globex["cells"][5] == "100.0 %"
+    assert "heat-bad" in globex["today"]
+    assert "heat-ok" in by_key[("order_processing", "acme-corp")]["today"]
+    page.shot("stats")
+    assert_clean(page)

@@ -230,3 +230,30 @@ def test_the_viewer_reads_only_through_the_store_query_api() -> None:
     for source in package.glob("*.py"):
         text = source.read_text()
         assert "import sqlite3" not in text and not re.search(r"\bSELECT\b", text), source.name
+
+
+def test_search_opens_a_flow_by_id_prefix_or_filters_tenants(
+    viewer: Viewer, filled: Filled
+) -> None:
+    r = viewer.get("/search", params={"q": filled.failed[:10]})
+    assert r.status_code == 303 and r.headers["location"] == f"/flows/{filled.failed}"
+    r = viewer.get("/search", params={"q": "acme"})
+    assert r.status_code == 303 and r.headers["location"] == "/?q=acme"
+    home = viewer.get("/?q=acme&window=all").text
+    assert "acme-corp" in home and "globex" not in home and "initech" not in home
+
+
+def test_heatmap_cells_say_how_the_day_went() -> None:
+    from dashfrog_sdk.store import FlowStats
+    from dashfrog_sdk.ui.views import heat_class
+
+    def day(completed: int = 0, failed: int = 0, running: int = 0) -> FlowStats:
+        count = completed + failed + running
+        return FlowStats("n", "t", count, running, completed, failed, 0, 0, 0.0, None, None)
+
+    assert heat_class(day(completed=3))[0] == "heat-ok"
+    assert heat_class(day(failed=2))[0] == "heat-bad"
+    assert heat_class(day(completed=1, failed=1))[0] == "heat-mixed"
+    assert heat_class(day(running=2))[0] == "heat-running"
+    assert heat_class(None)[0] == heat_class(day())[0] == "heat-none"
+    assert "1 completed, 1 failed" in heat_class(day(completed=1, failed=1))[1]
