@@ -7,10 +7,12 @@ reason, except in CI (``CI`` set), where .ci/run installs Chromium and its absen
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +62,22 @@ def run_app(store: str | os.PathLike[str], service: str, *args: str) -> str:
 
 @dataclass
 class Filled:
-    """A store with the flows of uiapp.py's api + billing services."""
+    """A store with the flows of uiapp.py's api + billing services: a SQLite file, or a
+    ClickHouse database (chDB behind a ClickHouse HTTP endpoint) fed from their OTLP export."""
 
-    path: Path
+    path: Path  # the SQLite file (the writers' store; unused by the ClickHouse viewer)
     ids: dict[str, Any] = field(default_factory=dict)
+    location: str = ""  # what `dashfrog ui --store` is given
+    clickhouse: ClickHouse | None = None
+
+    def __post_init__(self) -> None:
+        self.location = self.location or str(self.path)
+
+    def writer_env(self, service: str) -> dict[str, str]:
+        """The environment of a process writing flows into this store."""
+        if self.clickhouse is None:
+            return app_env(self.path, service)
+        return {**app_env("off", service), **self.clickhouse.otlp_env}
 
     @property
     def ok(self) -> str:
@@ -80,9 +94,115 @@ def fill(path: Path) -> Filled:
     return Filled(path, ids)
 
 
+def clickhouse_missing() -> str | None:
+    """Why the ClickHouse backend cannot be tested here, or None."""
+    for module in ("dashfrog_sdk.clickhouse", "chdb", "tests.support.clickhouse"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return f"{module} is not installed on this branch"
+    return None
+
+
+class ClickHouse:
+    """chDB (the real ClickHouse engine) behind a ClickHouse HTTP endpoint process, with one
+    database holding the exporter's tables and the flow rollup; OTLP from the writers arrives
+    at a receiver and is inserted as the collector's clickhouse exporter would (a pump thread,
+    so flows running now reach it as they go)."""
+
+    def __init__(self, directory: Path) -> None:
+        from dashfrog_sdk.clickhouse.connection import HttpTransport, parse_url
+
+        from tests.support import clickhouse as ch
+        from tests.support.otlp_receiver import OtlpReceiver
+
+        self._ch = ch
+        self.proc, self.port = ch.endpoint(str(directory))
+        self.proc.start()
+        ch.wait_ready(self.proc, self.port)
+        base = f"clickhouse://127.0.0.1:{self.port}/default"
+        self.db = ch.new_database(str(directory), transport=HttpTransport(parse_url(base)))
+        self.url = f"clickhouse://127.0.0.1:{self.port}/{self.db.database}"
+        self.receiver = OtlpReceiver().start()
+        self.otlp_env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+        self._done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pump = threading.Thread(target=self._run, name="otlp-to-clickhouse", daemon=True)
+        self._pump.start()
+
+    def load(self) -> int:
+        """Insert what arrived since the last call; returns how many requests."""
+        with self._lock:
+            requests = list(self.receiver.requests)[self._done :]
+            for signal, message in requests:
+                if signal == "spans":
+                    self.db.insert("otel_traces", self._ch.trace_rows(message))
+                elif signal == "logs":
+                    self.db.insert("otel_logs", self._ch.log_rows(message))
+            self._done += len(requests)
+            return len(requests)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.load()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pump.join(10)
+        self.receiver.stop()
+        self.proc.stop()
+
+
+def fill_clickhouse(path: Path, clickhouse: ClickHouse) -> Filled:
+    filled = Filled(path, location=clickhouse.url, clickhouse=clickhouse)
+    filled.ids = json.loads(_run(filled.writer_env("api"), "api"))
+    _run(filled.writer_env("billing"), "billing", json.dumps(filled.ids["handoffs"]))
+    clickhouse.load()
+    assert not clickhouse.receiver.errors
+    return filled
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(UIAPP), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 @pytest.fixture(scope="session")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
+def sqlite_filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
     return fill(tmp_path_factory.mktemp("ui") / "flows.db")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "clickhouse"])
+def filled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Filled]:
+    """The same real flows on each backend: every test using it runs on both."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_filled")
+        return
+    missing = clickhouse_missing()
+    if missing is not None:
+        pytest.skip(f"ClickHouse backend: {missing}")
+    clickhouse = ClickHouse(tmp_path_factory.mktemp("chdb"))
+    try:
+        yield fill_clickhouse(tmp_path_factory.mktemp("ui-ch") / "unused.db", clickhouse)
+    finally:
+        clickhouse.close()
 
 
 class Viewer:
@@ -140,7 +260,7 @@ class Viewer:
 
 @pytest.fixture(scope="session")
 def viewer(filled: Filled) -> Iterator[Viewer]:
-    v = Viewer(filled.path).start()
+    v = Viewer(filled.location).start()
     try:
         yield v
     finally:

@@ -17,7 +17,7 @@ from dashfrog_sdk.ui import links
 from tests.support import ROOT, clean_env
 from tests.support.procs import ManagedProcess, wait_until
 from tests.ui import uiapp
-from tests.ui.conftest import LINK_KEY, TRACE_URL, UIAPP, Filled, Page, Viewer, app_env
+from tests.ui.conftest import LINK_KEY, TRACE_URL, UIAPP, Filled, Page, Viewer
 
 pytestmark = pytest.mark.browser
 
@@ -146,7 +146,7 @@ def test_a_flow_running_elsewhere_turns_completed_without_reload(
     gate = tmp_path / "gate"
     holder = ManagedProcess(
         [sys.executable, str(UIAPP), "hold", str(gate)],
-        env=app_env(filled.path, "worker"),
+        env=filled.writer_env("worker"),
         inherit_env=False,
         cwd=ROOT,
         name="uiapp-hold",

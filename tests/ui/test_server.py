@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,6 +17,23 @@ import pytest
 from dashfrog_sdk.ui import links
 from tests.support import ROOT, clean_env
 from tests.ui.conftest import LINK_KEY, TOKEN, Filled, Viewer, run_app
+
+
+@pytest.fixture(scope="module")
+def filled(sqlite_filled: Filled) -> Filled:
+    """These tests are about the server, not the backend: SQLite only (the browser tests run
+    on both backends)."""
+    return sqlite_filled
+
+
+@pytest.fixture(scope="module")
+def viewer(filled: Filled) -> Iterator[Viewer]:
+    v = Viewer(filled.location).start()
+    try:
+        yield v
+    finally:
+        v.stop()
+
 
 PAGES = ("/", "/flows", "/stats", "/flows?status=failed&window=1d", "/flows?label=region%3Deu")
 

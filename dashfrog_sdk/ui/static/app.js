@@ -41,7 +41,6 @@
         securityLevel: "strict",
         maxTextSize: 5000000,
         maxEdges: 20000,
-        sequence: { useMaxWidth: false },
       });
       mermaidReady = true;
     }
