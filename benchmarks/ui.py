@@ -2,6 +2,8 @@
 and the server CPU that live updates cost while 1,000 flows run.
 
     .venv/bin/python benchmarks/ui.py [--flows 1000000] [--path FILE] [--live-seconds 30]
+    .venv/bin/python benchmarks/ui.py --store URL      # pages only, on an existing store
+                                                       # (e.g. ClickHouse: clickhouse://...)
 
 1. Fills a SQLite store with ``--flows`` flows through the store writer (the rows of
    benchmarks/store.py: 3 steps and 2 labels each, 500 tenants, 85 % completed, 10 % failed,
@@ -211,7 +213,12 @@ def main() -> int:
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--path", help="store file to keep (default: a temporary one)")
     parser.add_argument("--live-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--store", help="time the pages of this existing store (any backend) and stop there"
+    )
     args = parser.parse_args()
+    if args.store:
+        return pages_only(args.store)
     tmp = None if args.path else tempfile.TemporaryDirectory()
     path = args.path or os.path.join(tmp.name, "flows.db")  # type: ignore[union-attr]
     ok = True
@@ -314,6 +321,41 @@ def main() -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+    return 0 if ok else 1
+
+
+def pages_only(location: str) -> int:
+    """The page timings on a store someone else filled (any backend `FlowStore` opens)."""
+    with FlowStore(location) as store:
+        total = store.count()
+        some = store.flows(limit=1)
+    port = free_port()
+    server = ManagedProcess(
+        [sys.executable, "-m", "dashfrog_sdk.cli", "ui", "--store", location, "--port", str(port)],
+        env={k: None for k in os.environ if k.startswith(("DASHFROG_", "OTEL_"))},
+        cwd=ROOT,
+        name="dashfrog-ui",
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    ok = True
+    try:
+        wait_until(lambda: _up(base), timeout=60, message=lambda: server.log_text())
+        with httpx.Client(base_url=base, timeout=120) as client:
+            pages = [
+                ("/flows", "flows page 1", 300.0),
+                ("/flows?status=failed", "flows, failed", 300.0),
+            ]
+            if some:
+                pages.append((f"/flows?tenant={some[0].tenant}", "flows, one tenant", 300.0))
+                pages.append((f"/flows/{some[0].id}", "one flow", 500.0))
+            kind = location.split("://")[0] if "://" in location else "sqlite"
+            print(f"pages over {total:,} flows ({kind})")
+            for url, label, target in pages:
+                cold, median, size = timed(client, url)
+                ok = ok and median < target
+                print(f"  {label:<28} {cold:7.1f} ms {median:9.1f} ms {target:6.0f} ms  {size:>7}")
+    finally:
+        server.stop()
     return 0 if ok else 1
 
 
