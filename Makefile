@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit test-otel-lowest bench clean
 
 # constraints.txt pins the exact versions `make test` is known to pass with (a fresh resolve can
 # pick, say, an older celery to satisfy a newer python-dateutil); users get pyproject's ranges.
@@ -34,6 +34,22 @@ typecheck: $(STAMP)
 unit: $(STAMP) .cache/mermaid/.installed
 	$(PY) -m pytest -q
 
+## make test-otel-lowest: the core tests on the lowest OpenTelemetry pyproject admits (a second
+## venv, .venv-otel-lowest; dashfrog_sdk/_otel lists what differs between versions).
+OTEL_LOWEST := 1.43.0
+LOWEST      := .venv-otel-lowest
+$(LOWEST)/.installed-$(OTEL_LOWEST): $(STAMP) pyproject.toml
+	rm -rf $(LOWEST)
+	$(VENV)/bin/uv venv --quiet --python $(PY) $(LOWEST)
+	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python -e . \
+	    opentelemetry-api==$(OTEL_LOWEST) opentelemetry-sdk==$(OTEL_LOWEST) \
+	    opentelemetry-exporter-otlp==$(OTEL_LOWEST) \
+	    $$(grep -E '^(pytest|pytest-asyncio|pytest-timeout|rotel|pyyaml)==' constraints.txt)
+	@touch $@
+
+test-otel-lowest: $(LOWEST)/.installed-$(OTEL_LOWEST)
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/core
+
 # Mermaid itself (from npm) parses every diagram the CLI draws, when node/npm are there;
 # tests/store/test_render.py skips that one check otherwise.
 .cache/mermaid/.installed:
@@ -49,4 +65,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/export.py
 
 clean:
-	rm -rf $(VENV) .dashfrog .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .dashfrog .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,19 @@
-"""Export to a real collector: sustained throughput without a drop, and memory during an outage.
+"""Export to a real collector: what a flow costs in production, throughput, threads, outages.
 
-    .venv/bin/python benchmarks/export.py [--protocol grpc] [--seconds 10] [--outage 30]
+    .venv/bin/python benchmarks/export.py [--parts table,throughput,threads,outage]
+        [--flows 20000] [--rounds 3] [--seconds 30] [--outage 30] [--protocol grpc]
 
-The application runs in a child process (its own GIL), exporting to a real rotel collector on
-loopback, which forwards to the test receiver in this process; every flow is checked for on
-the receiver side. A flow is one flow span and three step spans (4 spans) plus four lifecycle
-events (log records) and its automatic metrics.
+Every application runs in a child process (its own GIL), exporting to a real rotel collector on
+loopback that this script starts. A flow is one flow span and three step spans (4 spans), a
+tenant and two labels, plus the lifecycle events and automatic metrics dashfrog adds.
+
+0. **Table** (``table``): per configuration (benchmarks/production.py: bare OTel, bare OTel with
+   dashfrog's attributes, with four log records too, dashfrog with the production defaults,
+   and the no-op-exporter / embedded rows), each round in a fresh process: calling-thread CPU,
+   whole-process CPU (every thread, flushes included) and wall per flow, and what was dropped;
+   medians and ranges over ``--rounds``, ratios against the bare row of the same round. Here
+   rotel discards what it receives (its ``blackhole`` exporter), so no receiver competes for
+   the two CPUs; "dropped" is what the collector did not acknowledge.
 
 1. **Sustained rate**: the child runs flows as fast as one thread can for ``--seconds``; if
    anything was dropped, it retries at 90 % of the rate that was exported, until a run drops
@@ -23,6 +31,7 @@ import contextlib
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -145,7 +154,109 @@ def child() -> None:
             return
 
 
+def bench_child(
+    config: str, op: str, flows: int, seconds: float, rate: float, threads: int
+) -> None:
+    """One configuration of benchmarks/production.py in this fresh process; prints JSON."""
+    out = os.fdopen(os.dup(1), "w")  # the embedded console writes to stdout: keep ours apart
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.path.insert(0, str(Path(__file__).parent))
+    import production
+
+    if op == "table":
+        result = production.measure(config, flows)
+    else:
+        result = production.sustain(config, seconds, rate, threads)
+    result["peak_rss_kb"] = _peak_rss_kb()
+    out.write(json.dumps(result) + "\n")
+    out.flush()
+
+
+def _peak_rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 # -- the harness (this process) ----------------------------------------------------------------
+
+
+def _blackhole_collector() -> Any:
+    """rotel, receiving OTLP as in the tests, discarding instead of forwarding to a receiver."""
+    from tests.support.collector import RotelCollector
+
+    class Blackhole(RotelCollector):
+        def _args(self) -> list[str]:
+            args = [a for a in super()._args() if not a.startswith("--otlp-exporter")]
+            return [("--exporter=blackhole" if a == "--exporter=otlp" else a) for a in args]
+
+    return Blackhole()
+
+
+def _run_bench(env: dict[str, str], config: str, op: str, **kw: Any) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--bench", config, "--op", op]
+    for key, value in kw.items():
+        cmd += [f"--{key}", str(value)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{config} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["warnings"] = proc.stderr.count("WARNING") + proc.stderr.count("dropping")
+    return result
+
+
+TABLE_ROWS = (
+    ("bare", "bare OTel: 4 spans, BatchSpanProcessor, OTLP", "bare"),
+    ("bare+attrs", "  + dashfrog's attributes (stock API)", "bare"),
+    ("bare+attrs+logs", "  + 4 log records (BatchLogRecordProcessor)", "bare"),
+    ("dashfrog", "dashfrog: traces + logs + metrics, defaults", "bare"),
+    ("bare-noop", "bare OTel, no-op exporter", "bare-noop"),
+    ("dashfrog-noop", "dashfrog, no-op exporters", "bare-noop"),
+    ("dashfrog-embedded", "dashfrog embedded default (store+console)", "bare-noop"),
+)
+
+
+def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    values = sorted(values)
+    mid = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(mid)
+    return f"{fmt.format(mid)} ({fmt.format(values[0])}-{fmt.format(values[-1])})"
+
+
+def table(env: dict[str, str], flows: int, rounds: int, rows: list[str]) -> dict[str, Any]:
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits every row alike
+        for name in rows:
+            results[name].append(_run_bench(env, name, "table", flows=flows))
+    print(
+        f"\n{flows:,} flows a run, {rounds} rounds, each row in a fresh process; "
+        "medians (ranges); ratios per round against the row named"
+    )
+    print(
+        f"{'configuration':46} {'calling µs':>16} {'process CPU µs':>18} {'÷ base':>18} "
+        f"{'wall µs':>16} {'dropped':>8}"
+    )
+    for name, label, base in TABLE_ROWS:
+        if name not in rows:
+            continue
+        runs = results[name]
+        ratios = (
+            [r["process_us"] / b["process_us"] for r, b in zip(runs, results[base], strict=True)]
+            if base in results
+            else []
+        )
+        dropped = max(sum(r["dropped"].values()) for r in runs)
+        ratio = _spread(ratios, "{:.2f}") + f"x {base}" if ratios else "-"
+        print(
+            f"{label:46} {_spread([r['calling_us'] for r in runs]):>16} "
+            f"{_spread([r['process_us'] for r in runs]):>18} {ratio:>18} "
+            f"{_spread([r['wall_us'] for r in runs]):>16} {dropped:>8}"
+        )
+    return results
 
 
 class Child:
@@ -182,13 +293,97 @@ class Child:
             self.proc.kill()
 
 
+def throughput(env: dict[str, str], seconds: float, config: str, threads: int) -> float:
+    """Flat out for `seconds`; while anything is dropped or the backlog outlives the run by more
+    than 2 s, again at 90% of the rate that got through. Returns the rate sustained."""
+    rate = 0.0
+    for attempt in range(6):
+        r = _run_bench(env, config, "sustain", seconds=seconds, rate=rate, threads=threads)
+        dropped = sum(r["dropped"].values())
+        label = "flat out" if not rate else f"paced at {rate:,.0f}/s"
+        print(
+            f"  {config}, {threads} thread(s), run {attempt + 1} ({label}): "
+            f"{r['rate']:,.0f} flows/s for {r['elapsed']:.0f} s, {dropped:,} dropped "
+            f"{r['dropped']}, backlog flushed in {r['flush_s']:.1f} s, "
+            f"{r['process_us']:.0f} µs CPU/flow, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB"
+        )
+        if dropped == 0 and r["flush_s"] <= 2.0:
+            return float(r["rate"])
+        lost = r["dropped"].get("spans", 0) / 4
+        rate = 0.9 * min(r["rate"], (r["flows"] - lost) / (r["elapsed"] + r["flush_s"]))
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="table,throughput,threads,outage")
+    parser.add_argument("--rows", default=",".join(name for name, _, _ in TABLE_ROWS))
+    parser.add_argument("--flows", type=int, default=20_000, help="flows a table run")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--protocol", default="grpc", choices=["grpc", "http/protobuf"])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="of a throughput run")
     parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--bench", help=argparse.SUPPRESS)
+    parser.add_argument("--op", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bench:
+        bench_child(args.bench, args.op, args.flows, args.seconds, args.rate, args.threads)
+        return
+    parts = args.parts.split(",")
 
+    from tests.support import clean_env
+    from tests.support.collector import collector_env
+
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python "
+        f"{sys.version.split()[0]}, rotel collector on loopback, OTLP/{args.protocol}"
+    )
+    if {"table", "throughput", "threads"} & set(parts):
+        with _blackhole_collector() as sink:
+            env = clean_env()
+            env |= collector_env(sink, args.protocol, fast_export=False)
+            env |= {
+                "OTEL_SERVICE_NAME": "bench",
+                "PYTHONPATH": str(ROOT),
+                "DASHFROG_STORE": "off",
+                "DASHFROG_CONSOLE": "off",
+            }
+            if "table" in parts:
+                table(env, args.flows, args.rounds, args.rows.split(","))
+            if "throughput" in parts:
+                print(f"\nthroughput with no drop, {args.seconds:.0f} s runs, default settings:")
+                ceiling = throughput(env, args.seconds, "bare", 1)
+                ours = throughput(env, args.seconds, "dashfrog", 1)
+                print(
+                    f"sustained: bare OTel {ceiling:,.0f} flows/s (the ceiling), "
+                    f"dashfrog {ours:,.0f} flows/s, 0 dropped"
+                )
+            if "threads" in parts:
+                print("\n8 threads flat out, default settings:")
+                r = _run_bench(env, "dashfrog", "sustain", seconds=args.seconds / 3, threads=8)
+                print(
+                    f"  collector up: {r['rate']:,.0f} flows/s, dropped {r['dropped']}, "
+                    f"peak queued {r['peak_queued']:,} items, peak RSS "
+                    f"{r['peak_rss_kb'] / 1024:.0f} MiB"
+                )
+        if "threads" in parts:
+            from tests.support.procs import free_port
+
+            down = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+            down["DASHFROG_SHUTDOWN_TIMEOUT"] = "1"
+            r = _run_bench(down, "dashfrog", "sustain", seconds=args.seconds / 3, threads=8)
+            print(
+                f"  collector down: {r['rate']:,.0f} flows/s, peak queued {r['peak_queued']:,} "
+                f"items (bounds: 100,000 events + 16,384 spans + 16,384 log records), peak RSS "
+                f"{r['peak_rss_kb'] / 1024:.0f} MiB, dropped {r['dropped']}"
+            )
+    if "outage" in parts:
+        outage(args)
+
+
+def outage(args: argparse.Namespace) -> None:
     from tests.support import clean_env
     from tests.support.collector import RotelCollector, collector_env
 
@@ -206,12 +401,13 @@ def main() -> None:
                 if s.name == "flow bench" and s.resource.get("service.name") == service
             )
 
-        print(f"rotel collector on loopback, OTLP/{args.protocol}, {os.cpu_count()} CPUs")
+        print("\noutage: rotel forwarding to a receiver that checks every flow")
+        seconds = min(args.seconds, 10.0)
         app = Child(env)
         rate, result, dropped_before = 0.0, {}, 0
         for attempt in range(5):
             receiver.clear()
-            result = app.call(op="run", rate=rate, seconds=args.seconds)
+            result = app.call(op="run", rate=rate, seconds=seconds)
             flows, elapsed = result["flows"], result["elapsed"]
             deadline = time.monotonic() + 30
             while delivered() < flows and time.monotonic() < deadline:
@@ -230,7 +426,7 @@ def main() -> None:
         sustained = result["flows"] / result["elapsed"]
         print(
             f"sustained: {sustained:,.0f} flows/s ({sustained * 4:,.0f} spans/s + "
-            f"{sustained * 4:,.0f} events/s) for {args.seconds:.0f} s, 0 dropped"
+            f"{sustained * 4:,.0f} events/s) for {seconds:.0f} s, 0 dropped"
         )
 
         pace = sustained * 0.9  # a little headroom: the outage run adds RSS sampling
@@ -279,7 +475,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
+    if sys.argv[1:2] == ["--child"]:
         child()
     else:
         main()

@@ -62,12 +62,14 @@ def _providers() -> tuple[Any, Any]:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from overhead import NoOpLogExporter, NoOpSpanExporter  # this folder (sys.path[0])
+    from overhead import QUEUE, NoOpLogExporter, NoOpSpanExporter  # this folder (sys.path[0])
 
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
+    tracer_provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter(), max_queue_size=QUEUE))
     logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(BatchLogRecordProcessor(NoOpLogExporter()))
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(NoOpLogExporter(), max_queue_size=QUEUE)
+    )
     return tracer_provider, logger_provider
 
 

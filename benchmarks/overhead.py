@@ -43,12 +43,22 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 
 class NoOpSpanExporter(SpanExporter):
+    """Accepts and counts: `exported` against what was produced shows nothing was dropped."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
 
 class NoOpLogExporter(LogRecordExporter):
+    def __init__(self) -> None:
+        self.exported = 0
+
     def export(self, batch: Sequence[object]) -> LogRecordExportResult:  # type: ignore[override]
+        self.exported += len(batch)
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -56,6 +66,14 @@ class NoOpLogExporter(LogRecordExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+_checks: list[Callable[[], int]] = []  # each: items dropped so far (0 when all arrived)
+ran: dict[str, int] = {}  # flows run per candidate, warm-up included
+
+
+def dropped() -> int:
+    return sum(check() for check in _checks)
 
 
 def measure(
@@ -93,10 +111,33 @@ def measure_paused(run_one: Callable[[], None], flows: int) -> tuple[float, floa
     return hot / flows * 1e6, drain / flows * 1e6
 
 
+# Queues that hold a whole round: the SDK's default (2048) overflows when a flat-out loop
+# outruns the export thread, and what is dropped would not be measured. `dropped()` checks.
+QUEUE = 4 * 200_000
+
+
+class Produced:
+    """Counts what reaches the log processors, to check the no-op exporter got all of it."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def on_emit(self, log_record: object) -> None:
+        self.records += 1
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 def bare_otel() -> tuple[Callable[[], None], Callable[[], None]]:
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
+    exporter = NoOpSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=QUEUE))
     tracer = provider.get_tracer("bench")
+    _checks.append(lambda: ran["bare OTel (4 spans)"] * 4 - exporter.exported)
 
     def run_one() -> None:
         with tracer.start_as_current_span("flow"):
@@ -109,12 +150,18 @@ def bare_otel() -> tuple[Callable[[], None], Callable[[], None]]:
 
 def dashfrog() -> tuple[Callable[[], None], Callable[[], None]]:
     import dashfrog_sdk
-    from dashfrog_sdk import flow, step
+    from dashfrog_sdk import diagnostics, flow, step
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter()))
+    spans = NoOpSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(spans, max_queue_size=QUEUE))
     logs = LoggerProvider()
-    logs.add_log_record_processor(BatchLogRecordProcessor(NoOpLogExporter()))
+    records, produced = NoOpLogExporter(), Produced()
+    logs.add_log_record_processor(produced)  # type: ignore[arg-type]
+    logs.add_log_record_processor(BatchLogRecordProcessor(records, max_queue_size=QUEUE))
+    _checks.append(lambda: ran["dashfrog flow (3 steps)"] * 4 - spans.exported)
+    _checks.append(lambda: produced.records - records.exported)
+    _checks.append(lambda: diagnostics.counts().get("events.dropped", 0))
     dashfrog_sdk.setup(
         tracer_provider=provider,
         logger_provider=logs,
@@ -214,14 +261,17 @@ def main() -> None:
         "dashfrog flow (3 steps)": (df_run, df_flush),
     }
     best: dict[str, tuple[float, float]] = {}
-    for run_one, flush in candidates.values():  # warm up
+    for name, (run_one, flush) in candidates.items():  # warm up
         measure(run_one, flush, min(2000, args.flows))
+        ran[name] = min(2000, args.flows)
     for _ in range(args.rounds):  # interleave rounds so drift hits everyone alike
         for name, (run_one, flush) in candidates.items():
             cpu, wall = measure(run_one, flush, args.flows)
+            ran[name] += args.flows
             old = best.get(name, (float("inf"), float("inf")))
             best[name] = (min(old[0], cpu), min(old[1], wall))
         hot, drain = measure_paused(df_run, args.flows)
+        ran["dashfrog flow (3 steps)"] += args.flows
         old = best.get("paused", (float("inf"), float("inf")))
         best["paused"] = (min(old[0], hot), min(old[1], drain))
     base_cpu, base_wall = best["bare OTel (4 spans)"]
@@ -239,6 +289,12 @@ def main() -> None:
     ):
         verdict = "within" if ratio <= 1.5 else "OVER"
         print(f"dashfrog {label}: {ratio:.2f}x calling-thread CPU, {verdict} the 1.5x budget")
+    for _, flush in candidates.values():  # what the last rounds left in the queues
+        flush()
+    lost = dropped()
+    print(f"dropped: {lost} spans, log records or events (every one produced was exported)")
+    if lost:
+        raise SystemExit("some of what was measured was dropped: the figures are not valid")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@
     dashfrog stats [--since 1d] [--json]
     dashfrog ui [--host 127.0.0.1] [--port 8080]     (the browser viewer; `dashfrog ui link`)
 
-Every command takes ``--store PATH`` (default: ``$DASHFROG_STORE`` or ``.dashfrog/flows.db``).
+    dashfrog clickhouse init --url http://localhost:8123 --database otel
+
+Every command takes ``--store PATH`` or ``--store URL`` (``clickhouse://host:8123/db``,
+``chdb:///dir``); the default is ``$DASHFROG_READ_STORE``, then ``$DASHFROG_STORE``, then
+``.dashfrog/flows.db``.
 Errors (no store, corrupt store, unknown flow id, bad option value) print one line on stderr and
 exit with status 1.
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +39,7 @@ from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
 from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
+from dashfrog_sdk.store.backend import READ_ENV, FlowBackend
 from dashfrog_sdk.store.model import times
 from dashfrog_sdk.timeutil import parse_duration, parse_instant
 from dashfrog_sdk.ui.command import ui as ui_command
@@ -47,11 +54,21 @@ class CliError(Exception):
 
 
 def _console() -> Console:
-    # Piped output (scripts, tests) gets a wide, colourless console rather than 80 columns.
-    console = Console(highlight=False, soft_wrap=False)
+    # User strings are data: no rich markup ("[link=...]"), no emoji codes (":x:"), no
+    # highlighting; every one of them is also passed through _fmt.visible (control characters).
+    # Piped output (scripts, tests) gets a wide, colourless console rather than 80 columns,
+    # unless COLUMNS says otherwise.
+    plain = {"highlight": False, "markup": False, "emoji": False}
+    console = Console(soft_wrap=False, **plain)  # type: ignore[arg-type]
     if not console.is_terminal:
-        console = Console(highlight=False, width=160, no_color=True)
+        width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
+        console = Console(width=width, no_color=True, **plain)  # type: ignore[arg-type]
     return console
+
+
+def _t(value: object) -> Text:
+    """A table cell or line part from a user string: shown literally, controls made visible."""
+    return Text(_fmt.visible(value))
 
 
 class _Group(click.Group):
@@ -71,7 +88,7 @@ class _Group(click.Group):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"dashfrog: error: {message}", err=True)
+    click.echo(f"dashfrog: error: {_fmt.visible(message)}", err=True)
     raise click.exceptions.Exit(1)
 
 
@@ -79,19 +96,27 @@ def _store_option(func: F) -> F:
     return click.option(
         "--store",
         "store_path",
-        envvar="DASHFROG_STORE",
+        # The read location first; DASHFROG_STORE (where the SDK writes) stays the fallback.
+        envvar=[READ_ENV, "DASHFROG_STORE"],
         default=DEFAULT_PATH,
         show_default=True,
-        metavar="PATH",
-        help="The flow store file (env DASHFROG_STORE).",
+        metavar="PATH|URL",
+        help=(
+            "The flow store: a SQLite file, clickhouse://host:8123/db or chdb:///dir "
+            f"(env {READ_ENV}, then DASHFROG_STORE)."
+        ),
     )(func)
 
 
 @contextmanager
-def _open(path: str) -> Iterator[FlowStore]:
+def _open(path: str) -> Iterator[FlowBackend]:
     if path.strip().lower() in ("off", "none", "0", "false"):
-        raise CliError("the flow store is disabled (DASHFROG_STORE=off); pass --store PATH")
-    with FlowStore(path) as store:
+        raise CliError(
+            "the flow store is disabled (DASHFROG_STORE=off); pass --store PATH or URL, "
+            f"or set {READ_ENV}"
+        )
+    store: FlowBackend = FlowStore(path)
+    with store:
         yield store
 
 
@@ -119,8 +144,14 @@ def _jsonable(obj: Any) -> Any:
     return row
 
 
+# Characters JSON may leave raw that a terminal acts on: DEL, the C1 controls (8-bit CSI, OSC),
+# the bidi controls. They can only occur inside JSON strings, where \uXXXX means the same.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _dump(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,23 +163,43 @@ def main() -> None:
 # -- flows -------------------------------------------------------------------------------------
 
 
-def _flows_table(flows: list[Flow]) -> Table:
+# Columns of `dashfrog flows` by how much they matter: id, name, tenant, status and start time
+# always show; the others only when the console is wide enough for them (rich would otherwise
+# squeeze the wrappable NAME and TENANT down to nothing to keep the no-wrap id and times whole).
+# Below 100 columns the id is its first 12 characters (`dashfrog flow` takes any unique
+# prefix) and the start time is the time of day.
+_WIDE_COLUMNS = (("DURATION", 100), ("STEP", 120), ("LABELS", 140))
+_NARROW = 100
+_SHORT_ID = 12
+
+
+def _flows_table(flows: list[Flow], width: int) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("FLOW ID", "NAME", "TENANT", "STATUS", "STARTED", "DURATION", "STEP", "LABELS"):
-        table.add_column(column, no_wrap=column in ("FLOW ID", "STARTED", "STATUS"))
+    table.add_column("FLOW ID", no_wrap=True)
+    table.add_column("NAME", min_width=10, overflow="fold")
+    table.add_column("TENANT", min_width=10, overflow="fold")
+    table.add_column("STATUS", no_wrap=True)
+    wide = width >= _NARROW
+    table.add_column("STARTED", no_wrap=True)
+    extra = [name for name, needs in _WIDE_COLUMNS if width >= needs]
+    for column in extra:
+        table.add_column(column, overflow="fold")
     for f in flows:
         step = f.current_step or ""
         if f.status == c.FAILED and f.error_type:
             step = f.error_type
+        cells = {
+            "DURATION": Text(_fmt.duration(f.duration_ms)),
+            "STEP": _t(step),
+            "LABELS": _t(_fmt.kv(f.labels)),
+        }
         table.add_row(
-            f.id,
-            f.name or "?",
-            f.tenant or "?",
+            _t(f.id if wide else f.id[:_SHORT_ID]),
+            _t(f.name or "?"),
+            _t(f.tenant or "?"),
             status_label(f.status),
-            _fmt.clock(f.start_ns),
-            _fmt.duration(f.duration_ms),
-            step,
-            _fmt.kv(f.labels),
+            Text(_fmt.clock(f.start_ns, date=wide)),
+            *(cells[column] for column in extra),
         )
     return table
 
@@ -184,23 +235,28 @@ def flows(
             raise CliError(f"--label expects KEY=VALUE, got {item!r}")
         label_filter[key] = value
     longer = _seconds("--running-longer-than", running_longer_than)
+    filters: dict[str, Any] = {
+        "tenant": tenant,
+        "name": name,
+        "status": status or None,
+        "labels": label_filter,
+        "since": _instant("--since", since),
+        "until": _instant("--until", until),
+        "running_longer_than": longer,
+    }
     with _open(store_path) as store:
-        found = store.flows(
-            tenant=tenant,
-            name=name,
-            status=status or None,
-            labels=label_filter,
-            since=_instant("--since", since),
-            until=_instant("--until", until),
-            running_longer_than=longer,
-            limit=limit,
-        )
+        more = store.flows(**filters, limit=limit + 1)  # one more: were rows cut?
+        total = store.count(**filters) if len(more) > limit else len(more)
+    found = list(more)[:limit]
     if as_json:
         _dump([_jsonable(f) for f in found])
     elif not found:
         click.echo("no flows match")
     else:
-        _console().print(_flows_table(found))
+        console = _console()
+        console.print(_flows_table(found, console.width))
+    if total > len(found):  # on stderr: the table or the JSON stays as it was
+        click.echo(f"{len(found)} of {total} shown (--limit)", err=True)
 
 
 # -- one flow ----------------------------------------------------------------------------------
@@ -248,7 +304,9 @@ def durations(store_path: str, flow_id: str, as_json: bool) -> None:
         table.add_column(column)
     for s in result.steps:
         share = f"{100 * s.share:.1f} %" if s.share is not None else "-"
-        table.add_row(s.name, s.service or "-", s.status, _fmt.duration(s.duration_ms), share)
+        table.add_row(
+            _t(s.name), _t(s.service or "-"), _t(s.status), _fmt.duration(s.duration_ms), share
+        )
     table.add_row("flow total", "", "", _fmt.duration(result.duration_ms), "100 %")
     _console().print(table)
 
@@ -256,16 +314,29 @@ def durations(store_path: str, flow_id: str, as_json: bool) -> None:
 # -- tail --------------------------------------------------------------------------------------
 
 
-def _tail_line(f: Flow, what: str, detail: str = "") -> Text:
+def _tail_line(f: Flow, what: str, at_ns: int | None, detail: str = "") -> Text:
+    """One change of one flow, stamped with when it happened (not when tail printed it)."""
     status = c.RUNNING if what in ("started", "step") else f.status
     style = _fmt.STYLES.get(status, "")
     mark = "→" if what == "step" else _fmt.symbol(status)
-    line = Text(time.strftime("%H:%M:%S") + "  ", style="grey50")
+    when = _fmt.clock(at_ns, date=False) if at_ns is not None else "--:--:--"
+    line = Text(when + "  ", style="grey50")
     line.append(f"{mark} {what:<10}", style=style)
-    line.append(f" {f.name or '?'}  tenant={f.tenant}  {f.id}")
+    line.append(f" {_fmt.visible(f.name or '?')}  tenant={_fmt.visible(f.tenant)}  ")
+    line.append(_fmt.visible(f.id))
     if detail:
-        line.append("  " + detail, style=style)
+        line.append("  " + _fmt.visible(detail), style=style)
     return line
+
+
+def _step_started_ns(store: FlowBackend, f: Flow) -> int | None:
+    """When the running step `f.current_step` started (the latest start of that name)."""
+    try:
+        steps = store.flow(f.id).steps
+    except StoreError:
+        return None
+    starts = [s.start_ns for s in steps if s.name == f.current_step and s.start_ns is not None]
+    return max(starts, default=None)
 
 
 @main.command()
@@ -296,24 +367,28 @@ def tail(
         if not once:
             click.echo(f"dashfrog: following {store_path} (Ctrl-C to stop)", err=True)
         while True:
-            while True:  # drain: several pages when much happened since the last poll
-                # Re-read the last 2 s: another process may commit a row stamped earlier.
-                changed, new_cursor = store.changes(max(cursor - 2_000_000_000, floor))
-                fresh = [f for f in changed if (tenant is None or f.tenant == tenant)]
-                for f in fresh:
-                    if name is None or f.name == name:
-                        _report(console, f, seen, open_flows)
-                if len(changed) < 1000 or new_cursor <= cursor:
-                    cursor = max(cursor, new_cursor)
+            # Re-read the last 2 s first: a backend whose change stamps are not commit-ordered
+            # (another process may commit a row stamped earlier) loses nothing. Then page
+            # forward from each page's cursor: the SQLite writers stamp every flow of a write
+            # above every change already committed, so pages never repeat and never stall
+            # (main re-read the same first 1,000 rows forever once more changed in 2 s).
+            start = max(cursor - 2_000_000_000, floor)
+            while True:
+                changed, new_cursor = store.changes(start)
+                for f in changed:
+                    if (tenant is None or f.tenant == tenant) and (name is None or f.name == name):
+                        _report(console, store, f, seen, open_flows)
+                cursor = max(cursor, new_cursor)
+                if len(changed) < 1000 or new_cursor <= start:
                     break
-                cursor = new_cursor
+                start = new_cursor
             now = time.time_ns()
             for f in list(open_flows.values()):
                 if f.timeout_s is not None and f.start_ns is not None:
                     status = effective_status(f.status, f.start_ns + int(f.timeout_s * 1e9), now)
                     if status != f.status:
                         f.status = status
-                        _report(console, f, seen, open_flows)
+                        _report(console, store, f, seen, open_flows)
             if once or (deadline is not None and time.monotonic() >= deadline):
                 return
             time.sleep(interval if deadline is None else min(interval, deadline - time.monotonic()))
@@ -321,6 +396,7 @@ def tail(
 
 def _report(
     console: Console,
+    store: FlowBackend,
     f: Flow,
     seen: dict[str, tuple[str, str | None]],
     open_flows: dict[str, Flow],
@@ -333,18 +409,22 @@ def _report(
     if f.status == c.RUNNING:
         open_flows[f.id] = f
         if before is None:
-            console.print(_tail_line(f, "started", _fmt.kv(f.labels)))
+            console.print(_tail_line(f, "started", f.start_ns, _fmt.kv(f.labels)))
         if f.current_step and (before is None or before[1] != f.current_step):
-            console.print(_tail_line(f, "step", f.current_step))
+            at = _step_started_ns(store, f)
+            console.print(_tail_line(f, "step", at, f.current_step))
         return
     open_flows.pop(f.id, None)
     if before is None and f.start_ns is not None and f.end_ns is not None:
-        console.print(_tail_line(f, "started", _fmt.kv(f.labels)))
+        console.print(_tail_line(f, "started", f.start_ns, _fmt.kv(f.labels)))
     extra = _fmt.duration(f.duration_ms)
+    at_ns = f.end_ns
     if f.status == c.TIMED_OUT:
         extra = f"at step {f.current_step}" if f.current_step else "no end before its timeout"
+        if f.start_ns is not None and f.timeout_s is not None:
+            at_ns = f.start_ns + int(f.timeout_s * 1e9)  # when its deadline passed
     error = _fmt.error_text(f.error_type, f.error_message)
-    console.print(_tail_line(f, f.status, f"{extra}  {error}".strip()))
+    console.print(_tail_line(f, f.status, at_ns, f"{extra}  {error}".strip()))
 
 
 # -- stats -------------------------------------------------------------------------------------
@@ -373,8 +453,8 @@ def stats(
         table.add_column(column, justify="left" if column in ("NAME", "TENANT") else "right")
     for r in rows:
         table.add_row(
-            r.name or "?",
-            r.tenant or "?",
+            _t(r.name or "?"),
+            _t(r.tenant or "?"),
             str(r.count),
             str(r.running),
             str(r.failed + r.timed_out),
@@ -383,6 +463,45 @@ def stats(
             _fmt.duration(r.p95_ms),
         )
     _console().print(table)
+
+
+# -- clickhouse ----------------------------------------------------------------------------------
+
+
+@main.group()
+def clickhouse() -> None:
+    """The flow rollup in ClickHouse (fed by the collector's clickhouse exporter)."""
+
+
+@clickhouse.command("init")
+@click.option(
+    "--url",
+    required=True,
+    metavar="URL",
+    help="http(s)://host:8123, clickhouse://host:8123/db or chdb:///dir.",
+)
+@click.option("--database", help="The exporter's database (default: the URL's, else default).")
+@click.option(
+    "--create-otel-tables/--no-create-otel-tables",
+    default=True,
+    show_default=True,
+    help="Create otel_traces / otel_logs as the exporter does, when they do not exist yet.",
+)
+def clickhouse_init(url: str, database: str | None, create_otel_tables: bool) -> None:
+    """Create or upgrade the flow rollup tables and views (idempotent)."""
+    from dashfrog_sdk.clickhouse import ClickHouseError, init, parse_url
+
+    target = parse_url(url, database)
+    try:
+        result = init(target, create_otel_tables=create_otel_tables)
+    except ClickHouseError as exc:
+        raise CliError(str(exc)) from None
+    if result.created_otel_tables:
+        click.echo(f"created {target.database}.otel_traces and {target.database}.otel_logs")
+    for name in result.applied:
+        click.echo(f"applied {name}")
+    state = "up to date" if not result.applied else "ready"
+    click.echo(f"flow rollup {state} in {target.describe()} (version {result.version})")
 
 
 # `dashfrog ui` (and `dashfrog ui link`): the browser viewer, in its own package.

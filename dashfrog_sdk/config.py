@@ -60,6 +60,8 @@ class Config:
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT  # attribute sets per metric instrument
     flow_metrics: bool = True
     handle_sigterm: bool = True
+    # How old a dashfrog.sig may be when it arrives; None: no limit (DASHFROG_PROPAGATION_MAX_AGE)
+    propagation_max_age_s: float | None = 7 * 86400.0
 
     @property
     def distributed(self) -> bool:
@@ -219,9 +221,30 @@ def load(**overrides: Any) -> Config:
             "DASHFROG_PROPAGATE_TO must be a comma-separated list of host patterns "
             f"(e.g. 'internal,*.corp.example'), got {propagate!r}"
         )
+    if "none" in patterns and len(patterns) > 1:
+        raise ValueError(
+            "DASHFROG_PROPAGATE_TO: 'none' means nowhere and cannot be combined with other "
+            f"patterns, got {propagate!r}"
+        )
     key = get("propagation_key") or _env("DASHFROG_PROPAGATION_KEY")
     if key is not None and len(key) < 16:
         raise ValueError("DASHFROG_PROPAGATION_KEY must be at least 16 characters long")
+    max_age_arg = get("propagation_max_age")
+    max_age_text = _env("DASHFROG_PROPAGATION_MAX_AGE")
+    if max_age_arg is not None and not isinstance(max_age_arg, str):
+        if isinstance(max_age_arg, bool) or not isinstance(max_age_arg, int | float):
+            raise TypeError(
+                "setup(propagation_max_age=...) must be seconds, a duration like '7d', or 'off', "
+                f"got {max_age_arg!r}"
+            )
+        if not max_age_arg > 0:
+            raise ValueError(
+                f"setup(propagation_max_age=...) must be positive (or 'off'), got {max_age_arg!r}"
+            )
+    max_age = _duration(
+        "propagation_max_age" if max_age_arg is not None else "DASHFROG_PROPAGATION_MAX_AGE",
+        max_age_arg if max_age_arg is not None else (max_age_text or "7d"),
+    )
     capture = _switch("capture_logging", get("capture_logging"))
     if capture is None:
         capture = _switch("DASHFROG_CAPTURE_LOGGING", _env("DASHFROG_CAPTURE_LOGGING"))
@@ -269,6 +292,7 @@ def load(**overrides: Any) -> Config:
         cardinality_limit=cardinality or DEFAULT_CARDINALITY_LIMIT,
         flow_metrics=True if flow_metrics is None else flow_metrics,
         handle_sigterm=True if sigterm is None else sigterm,
+        propagation_max_age_s=max_age,
     )
 
 

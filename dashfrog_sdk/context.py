@@ -22,6 +22,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, set_span_in_context
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import validation
+from dashfrog_sdk._otel.keys import BAGGAGE_KEY, SPAN_KEY
 
 LabelValue = str | int | float | bool
 
@@ -33,14 +35,9 @@ _SETTINGS: dict[bool, Mapping[str, Any]] = {
 
 _FLOW_KEY = otel_context.create_key("dashfrog-flow")
 _STEP_KEY = otel_context.create_key("dashfrog-step")
-# The OTel baggage module keeps its dict under this key. Writing the dict once, instead of one
-# `set_baggage` call (one Context copy) per member, is what keeps flow.start cheap.
-_BAGGAGE_KEY: str = getattr(otel_baggage, "_BAGGAGE_KEY", "")
-# Likewise the current span's key: one Context copy per flow/step instead of two.
-try:
-    from opentelemetry.trace.propagation import _SPAN_KEY
-except ImportError:  # pragma: no cover - only if OTel renames its private key
-    _SPAN_KEY = ""
+# OTel's private baggage and span keys ("" if unavailable: the public way), see dashfrog_sdk._otel.
+_BAGGAGE_KEY = BAGGAGE_KEY
+_SPAN_KEY = SPAN_KEY
 
 
 class FlowInfo(NamedTuple):
@@ -76,6 +73,7 @@ class FlowState:
         "ended",
         "error",
         "failed",
+        "failed_here",
         "final_status",
         "info",
         "live_baggage",
@@ -109,6 +107,9 @@ class FlowState:
         self.timeout_s = timeout_s
         self.local = local  # True in the process whose `flow.start` created it
         self.failed = False  # a non-optional step failed, or flow.fail() was called
+        # ... in this process (not only upstream, as baggage said): what a downstream process
+        # reports back to its caller and records for the store (dashfrog_sdk.outcome).
+        self.failed_here = False
         self.error: BaseException | str | None = None
         self.ended = False
         self.final_status: str | None = None
@@ -169,7 +170,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         return None
     labels = {k: v for k, v in c.labels_of(bag).items() if isinstance(v, str)}
     parent = bag.get(c.FLOW_PARENT_ID)
-    timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
+    timeout = validation.received_timeout(bag.get(c.FLOW_TIMEOUT))
     state = FlowState(
         FlowInfo(flow_id, name, tenant, labels, parent if isinstance(parent, str) else None),
         trace_id=_hex_or_zero(bag.get(c.FLOW_TRACE_ID)),
@@ -200,15 +201,6 @@ def _int_or_zero(value: object) -> int:
         return int(str(value))
     except ValueError:
         return 0
-
-
-def _float_or_none(value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
 
 
 def flow_state(ctx: Context | None = None) -> FlowState | None:
@@ -267,7 +259,7 @@ def with_flow(parent: Context, state: FlowState, span: Span, depth: int = 0) -> 
         # The common case: the flow's own dict, shared (nobody writes into a context's
         # baggage dict; OTel's set_baggage copies it), so status.fail_flow() reaches it directly.
         bag = state.baggage  # type: ignore[assignment]
-    if not _BAGGAGE_KEY:  # pragma: no cover - only if OTel renames its private key
+    if not _BAGGAGE_KEY:  # the public way (dashfrog_sdk._otel)
         ctx = with_step(parent, span, None, depth)
         ctx = otel_context.set_value(_FLOW_KEY, state, ctx)
         for key, value in bag.items():
@@ -298,7 +290,7 @@ def with_step(
     values: dict[str, object] = {_STEP_KEY: (step_name, depth, optional)}
     if state is not None and _FLOW_KEY not in parent:
         values[_FLOW_KEY] = state
-    if not _SPAN_KEY:  # pragma: no cover - only if OTel renames its private key
+    if not _SPAN_KEY:  # the public way (dashfrog_sdk._otel)
         return Context(set_span_in_context(span, parent), **values)
     values[_SPAN_KEY] = span
     return Context(parent, **values)
@@ -311,7 +303,7 @@ def with_baggage_members(ctx: Context, members: Mapping[str, str]) -> Context:
         return ctx
     if _BAGGAGE_KEY:
         return otel_context.set_value(_BAGGAGE_KEY, {**_baggage_of(ctx), **members}, ctx)
-    for name, value in members.items():  # pragma: no cover - if OTel renames its private key
+    for name, value in members.items():  # the public way (dashfrog_sdk._otel)
         ctx = otel_baggage.set_baggage(name, value, ctx)
     return ctx
 
@@ -320,7 +312,7 @@ def only_span(span: Span) -> Context:
     """A new context holding just `span` as the current span (for records built off-thread)."""
     if _SPAN_KEY:
         return Context({_SPAN_KEY: span})
-    return set_span_in_context(span, Context())  # pragma: no cover
+    return set_span_in_context(span, Context())  # the public way (dashfrog_sdk._otel)
 
 
 def _reset_for_tests() -> None:

@@ -40,6 +40,10 @@ ERROR_MESSAGE: Final = "dashfrog.error.message"
 FLOW_FAILED: Final = "dashfrog.flow.failed"  # "true" once a non-optional step failed upstream
 BAGGAGE_SIGNATURE: Final = "dashfrog.sig"  # HMAC over the other dashfrog.* members
 
+# HTTP response header: a downstream service tells its caller that the flow failed there
+# (dashfrog_sdk.outcome). Its value is baggage-encoded dashfrog.* members, signed like baggage.
+OUTCOME_HEADER: Final = "dashfrog-flow-outcome"
+
 # -- event names (OTel log records with this event_name) -------------------------------------
 EVENT_FLOW_START: Final = "dashfrog.flow.start"
 EVENT_STEP_START: Final = "dashfrog.step.start"

@@ -23,12 +23,22 @@ def describe(error: BaseException | str | None) -> str:
     if error is None:
         return "a step failed"
     if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {safe_str(error)}"
+        return f"{_type_name(error, type(error).__name__)}: {safe_str(error)}"
     return error
 
 
 def error_attributes(error: BaseException | str) -> dict[str, str]:
     """The ``dashfrog.error.type`` / ``dashfrog.error.message`` attributes of `error`."""
     if isinstance(error, BaseException):
-        return {c.ERROR_TYPE: type(error).__qualname__, c.ERROR_MESSAGE: safe_str(error)}
-    return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}
+        return {
+            c.ERROR_TYPE: _type_name(error, type(error).__qualname__),
+            c.ERROR_MESSAGE: safe_str(error),
+        }
+    return {c.ERROR_MESSAGE: error}  # flow.fail("message"): a message, no exception type
+
+
+def _type_name(error: BaseException, default: str) -> str:
+    # A failure reported by a downstream service (outcome.DownstreamFailure) shows the
+    # downstream error's type, so the caller's span names what actually broke.
+    reported = getattr(error, "_dashfrog_error_type", None)
+    return reported if isinstance(reported, str) else default

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from random import getrandbits
 from time import time_ns
 from typing import Any, NamedTuple
 
@@ -22,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, validation
 from dashfrog_sdk import status as flow_status
+from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import (
@@ -34,9 +34,10 @@ from dashfrog_sdk.context import (
     with_flow,
 )
 from dashfrog_sdk.error_text import describe, error_attributes
+from dashfrog_sdk.ids import flow_id as new_flow_id
 from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
-from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import CANCELLING
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -70,11 +71,14 @@ class FlowScope(Scope[str]):
     def _copy(self) -> FlowScope:
         return FlowScope(self._kind, self._end_on_exit, self._timeout)
 
+    def _stand_in(self) -> str:
+        return new_flow_id()  # an id like any other, of a flow not recorded
+
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
         outer, depth, _ = lookup(parent)
-        flow_id = f"{getrandbits(128):032x}"
+        flow_id = new_flow_id()
         parent_id = outer.info.id if outer is not None else None
         kind = self._kind
         start = time_ns()
@@ -100,7 +104,7 @@ class FlowScope(Scope[str]):
 
     def _exit(self, exc: BaseException | None) -> None:
         state, span = self._state, self._span
-        if state is None or span is None:  # pragma: no cover - _enter raised
+        if state is None or span is None:  # _enter raised (diagnostics reported it)
             return
         detach(self._token)
         open_flows.discard(state)

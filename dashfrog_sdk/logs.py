@@ -54,7 +54,8 @@ class FlowLogFilter(logging.Filter):
             if step is not None:
                 setattr(record, c.STEP_NAME, step)
             return True
-        except Exception:  # instrumentation never breaks logging
+        except Exception as error:  # instrumentation never breaks logging
+            diagnostics.internal_error("logs.filter_errors", error, "the flow log filter")
             return False
         finally:
             self._busy.on = False

@@ -11,6 +11,7 @@ provider, once, and swap what it forwards to.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Generic, TypeVar
 
 from opentelemetry.context import Context
@@ -18,8 +19,10 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import diagnostics
 from dashfrog_sdk._otel.spans import stamp
 from dashfrog_sdk.context import flow_state
+from dashfrog_sdk.lifecycle import bus
 
 P = TypeVar("P", bound=Any)
 
@@ -47,18 +50,26 @@ class FlowSpanProcessor(_Children[SpanProcessor], SpanProcessor):
         self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # Flow and step spans (our own instrumentation scope) are stamped by flow.py/step.py.
-        scope = span.instrumentation_scope
-        if self.enabled and (scope is None or scope.name != c.SCOPE_NAME):
-            state = flow_state(parent_context)
-            if state is not None:
-                stamp(span, state.attributes)
-        for child in self.children:
-            child.on_start(span, parent_context)
+        # Runs for every span of the application, inside its call to start one: the guard of
+        # diagnostics as a plain try (the cheapest form).
+        try:
+            # Flow and step spans (our own instrumentation scope) are stamped by flow.py/step.py.
+            scope = span.instrumentation_scope
+            if self.enabled and (scope is None or scope.name != c.SCOPE_NAME):
+                state = flow_state(parent_context)
+                if state is not None:
+                    stamp(span, state.attributes)
+            for child in self.children:
+                child.on_start(span, parent_context)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a span processor")
 
     def on_end(self, span: ReadableSpan) -> None:
-        for child in self.children:
-            child.on_end(span)
+        try:
+            for child in self.children:
+                child.on_end(span)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a span processor")
 
 
 class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
@@ -68,5 +79,46 @@ class FanOutLogProcessor(_Children[LogRecordProcessor], LogRecordProcessor):
         self.children = ()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        for child in self.children:
-            child.on_emit(log_record)
+        try:
+            for child in self.children:
+                child.on_emit(log_record)
+        except Exception as error:
+            diagnostics.internal_error("processor.errors", error, "a log record processor")
+
+
+def drain_before_flush(provider: Any) -> None:
+    """Make `provider.force_flush()` and `.shutdown()` deliver dashfrog's queued events first.
+
+    Lifecycle events wait in dashfrog's dispatcher queue (lifecycle.bus) until its thread emits
+    them into the logger provider. An application that flushes its own providers (a Lambda
+    handler at the end of each invocation, a test fixture, `opentelemetry-instrument`) calls
+    their methods, not dashfrog's: so those methods drain the queue on the calling thread, then
+    do what they did. Wrapping the provider's two methods, rather than adding a processor that
+    drains, works whatever the provider's multi-processor does: processors run in order
+    (a drain added last would emit after the batch processors flushed) or in parallel.
+    (OTel's own atexit hook holds the unwrapped `shutdown`; dashfrog's exit hook, which runs
+    before it, drains the queue.)
+    """
+    if getattr(provider, "_dashfrog_drains", False):
+        return
+    force_flush, shutdown = provider.force_flush, provider.shutdown
+
+    def drain() -> None:
+        try:
+            bus.flush()
+        except Exception as error:  # the application's flush goes on whatever happens here
+            diagnostics.internal_error("events.flush_errors", error, "draining lifecycle events")
+
+    @functools.wraps(force_flush)
+    def flush_drained(*args: Any, **kwargs: Any) -> Any:
+        drain()
+        return force_flush(*args, **kwargs)
+
+    @functools.wraps(shutdown)
+    def shutdown_drained(*args: Any, **kwargs: Any) -> Any:
+        drain()
+        return shutdown(*args, **kwargs)
+
+    provider.force_flush = flush_drained
+    provider.shutdown = shutdown_drained
+    provider._dashfrog_drains = True

@@ -28,15 +28,16 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import metrics
+from dashfrog_sdk import diagnostics, metrics
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
 from dashfrog_sdk.exporting import counts, otlp
-from dashfrog_sdk.exporting.pipeline import Pipeline
+from dashfrog_sdk.exporting.pipeline import Pipeline, report_lost_at_exit
+from dashfrog_sdk.ids import PrivateIdGenerator
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.lifecycle import exit as exit_module
-from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor
+from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor, drain_before_flush
 from dashfrog_sdk.propagation import build_global_propagator
 from dashfrog_sdk.sinks.console import ConsoleSink
 from dashfrog_sdk.sinks.flow_metrics import FlowMetrics
@@ -84,6 +85,7 @@ def setup(
     store_max_flows: int | None = None,
     propagate_to: str | list[str] | tuple[str, ...] | None = None,
     propagation_key: str | bytes | None = None,
+    propagation_max_age: str | float | None = None,
     capture_logging: bool | None = None,
     shutdown_timeout: float | None = None,
     flow_metrics: bool | None = None,
@@ -97,7 +99,8 @@ def setup(
 
     Reads `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_*`, `OTEL_*_EXPORTER`, `OTEL_PROPAGATORS`,
     `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
-    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_SHUTDOWN_TIMEOUT`,
+    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`,
+    `DASHFROG_SHUTDOWN_TIMEOUT`,
     `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`, `DASHFROG_HANDLE_SIGTERM`.
     A bad value raises `ValueError` naming the variable.
 
@@ -162,7 +165,7 @@ def _tracer_provider(cfg: Config, explicit: TracerProvider | None) -> TracerProv
     return _adopt(
         trace.get_tracer_provider(),
         TracerProvider,
-        lambda: TracerProvider(resource=_resource(cfg)),
+        lambda: TracerProvider(resource=_resource(cfg), id_generator=PrivateIdGenerator()),
         trace.set_tracer_provider,
     )
 
@@ -202,10 +205,12 @@ def _fanouts(inst: _Installed) -> tuple[FlowSpanProcessor, FanOutLogProcessor]:
     if span_fanout is None:
         span_fanout = _span_fanouts[id(tp)] = FlowSpanProcessor()
         tp.add_span_processor(span_fanout)
+        drain_before_flush(tp)
     log_fanout = _log_fanouts.get(id(lp))
     if log_fanout is None:
         log_fanout = _log_fanouts[id(lp)] = FanOutLogProcessor()
         lp.add_log_record_processor(log_fanout)
+        drain_before_flush(lp)
     span_fanout.enabled = True
     return span_fanout, log_fanout
 
@@ -250,7 +255,10 @@ def _wire(inst: _Installed) -> None:
     _wire_optional(inst)
     propagate.set_global_textmap(
         build_global_propagator(
-            cfg.propagate_to, cfg.propagation_key, os.environ.get("OTEL_PROPAGATORS")
+            cfg.propagate_to,
+            cfg.propagation_key,
+            os.environ.get("OTEL_PROPAGATORS"),
+            cfg.propagation_max_age_s,
         )
     )
     if cfg.handle_sigterm and exit_module.install_sigterm():
@@ -359,7 +367,8 @@ def _shutdown(*, at_exit: bool) -> None:
         events.flush()
         _flush(inst, deadline, metrics_too=False)
         for pipeline in inst.pipelines:  # what is left now is lost: count it
-            pipeline.shutdown(deadline)
+            pipeline.shutdown(deadline, report=False)
+        report_lost_at_exit(inst.pipelines)  # one line for every signal
         if inst.reader is not None:
             _stop_reader(inst, deadline)
         for sink in inst.sinks:
@@ -399,15 +408,13 @@ def installed_config() -> Config | None:
     return inst.config if inst is not None else None
 
 
+@diagnostics.capture_internal_errors("shutdown.errors", "the shutdown at exit")
 def _at_exit() -> None:
     # What was produced is flushed within the shutdown timeout; the SDK's own atexit hooks
     # (registered earlier, so they run later) then shut the providers down.
     global _exiting
     _exiting = True
-    try:
-        _shutdown(at_exit=True)
-    except Exception:  # never raise at interpreter exit
-        logger.debug("dashfrog_sdk: error during shutdown at exit", exc_info=True)
+    _shutdown(at_exit=True)
 
 
 def installed_providers() -> tuple[TracerProvider, LoggerProvider] | None:

@@ -17,7 +17,19 @@ and ``timed_out``, which only the store derives (a deadline passed with no end).
 * **A Celery retry** forgets the attempt's failure (:func:`forget_failure`): the final status must
   not depend on which process runs the next attempt.
 
-The store applies the same precedence when one flow has ends from several processes.
+**Several records ending one flow** (a flow that crosses processes: the API's flow span, a
+worker's ``dashfrog.flow.end``, a downstream service's failure, see dashfrog_sdk.outcome) arrive
+in any order, so the result must not depend on which is written first. The local store, and any
+backend query, derive:
+
+* the **status**: the highest-ranked (:data:`RANK`) among the records that ended the flow (a
+  flow span saying ``running`` ended nothing);
+* the **end time**: the latest end among those records, whatever their status;
+* the **error**: the one of a record with the winning status (the first such the store gets).
+
+:func:`sql_rank` is the rank as a SQL expression: the SQLite writer (``store/writer.py``) uses
+it, and another backend's query ranks the same way (ClickHouse: ``argMax(status, rank)`` over
+a flow's ending records, as in README's "Querying a backend").
 """
 
 from __future__ import annotations
@@ -40,6 +52,23 @@ def worst(*statuses: str) -> str:
     return max(statuses, key=lambda status: RANK.get(status, 0))
 
 
+def rank(status: str | None) -> int:
+    """The precedence of `status` (0: ends nothing; `None` and unknown statuses too)."""
+    return RANK.get(status or c.RUNNING, 0)
+
+
+def merge(first: str | None, second: str | None) -> str:
+    """The final status of a flow that two records ended with `first` and `second`, in either
+    order (`None`: no status yet)."""
+    return worst(first or c.RUNNING, second or c.RUNNING)
+
+
+def sql_rank(column: str) -> str:
+    """:func:`rank` as a SQL ``CASE`` expression over `column` (a trusted column name)."""
+    whens = " ".join(f"WHEN '{status}' THEN {n}" for status, n in RANK.items() if n)
+    return f"(CASE {column} {whens} ELSE 0 END)"
+
+
 def of_exit(exc: BaseException | None) -> str:
     """The status of a block (a step's, a flow's) that exited with `exc` (None: normally)."""
     if exc is None:
@@ -54,6 +83,7 @@ def fail_flow(
     called. The first error is kept, unless `explicit` names one."""
     if error is not None and (explicit or state.error is None):
         state.error = error
+    state.failed_here = True
     if not state.failed:
         state.failed = True
         state.baggage[c.FLOW_FAILED] = "true"
@@ -63,7 +93,7 @@ def fail_flow(
 
 def forget_failure(state: FlowState) -> None:
     """A Celery retry: this attempt's failure is not the flow's (the next attempt decides)."""
-    state.failed, state.error = False, None
+    state.failed, state.failed_here, state.error = False, False, None
 
 
 def end(state: FlowState, status: str, error: BaseException | str | None = None) -> str:

@@ -19,12 +19,13 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import validation
+from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.error_text import describe, error_attributes
 from dashfrog_sdk.lifecycle import records
-from dashfrog_sdk.lifecycle.scope import Scope, detach
+from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import fail_flow, of_exit
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
 
@@ -59,6 +60,9 @@ class StepScope(Scope[None]):
     def _copy(self) -> StepScope:
         return StepScope(self._name, self._optional, self._attributes)
 
+    def _stand_in(self) -> None:
+        return None
+
     def _enter(self) -> None:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
@@ -86,7 +90,7 @@ class StepScope(Scope[None]):
 
     def _exit(self, exc: BaseException | None) -> None:
         span, state = self._span, self._state
-        if span is None:  # pragma: no cover - _enter raised
+        if span is None:  # _enter raised (diagnostics reported it)
             return
         detach(self._token)
         error: BaseException | None = None

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.setup import installed_providers, setup
+from dashfrog_sdk.status import merge
 
 __all__ = ["Capture", "CapturedEvent", "CapturedFlow", "CapturedStep", "capture"]
 
@@ -63,7 +64,7 @@ class CapturedFlow:
     name: str
     tenant: str
     labels: Mapping[str, str]
-    status: str | None  # of the flow span; the end event's status wins when there is one
+    status: str | None  # flow span and end events, by dashfrog_sdk.status precedence
     parent_id: str | None
     span: ReadableSpan | None
     steps: list[CapturedStep] = field(default_factory=list)
@@ -198,7 +199,8 @@ class Capture:
                 continue
             owner.events.append(ev)
             if ev.name == c.EVENT_FLOW_END:
-                owner.status = _str(ev.attributes.get(c.FLOW_STATUS))
+                # Several processes may end one flow: the store's precedence, not the last word.
+                owner.status = merge(owner.status, _str(ev.attributes.get(c.FLOW_STATUS)))
         return list(flows.values())
 
     def flow(self, name: str | None = None, *, id: str | None = None) -> CapturedFlow:

@@ -40,10 +40,10 @@ def place_order(tenant: str, amount: float, *, decline: bool = False) -> str:
             with step.start("charge_payment", amount=amount):
                 time.sleep(0.02)
                 if decline:
+                    log.error("payment failed for %s", tenant)  # inside the step: nested under it
                     raise CardDeclined("card declined by issuer")
                 flow.event("payment_authorised", amount=amount)
         except CardDeclined:
-            log.error("payment failed for %s", tenant)
             return flow_id
         with step.start("ship"):
             time.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Handing lifecycle log records to an SDK `Logger` cheaply (DESIGN.md, principle 4).
+"""Handing lifecycle log records to an SDK `Logger` cheaply (ARCHITECTURE.md, "Hot path").
 
 `Logger.emit(api_record)` wraps the record in an SDK `ReadWriteLogRecord`, whose
 `__post_init__` re-cleans every attribute one by one: more than half the cost of an emit. Our
@@ -22,10 +22,14 @@ from typing import Any
 from opentelemetry._logs import Logger, LogRecord
 from opentelemetry.attributes import BoundedAttributes
 
+from dashfrog_sdk._otel import PUBLIC_ONLY
+
 
 def emitter(logger: Logger) -> Callable[[LogRecord], None]:
     """A function emitting an API `LogRecord` whose `attributes` is a dict of clean values."""
     emit = logger.emit
+    if PUBLIC_ONLY:
+        return emit
     try:
         from opentelemetry.sdk._logs import ReadWriteLogRecord
 

@@ -1,4 +1,4 @@
-"""Putting pre-validated attributes on SDK spans cheaply (DESIGN.md, principle 4).
+"""Putting pre-validated attributes on SDK spans cheaply (ARCHITECTURE.md, "Hot path").
 
 A flow's attributes are validated once at `flow.start()`; running them through the SDK's
 per-attribute cleaning again for every span of the flow costs more than the rest of a step.
@@ -15,13 +15,20 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from dashfrog_sdk._otel import PUBLIC_ONLY
+
 
 def writable(span: Span, count: int) -> dict[str, Any] | None:
     """The dict behind `span`'s attributes, when `count` validated values may go straight in."""
+    if PUBLIC_ONLY:
+        return None
     try:
         bounded = span._attributes  # type: ignore[attr-defined]
+        # The end time too: in older SDKs an ended span's attribute dict stays writable (the
+        # public setter checks the end time), seen when the tests ran on opentelemetry-sdk 1.39.
         if (
-            bounded.max_value_len is None
+            span._end_time is None  # type: ignore[attr-defined]
+            and bounded.max_value_len is None
             and not bounded._immutable
             and (bounded.maxlen is None or len(bounded._dict) + count <= bounded.maxlen)
         ):

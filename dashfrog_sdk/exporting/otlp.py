@@ -27,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import _fork
+from dashfrog_sdk._otel.metrics import fresh_storage, preferences
 from dashfrog_sdk.config import Config, SignalExport
 from dashfrog_sdk.exporting.counts import counters, outage
 from dashfrog_sdk.exporting.pipeline import Pipeline, call_quietly, reachable
@@ -60,9 +61,7 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
     if s.protocol == "grpc":
         kw["channel_options"] = GRPC_CHANNEL_OPTIONS
         if signal == "traces":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-            return OTLPSpanExporter(**kw)
+            return _grpc_span_exporter()(**kw)
         if signal == "logs":
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
@@ -89,6 +88,20 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
     )
 
     return HttpMetricExporter(**kw)
+
+
+def _grpc_span_exporter() -> type[Any]:
+    """The stock OTLP/gRPC span exporter (channel, retries, errors) with dashfrog's encoder
+    (exporting/encode.py: the same request, each distinct string attribute encoded once)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from dashfrog_sdk.exporting.encode import encode_spans
+
+    class SpanExporter(OTLPSpanExporter):
+        def _translate_data(self, data: Any) -> Any:
+            return encode_spans(data)
+
+    return SpanExporter
 
 
 def _certificate_set(signal: str) -> bool:
@@ -201,11 +214,9 @@ class CountingMetricExporter(MetricExporter):
         self._inner = make()
         self.endpoint = endpoint
         self._orphans: list[MetricExporter] = []
-        super().__init__(
-            preferred_temporality=self._inner._preferred_temporality,
-            preferred_aggregation=self._inner._preferred_aggregation,
-        )
-        preferred = self._inner._preferred_temporality or {}
+        temporality, aggregation = preferences(self._inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
+        preferred = temporality or {}
         self._delta = AggregationTemporality.DELTA in preferred.values()
         _fork.method_in_child(self._after_fork)
 
@@ -286,8 +297,7 @@ def reset_after_fork(provider: MeterProvider, reader: PeriodicExportingMetricRea
 
     def reset() -> None:
         p, r = refs[0](), refs[1]()
-        consumer = getattr(p, "_measurement_consumer", None)
-        if r is not None and consumer is not None and hasattr(consumer, "add_metric_reader"):
-            consumer.add_metric_reader(r)
+        if p is not None and r is not None:
+            fresh_storage(p, r)
 
     _fork.in_child(reset)

@@ -3,8 +3,11 @@
 * Producer: task messages go to our own broker and workers, so they always carry the flow
   (`TASK_QUEUE` destination), whatever `DASHFROG_PROPAGATE_TO` says about HTTP hosts.
 * Worker: the task joins the flow; its span gets `dashfrog.task.attempt` (1, 2, ... on
-  retries); a task that raises while the flow it joined is still open fails that flow; an
-  attempt that is retried does not (the last attempt decides).
+  retries); a task that raises while the flow it joined is still open fails that flow, and so
+  does one that returns after a non-optional step of it failed; an attempt that is retried
+  does not (the last attempt decides). A pool child killed while running the task (kill -9,
+  the OOM killer: WorkerLostError) fails the flow from the main process, unless Celery
+  redelivers or retries the task.
 * Prefork pool: a child flushes before it exits (`--max-tasks-per-child`, SIGTERM); the main
   process at `worker_shutdown`. Fresh exporters and threads after the fork are the SDK's own
   `os.register_at_fork` hooks' job (dashfrog_sdk.exporting, dashfrog_sdk.lifecycle): they run in
@@ -15,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 
-from dashfrog_sdk import flow
+from dashfrog_sdk import flow, outcome
 from dashfrog_sdk.context import flow_state
 from dashfrog_sdk.conventions import TASK_ATTEMPT
 from dashfrog_sdk.integrations._common import missing, tracer_provider
@@ -28,7 +32,9 @@ from dashfrog_sdk.status import forget_failure
 
 try:
     from celery import Celery, signals
+    from celery.exceptions import WorkerLostError
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.celery import celery_getter as celery_utils_getter
     from opentelemetry.instrumentation.celery import utils as celery_utils
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("celery") from exc
@@ -58,12 +64,42 @@ def _prerun(task: Any = None, task_id: str | None = None, **_: Any) -> None:
     span.set_attribute(TASK_ATTEMPT, retries + 1)
 
 
-def _failure(exception: BaseException | None = None, **_: Any) -> None:
+def _failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
     # Sent inside the task's context, before task_postrun detaches it. A task that raised (and
     # is not retried: retries send task_retry) ends the flow it carried as failed.
+    if isinstance(exception, WorkerLostError) and flow_state() is None:
+        _worker_lost(sender, exception)
+        return
     state = flow_state()
     if state is not None and not state.end_on_exit and not state.ended:
         flow.fail(exception)
+
+
+def _worker_lost(task: Any, exception: BaseException) -> None:
+    # The pool child running the task died (`kill -9`, the OOM killer): the main process sends
+    # task_failure with WorkerLostError, outside any task context, and only when the task is not
+    # redelivered (task_reject_on_worker_lost requeues it, retry_on_worker_lost retries it: no
+    # signal then). Celery pushes the task's request on the task's request stack for this
+    # signal: its message headers carry the flow's baggage, verified as the child did (trust,
+    # signature), and the flow ends failed with the WorkerLostError here, instead of running
+    # forever.
+    request = getattr(task, "request", None)
+    if request is None:
+        return
+    token = otel_context.attach(propagate.extract(request, getter=celery_utils_getter))
+    try:
+        state = flow_state()
+        if state is not None and not state.ended:
+            flow.fail(exception)
+    finally:
+        otel_context.detach(token)
+
+
+def _success(**_: Any) -> None:
+    # Sent inside the task's context too. A task that returned after a non-optional step of it
+    # failed (the exception caught) has failed the flow: record it under the flow's id, so the
+    # store and backends derive `failed` whatever other processes report (dashfrog_sdk.status).
+    outcome.settle()
 
 
 def _retry(**_: Any) -> None:
@@ -92,6 +128,7 @@ def _flush(**_: Any) -> None:
 _HANDLERS = (
     (signals.task_prerun, _prerun),
     (signals.task_failure, _failure),
+    (signals.task_success, _success),
     (signals.task_retry, _retry),
     (signals.after_task_publish, _after_publish),
     (signals.after_setup_logger, _after_setup_logger),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dashfrog_sdk import outcome
 from dashfrog_sdk.integrations._common import (
     already_wrapped,
     mark_wrapped,
@@ -35,6 +36,28 @@ def _strip_incoming(wsgi_app: WSGIApp) -> WSGIApp:
     return app
 
 
+def _report_outcome(wsgi_app: WSGIApp) -> WSGIApp:
+    """Outermost WSGI app of a trusting server: a failure of the caller's flow here goes back.
+
+    Flask calls `start_response` before its request context (and OTel's, which holds the
+    caller's baggage) is popped: at that point the flow this request joined is known, and if
+    it failed here, its failure is recorded for the store and told to the caller
+    (dashfrog_sdk.outcome).
+    """
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        def start_outcome(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            header = outcome.response_header()
+            outcome.settle()
+            if header is not None:
+                headers = [*headers, (outcome.HEADER, header)]
+            return start_response(status, headers, *args)
+
+        return wsgi_app(environ, start_outcome)
+
+    return app
+
+
 def with_flask(app: Flask, *, trust_incoming: bool = True) -> Flask:
     """Instrument `app`; with `trust_incoming=False` (public-facing) ignore callers' flows."""
     if already_wrapped(app, trust_incoming, "flask"):
@@ -42,8 +65,8 @@ def with_flask(app: Flask, *, trust_incoming: bool = True) -> Flask:
     FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
         app, tracer_provider=tracer_provider()
     )
-    if not trust_incoming:
-        app.wsgi_app = _strip_incoming(app.wsgi_app)  # type: ignore[method-assign, assignment]
+    outer = _report_outcome if trust_incoming else _strip_incoming
+    app.wsgi_app = outer(app.wsgi_app)  # type: ignore[method-assign, assignment]
     mark_wrapped(app, trust_incoming)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashfrog_sdk import outcome
 from dashfrog_sdk.integrations._common import ClientHooks, missing
 from dashfrog_sdk.propagation import set_next_destination
 
@@ -31,10 +32,34 @@ async def _async_request_hook(span: Any, request: Any) -> None:
     set_next_destination(_host_of(request.url))
 
 
+def _outcome_of(headers: Any) -> str | None:
+    """The outcome header among `headers`: an `httpx.Headers`, or raw (name, value) pairs."""
+    if hasattr(headers, "get"):
+        value = headers.get(outcome.HEADER)
+        return None if value is None else str(value)
+    wanted = outcome.HEADER.encode()
+    for name, value in headers or ():
+        if (name.lower() if isinstance(name, bytes) else name.lower().encode()) == wanted:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return None
+
+
+# In the caller's context, before its client span ends: a downstream failure of the flow marks
+# it failed here (dashfrog_sdk.outcome).
+def _response_hook(span: Any, request: Any, response: Any) -> None:
+    outcome.on_response(_host_of(request.url), _outcome_of(response.headers))
+
+
+async def _async_response_hook(span: Any, request: Any, response: Any) -> None:
+    outcome.on_response(_host_of(request.url), _outcome_of(response.headers))
+
+
 _client = ClientHooks(
     HTTPXClientInstrumentor(),
     request_hook=_request_hook,
     async_request_hook=_async_request_hook,
+    response_hook=_response_hook,
+    async_response_hook=_async_response_hook,
 )
 
 

@@ -28,6 +28,7 @@ class _Bus:
     def __init__(self) -> None:
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Lock()  # serialises draining: events reach sinks in order
+        self._draining: int | None = None  # the thread draining now
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -46,25 +47,33 @@ class _Bus:
             self.drain()
 
     def drain(self) -> None:
-        make = Lifecycle._make
+        if self._draining == threading.get_ident():
+            # A sink flushed a provider (which drains first: processors.drain_before_flush)
+            # from inside this drain: the events are being delivered already; the lock is not
+            # reentrant, so waiting for it here would deadlock.
+            return
         with self._lock:
-            queue = records.pending.fields
-            fields = iter(queue.popleft, _NEVER)  # (None is a field value: not a sentinel)
-            while count := min(len(queue) // _WIDTH, 2048):
-                # Taken in one C-level call: no Python code (so no signal handler raising
-                # SystemExit or KeyboardInterrupt on this thread) can run between two pops and
-                # leave a partial event at the head of the queue.
-                taken = list(islice(fields, count * _WIDTH))
-                batch = [make(taken[i : i + _WIDTH]) for i in range(0, len(taken), _WIDTH)]
-                for sink in self.sinks:
-                    try:
-                        sink(batch)
-                    except Exception as exc:  # a sink must never kill the dispatcher
-                        diagnostics.report(
-                            "events.sink_errors",
-                            "dashfrog_sdk: an event sink failed (%r); events go on",
-                            exc,
-                        )
+            try:
+                self._draining = threading.get_ident()
+                self._drain()
+            finally:
+                self._draining = None
+
+    def _drain(self) -> None:
+        make = Lifecycle._make
+        queue = records.pending.fields
+        fields = iter(queue.popleft, _NEVER)  # (None is a field value: not a sentinel)
+        while count := min(len(queue) // _WIDTH, 2048):
+            # Taken in one C-level call: no Python code (so no signal handler raising
+            # SystemExit or KeyboardInterrupt on this thread) can run between two pops and
+            # leave a partial event at the head of the queue.
+            taken = list(islice(fields, count * _WIDTH))
+            batch = [make(taken[i : i + _WIDTH]) for i in range(0, len(taken), _WIDTH)]
+            for sink in self.sinks:
+                try:
+                    sink(batch)
+                except Exception as exc:  # a sink must never kill the dispatcher
+                    diagnostics.internal_error("events.sink_errors", exc, "an event sink")
 
     def stop(self) -> None:
         self._stop = True
@@ -80,6 +89,7 @@ class _Bus:
         # and a fresh lock (the parent's may have been held by its dispatcher at fork time).
         records.pending.fields = deque()
         self._lock = threading.Lock()
+        self._draining = None
         self._wake = threading.Event()
         if self._thread is not None:
             self._thread = None

@@ -14,36 +14,18 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from opentelemetry import context as otel_context
-
 from dashfrog_sdk import diagnostics
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-try:  # detach without OTel's error log when a generator is finalised in another context
-    from opentelemetry.context import _RUNTIME_CONTEXT as _runtime_context
-
-    def detach(token: object) -> None:
-        # A token from another context (a generator closed elsewhere) cannot be reset; the
-        # context it belonged to is not ours to touch, so there is nothing else to do.
-        # (try/except rather than contextlib.suppress: this runs for every flow and step.)
-        try:  # noqa: SIM105
-            _runtime_context.detach(token)  # type: ignore[arg-type]
-        except Exception:
-            pass
-
-except ImportError:  # pragma: no cover - older/newer OTel without the private name
-    detach = otel_context.detach  # type: ignore[assignment]
-
 
 class Scope(ABC, Generic[T]):
     """Base of the flow and step scopes: subclasses implement `_enter`, `_exit` and `_copy`."""
 
+    # Subclasses set `_active = False` in their own __init__ (no super() call on the hot path).
     __slots__ = ("_active",)
-
-    def __init__(self) -> None:
-        self._active = False
+    _active: bool
 
     # -- subclass hooks -------------------------------------------------------------------
     @abstractmethod
@@ -58,6 +40,10 @@ class Scope(ABC, Generic[T]):
     def _copy(self) -> Scope[T]:
         """Subclass hook."""
 
+    @abstractmethod
+    def _stand_in(self) -> T:
+        """Subclass hook: what `with` gives when `_enter` failed inside the SDK."""
+
     # -- with / async with ----------------------------------------------------------------
     def __enter__(self) -> T:
         if self._active:
@@ -65,7 +51,12 @@ class Scope(ABC, Generic[T]):
                 f"{type(self).__name__} is already active: call flow.start()/step.start() "
                 "again for each `with` block instead of re-entering one object"
             )
-        value = self._enter()
+        # The guard of diagnostics, as a plain try: this runs for every flow and step.
+        try:
+            value = self._enter()
+        except Exception as error:  # the application's block runs on, unrecorded
+            diagnostics.internal_error("scope.enter_errors", error, "starting a flow or step")
+            value = self._stand_in()
         self._active = True
         return value
 
@@ -79,9 +70,7 @@ class Scope(ABC, Generic[T]):
         try:
             self._exit(exc)
         except Exception as error:  # the SDK must never replace or add to the caller's exception
-            diagnostics.report(
-                "scope.exit_errors", "dashfrog_sdk: error while closing a flow or step: %r", error
-            )
+            diagnostics.internal_error("scope.exit_errors", error, "closing a flow or step")
 
     async def __aenter__(self) -> T:
         return self.__enter__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,29 @@ STYLES = {
     c.TIMED_OUT: "magenta",
     PENDING: "grey50",
 }
+
+
+# What a terminal (or a Markdown/Mermaid viewer) could act on rather than show: C0 and C1
+# control characters (ESC, CSI, OSC, BEL, CR, ...), DEL, and the bidi controls that reorder text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: object) -> str:
+    """`value` as text with every control character shown as an escape (``\\x1b``, ``\\n``).
+
+    Every user-supplied string the renderers and the CLI print goes through this (idempotent).
+    """
+    text = str(value)
+    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
 
 
 def symbol(status: str) -> str:
@@ -79,18 +103,18 @@ def utc(ns: int | None) -> str:
 
 def kv(values: Mapping[str, Any]) -> str:
     """``k=v k2=v2`` for labels and attributes."""
-    return " ".join(f"{k}={v}" for k, v in values.items())
+    return " ".join(f"{visible(k)}={visible(v)}" for k, v in values.items())
 
 
 def event_text(name: str, attributes: Mapping[str, Any]) -> str:
     """``payment_retried attempt=2``: a custom event with its attributes."""
-    return f"{name} {kv(attributes)}" if attributes else name
+    return f"{visible(name)} {kv(attributes)}" if attributes else visible(name)
 
 
 def error_text(error_type: str | None, error_message: str | None) -> str:
     if error_type and error_message:
-        return f"{error_type}: {error_message}"
-    return error_type or error_message or ""
+        return visible(f"{error_type}: {error_message}")
+    return visible(error_type or error_message or "")
 
 
 def children_of(detail: FlowDetail) -> dict[str | None, list[Step]]:

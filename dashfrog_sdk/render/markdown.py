@@ -6,6 +6,8 @@ step's inputs, error paths, events, child flows, a performance table and (if any
 
 from __future__ import annotations
 
+import re
+
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.render.mermaid import sequence_diagram
@@ -13,41 +15,62 @@ from dashfrog_sdk.store.model import FlowDetail
 
 
 def _one_line(value: object) -> str:
-    return " ".join(str(value).split())
+    return " ".join(_fmt.visible(value).split())
+
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_TICKS = re.compile(r"`+")
 
 
 def _cell(value: object) -> str:
-    """Text safe inside a Markdown table cell (no pipes, no HTML, one line)."""
-    text = _one_line(value).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    """Plain text shown literally in Markdown, table cells included: one line, every ASCII
+    punctuation character backslash-escaped (CommonMark allows it for all of them), so no
+    emphasis, link, HTML, entity or cell separator can come out of it."""
+    return _PUNCTUATION.sub(r"\\\1", _one_line(value))
 
 
-def _code(value: object) -> str:
+def _code(value: object, *, cell: bool = False) -> str:
+    """`value` as a code span: its fence is longer than any backtick run inside, so the value
+    cannot close it early (code spans show everything else literally, HTML included). In a
+    table cell (`cell=True`) pipes are escaped: GFM splits cells before it reads code spans."""
     raw = _one_line(value)
-    fence = "``" if "`" in raw else "`"
-    pad = " " if raw.startswith("`") or raw.endswith("`") else ""
+    longest = max((len(run) for run in _TICKS.findall(raw)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if raw.startswith("`") or raw.endswith("`") or not raw.strip() else ""
+    if cell:
+        raw = raw.replace("|", "\\|")
     return f"{fence}{pad}{raw}{pad}{fence}"
+
+
+def _fenced(info: str, body: str) -> list[str]:
+    """A fenced code block that no line of `body` can close."""
+    longest = max((len(run) for run in _TICKS.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, body.rstrip("\n"), fence]
 
 
 def _summary(detail: FlowDetail) -> list[str]:
     rows = [
-        ("Flow id", _code(detail.id)),
-        ("Name", _code(detail.name)),
-        ("Tenant", _code(detail.tenant)),
-        ("Labels", ", ".join(_code(f"{k}={v}") for k, v in detail.labels.items()) or "-"),
+        ("Flow id", _code(detail.id, cell=True)),
+        ("Name", _code(detail.name, cell=True)),
+        ("Tenant", _code(detail.tenant, cell=True)),
+        (
+            "Labels",
+            ", ".join(_code(f"{k}={v}", cell=True) for k, v in detail.labels.items()) or "-",
+        ),
         ("Status", _fmt.status_text(detail.status)),
         ("Started", _fmt.utc(detail.start_ns)),
         ("Ended", _fmt.utc(detail.end_ns)),
         ("Duration", _fmt.duration(detail.duration_ms)),
-        ("Services", ", ".join(_code(s) for s in detail.services) or "-"),
-        ("Trace", _code(detail.trace_id) if detail.trace_id else "-"),
+        ("Services", ", ".join(_code(s, cell=True) for s in detail.services) or "-"),
+        ("Trace", _code(detail.trace_id, cell=True) if detail.trace_id else "-"),
     ]
     if detail.parent_id:
-        rows.append(("Parent flow", _code(detail.parent_id)))
+        rows.append(("Parent flow", _code(detail.parent_id, cell=True)))
     if detail.timeout_s is not None:
         rows.append(("Timeout", _fmt.duration(detail.timeout_s * 1000)))
     out = ["| | |", "|---|---|"]
-    out += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    out += [f"| {k} | {v} |" for k, v in rows]
     return out
 
 
@@ -151,15 +174,18 @@ def _performance(detail: FlowDetail) -> list[str]:
             if step.duration_ms is not None and total
             else "-"
         )
-        name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0)) + step.name
+        name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0))
+        name += _code(step.name, cell=True)
+        service = _code(step.service, cell=True) if step.service else "-"
         out.append(
-            f"| {_cell(name)} | {_cell(step.service or '-')} "
+            f"| {name} | {service} "
             f"| {_fmt.status_text(_fmt.step_status(detail, step))} "
             f"| {_fmt.offset(step.start_ns, detail.start_ns) or '-'} "
             f"| {_fmt.duration(step.duration_ms)} | {share} |"
         )
+    service = _code(detail.service, cell=True) if detail.service else "-"
     out.append(
-        f"| **flow total** | {_cell(detail.service or '-')} | {_fmt.status_text(detail.status)} | +0 "
+        f"| **flow total** | {service} | {_fmt.status_text(detail.status)} | +0 "
         f"| {_fmt.duration(total)} | 100 % |"
     )
     return out
@@ -171,7 +197,7 @@ def markdown(detail: FlowDetail, *, logs: bool = True) -> str:
     out += _summary(detail)
     out += ["", "## Trigger", "", *_trigger(detail)]
     out += ["", "## End state", "", *_end_state(detail)]
-    out += ["", "## Sequence", "", "```mermaid", sequence_diagram(detail).rstrip("\n"), "```"]
+    out += ["", "## Sequence", "", *_fenced("mermaid", sequence_diagram(detail))]
     out += ["", "## Step-by-step trace", "", *_trace(detail)]
     out += ["", "## Error paths", "", *_errors(detail)]
     if detail.events:
@@ -195,6 +221,6 @@ def markdown(detail: FlowDetail, *, logs: bool = True) -> str:
         for entry in detail.logs:
             out.append(
                 f"| {_fmt.offset(entry.ts_ns, detail.start_ns)} | {_cell(entry.severity or '-')} "
-                f"| {_cell(entry.step_name or '-')} | {_cell(entry.body or '')} |"
+                f"| {_code(entry.step_name, cell=True) if entry.step_name else '-'} | {_cell(entry.body or '')} |"
             )
     return "\n".join(out) + "\n"

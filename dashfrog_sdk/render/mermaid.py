@@ -21,14 +21,23 @@ COLOURS = {
 }
 _CLASS = {c.TIMED_OUT: "timedout"}  # Mermaid class names: letters only, to be safe
 
-_ENTITIES = {"#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;", '"': "#quot;", "%": "#37;"}
-_UNSAFE = re.compile(r'[#;<>"%]')
+# "`" too: a label that starts with a backtick is a Mermaid "markdown string".
+_ENTITIES = {
+    "#": "#35;",
+    ";": "#59;",
+    "<": "#lt;",
+    ">": "#gt;",
+    '"': "#quot;",
+    "%": "#37;",
+    "`": "#96;",
+}
+_UNSAFE = re.compile(r'[#;<>"%`]')
 _SPACES = re.compile(r"\s+")
 
 
 def text(value: object, limit: int = 80) -> str:
     """Arbitrary text made safe inside a Mermaid label or message (entity-encoded, one line)."""
-    raw = _SPACES.sub(" ", str(value)).strip()
+    raw = _SPACES.sub(" ", _fmt.visible(value)).strip()
     if len(raw) > limit:
         raw = raw[: limit - 1] + "…"
     return _UNSAFE.sub(lambda m: _ENTITIES[m.group(0)], raw)
@@ -60,7 +69,7 @@ def sequence_diagram(detail: FlowDetail) -> str:
         lines.append(f"    participant {ids[name]} as {text(name, 60)}")
     lines.append(
         f"    Note over {origin}: flow started {text(_fmt.clock(detail.start_ns))}"
-        + (f" · child of {detail.parent_id[:12]}" if detail.parent_id else "")
+        + (f" · child of {text(detail.parent_id[:12])}" if detail.parent_id else "")
     )
     events = sorted(detail.events, key=lambda e: e.ts_ns or 0)
     for step in _fmt.walk(detail):

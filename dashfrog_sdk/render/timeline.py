@@ -11,6 +11,8 @@ from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.store.model import FlowDetail, FlowEvent, LogEntry, Step
 
 _DIM = "grey50"
+# Every user-supplied string goes into a Text (never parsed as rich markup) through this.
+_v = _fmt.visible
 
 
 def status_label(status: str) -> Text:
@@ -21,12 +23,12 @@ def status_label(status: str) -> Text:
 def _header(detail: FlowDetail) -> Text:
     text = Text.assemble(
         ("flow ", "bold"),
-        (detail.name or "?", "bold cyan"),
+        (_v(detail.name or "?"), "bold cyan"),
         "  ",
-        (detail.id, _DIM),
+        (_v(detail.id), _DIM),
     )
     text.append("\n")
-    text.append(f"tenant={detail.tenant}", style="bold")
+    text.append(f"tenant={_v(detail.tenant)}", style="bold")
     if detail.labels:
         text.append("  " + _fmt.kv(detail.labels))
     text.append("  ")
@@ -35,15 +37,15 @@ def _header(detail: FlowDetail) -> Text:
     if detail.status in c.OPEN:
         text.append(" so far", style=_DIM)
         if detail.current_step:
-            text.append(f"  at step {detail.current_step}", style=_fmt.STYLES[c.RUNNING])
+            text.append(f"  at step {_v(detail.current_step)}", style=_fmt.STYLES[c.RUNNING])
     text.append("\n")
     meta = f"started {_fmt.clock(detail.start_ns)}"
     if detail.service:
-        meta += f" by {detail.service}"
+        meta += f" by {_v(detail.service)}"
     if detail.trace_id:
-        meta += f"  trace {detail.trace_id}"
+        meta += f"  trace {_v(detail.trace_id)}"
     if detail.parent_id:
-        meta += f"  child of flow {detail.parent_id}"
+        meta += f"  child of flow {_v(detail.parent_id)}"
     if detail.timeout_s is not None:
         meta += f"  timeout {_fmt.duration(detail.timeout_s * 1000)}"
     text.append(meta, style=_DIM)
@@ -56,9 +58,9 @@ def _header(detail: FlowDetail) -> Text:
 def _step_label(detail: FlowDetail, step: Step) -> Text:
     status = _fmt.step_status(detail, step)
     style = _fmt.STYLES.get(status, "")
-    text = Text.assemble((f"{_fmt.symbol(status)} ", style), (step.name, "bold " + style))
+    text = Text.assemble((f"{_fmt.symbol(status)} ", style), (_v(step.name), "bold " + style))
     if step.service:
-        text.append(f"  [{step.service}]", style="cyan")
+        text.append(f"  [{_v(step.service)}]", style="cyan")
     text.append(f"  {_fmt.offset(step.start_ns, detail.start_ns)}", style=_DIM)
     if step.status == c.RUNNING and status == c.RUNNING:
         text.append("  running", style=style)
@@ -76,7 +78,7 @@ def _step_label(detail: FlowDetail, step: Step) -> Text:
 
 
 def _event_label(detail: FlowDetail, event: FlowEvent) -> Text:
-    text = Text.assemble(("⚑ ", "blue"), (event.name, "blue"))
+    text = Text.assemble(("⚑ ", "blue"), (_v(event.name), "blue"))
     text.append(f"  {_fmt.offset(event.ts_ns, detail.start_ns)}", style=_DIM)
     if event.attributes:
         text.append("  " + _fmt.kv(event.attributes))
@@ -84,12 +86,12 @@ def _event_label(detail: FlowDetail, event: FlowEvent) -> Text:
 
 
 def _log_label(detail: FlowDetail, entry: LogEntry) -> Text:
-    level = entry.severity or "LOG"
+    level = _v(entry.severity or "LOG")
     style = "red" if level in ("ERROR", "FATAL") else "yellow" if level == "WARN" else _DIM
-    text = Text.assemble(("≡ ", _DIM), (f"{level:<5}", style), " ", entry.body or "")
+    text = Text.assemble(("≡ ", _DIM), (f"{level:<5}", style), " ", _v(entry.body or ""))
     text.append(f"  {_fmt.offset(entry.ts_ns, detail.start_ns)}", style=_DIM)
     if entry.logger:
-        text.append(f"  {entry.logger}", style=_DIM)
+        text.append(f"  {_v(entry.logger)}", style=_DIM)
     return text
 
 
@@ -120,10 +122,12 @@ def timeline(detail: FlowDetail, *, logs: bool = False) -> Tree:
 
     add(root, None)
     for name in detail.pending_steps:
-        root.add(Text(f"{_fmt.symbol(_fmt.PENDING)} {name}  pending", style=_fmt.STYLES["pending"]))
+        root.add(
+            Text(f"{_fmt.symbol(_fmt.PENDING)} {_v(name)}  pending", style=_fmt.STYLES["pending"])
+        )
     for child in detail.children:
-        label = Text.assemble(("↳ child flow ", _DIM), (child.name or "?", "bold"), " ")
-        label.append(child.id, style=_DIM)
+        label = Text.assemble(("↳ child flow ", _DIM), (_v(child.name or "?"), "bold"), " ")
+        label.append(_v(child.id), style=_DIM)
         label.append("  ")
         label.append_text(status_label(child.status))
         label.append("  " + _fmt.duration(child.duration_ms))
@@ -139,9 +143,9 @@ def timeline_with_logs(detail: FlowDetail) -> RenderableType:
     lines.append(Text(f"logs ({len(detail.logs)})", style="bold"))
     for entry in detail.logs:
         line = Text(f"{_fmt.clock(entry.ts_ns)}  ", style=_DIM)
-        line.append(f"{entry.severity or 'LOG':<5} ")
+        line.append(f"{_v(entry.severity or 'LOG'):<5} ")
         if entry.step_name:
-            line.append(f"[{entry.step_name}] ", style="cyan")
-        line.append(entry.body or "")
+            line.append(f"[{_v(entry.step_name)}] ", style="cyan")
+        line.append(_v(entry.body or ""))
         lines.append(line)
     return Group(*lines)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk._otel.histograms import record_many
 from dashfrog_sdk.lifecycle.records import Lifecycle
 from dashfrog_sdk.metrics import DURATION_BUCKETS, Counter, Histogram
 
@@ -47,29 +48,47 @@ class FlowMetrics:
         )
 
     def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        # A batch holds many flows of the same few names, tenants and statuses: one counter
+        # add per attribute set and batch (the sums are the same), and histogram values
+        # grouped per set for _otel.histograms.record_many. Keys are the attribute values in
+        # the order of the attribute dicts built below.
+        started: dict[tuple[Any, ...], int] = {}
+        ended: dict[tuple[Any, ...], int] = {}
+        flow_durations: dict[tuple[Any, ...], list[float]] = {}
+        step_durations: dict[tuple[Any, ...], list[float]] = {}
         for event in batch:
             flow = event.flow
-            base = {c.FLOW_NAME: flow.get(c.FLOW_NAME), c.TENANT: flow.get(c.TENANT)}
             if event.kind == c.EVENT_FLOW_START:
-                self._add(self.started, 1, base)
+                key: tuple[Any, ...] = (flow.get(c.FLOW_NAME), flow.get(c.TENANT))
+                started[key] = started.get(key, 0) + 1
             elif event.ends_flow:
-                attrs = {**base, c.FLOW_STATUS: event.status or c.COMPLETED}
-                self._add(self.ended, 1, attrs)
+                key = (flow.get(c.FLOW_NAME), flow.get(c.TENANT), event.status or c.COMPLETED)
+                ended[key] = ended.get(key, 0) + 1
                 if event.duration_ns > 0:
-                    self._add(self.flow_duration, event.duration_ns / 1e9, attrs)
+                    flow_durations.setdefault(key, []).append(event.duration_ns / 1e9)
             elif event.kind == c.STEP_END:
-                attrs = {
-                    **base,
-                    c.STEP_NAME: event.step or "",
-                    c.STEP_STATUS: event.status or c.COMPLETED,
-                }
-                self._add(self.step_duration, event.duration_ns / 1e9, attrs)
+                key = (
+                    flow.get(c.FLOW_NAME),
+                    flow.get(c.TENANT),
+                    event.step or "",
+                    event.status or c.COMPLETED,
+                )
+                step_durations.setdefault(key, []).append(event.duration_ns / 1e9)
+        for (name, tenant), n in started.items():
+            self._add(self.started, n, {c.FLOW_NAME: name, c.TENANT: tenant})
+        for (name, tenant, status), n in ended.items():
+            self._add(self.ended, n, {c.FLOW_NAME: name, c.TENANT: tenant, c.FLOW_STATUS: status})
+        for (name, tenant, status), values in flow_durations.items():
+            attrs = {c.FLOW_NAME: name, c.TENANT: tenant, c.FLOW_STATUS: status}
+            self._record(self.flow_duration, values, attrs)
+        for (name, tenant, step, status), values in step_durations.items():
+            attrs = {c.FLOW_NAME: name, c.TENANT: tenant, c.STEP_NAME: step, c.STEP_STATUS: status}
+            self._record(self.step_duration, values, attrs)
 
     @staticmethod
-    def _add(inst: Counter | Histogram, value: float, attrs: dict[str, Any]) -> None:
-        bounded = inst._bounded(attrs)
-        otel = inst._instrument()
-        if isinstance(inst, Counter):
-            otel.add(value, bounded)
-        else:
-            otel.record(value, bounded)
+    def _add(inst: Counter, value: float, attrs: dict[str, Any]) -> None:
+        inst._instrument().add(value, inst._bounded(attrs))
+
+    @staticmethod
+    def _record(inst: Histogram, values: list[float], attrs: dict[str, Any]) -> None:
+        record_many(inst._instrument(), values, inst._bounded(attrs))

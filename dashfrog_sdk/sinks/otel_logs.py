@@ -31,14 +31,32 @@ class OtelEventEmitter:
 
     def __call__(self, batch: Sequence[Lifecycle]) -> None:
         emit = self._emit
+        # A start event announces work that is still going on, so a running flow and its
+        # current step are visible before their spans end. Work that has ended by the time its
+        # start event would be sent (its end is in the same batch: it took less than one
+        # dispatcher interval) is said in full by its span, so that start event is not sent
+        # (README, Data model: most of what a short flow cost to export). Flow spans that
+        # ended with the flow still running (end_on_exit=False) keep theirs.
+        ended = {
+            event.span_id
+            for event in batch
+            if event.kind == c.STEP_END or (event.kind == c.FLOW_CLOSE and event.ends_flow)
+        }
+        skipped = 0
         for event in batch:
             if event.kind in c.OTEL_EVENTS:
+                if event.kind in _STARTS and event.span_id in ended:
+                    skipped += 1
+                    continue
                 try:  # one bad record must not cost the rest of the batch
                     emit(to_log_record(event))
                 except Exception as exc:
-                    diagnostics.report(
-                        "events.emit_errors", "dashfrog_sdk: could not emit an event (%r)", exc
-                    )
+                    diagnostics.internal_error("events.emit_errors", exc, "emitting an event")
+        if skipped:
+            diagnostics.count("events.starts_not_sent", skipped)
+
+
+_STARTS = frozenset({c.EVENT_FLOW_START, c.EVENT_STEP_START})
 
 
 def to_log_record(event: Lifecycle) -> LogRecord:

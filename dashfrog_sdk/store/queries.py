@@ -7,15 +7,17 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import schema
-from dashfrog_sdk.store.aggregate import aggregate
+from dashfrog_sdk.store.aggregate import aggregate_sql
+from dashfrog_sdk.store.backend import is_remote
 from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -30,6 +32,7 @@ from dashfrog_sdk.store.model import (
     StepDuration,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
+from dashfrog_sdk.validation import received_timeout
 
 R = TypeVar("R")
 
@@ -43,16 +46,11 @@ _STEP_COLUMNS = (
 )
 
 
-class StoreError(Exception):
-    """The store cannot be read (missing, corrupt, or not a dashfrog flow store)."""
-
-
-class StoreNotFoundError(StoreError):
-    """No store file at the given path."""
-
-
-class FlowNotFoundError(StoreError, LookupError):
-    """No flow with that id (or id prefix) in the store."""
+# stats() reads only this index (schema v3); named, because the planner preferred to walk
+# flows_name_status for the GROUP BY and read every table row (17x slower at 20k flows).
+_STATS_INDEX = "flows_start_stats"
+# A label on at least this many flows is "common": see FlowStore._common_label.
+COMMON_LABEL = 5_000
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:
@@ -82,12 +80,70 @@ def _status_clause(status: str, now: int) -> tuple[str, list[Any]]:
     return "status = ?", [status]
 
 
+def _flow_filter(
+    now: int,
+    tenant: str | None = None,
+    name: str | None = None,
+    status: str | Iterable[str] | None = None,
+    labels: Mapping[str, LabelValue] | None = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    running_longer_than: timedelta | float | str | None = None,
+    parent_id: str | None = None,
+    common_label: Callable[[str, str], bool] | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of FlowStore.flows() and FlowStore.count() filters.
+
+    `common_label(key, value)`: whether most flows carry that label (then each flow is looked
+    up by primary key, newest first, which stops after the LIMIT; otherwise the label's flow
+    ids are collected first: 82-644 ms for a common label at 1M flows)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        clauses = [_status_clause(s, now) for s in statuses]
+        where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
+        params.extend(p for _, ps in clauses for p in ps)
+    for key, label in (labels or {}).items():
+        value = label_text(label)
+        if common_label is not None and common_label(key, value):
+            where.append(
+                "EXISTS (SELECT 1 FROM flow_labels l WHERE l.flow_id = flows.flow_id "
+                "AND l.key = ? AND l.value = ?)"
+            )
+        else:
+            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
+        params.extend([key, value])
+    if since is not None:
+        where.append("start_ns >= ?")
+        params.append(to_ns(since, now_ns=now))
+    if until is not None:
+        where.append("start_ns <= ?")
+        params.append(to_ns(until, now_ns=now))
+    if running_longer_than is not None:
+        where.append("status = 'running' AND start_ns <= ?")
+        params.append(now - int(seconds(running_longer_than) * 1e9))
+    return where, params
+
+
 class FlowStore:
     """Queries over a flow store file written by the store exporters.
 
     ``FlowStore(path)`` raises :class:`StoreNotFoundError` when there is no file and
     :class:`StoreError` when it is not a readable dashfrog store. Usable as a context manager.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Any:
+        # A ClickHouse or chDB URL opens the ClickHouse backend (same API, see store.backend).
+        if cls is FlowStore and is_remote(path):
+            from dashfrog_sdk.store.clickhouse import ClickHouseFlowStore
+
+            return ClickHouseFlowStore(str(path))
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -150,7 +206,7 @@ class FlowStore:
             service=row["service"],
             trace_id=row["trace_id"],
             span_id=row["span_id"],
-            timeout_s=row["timeout_s"],
+            timeout_s=received_timeout(row["timeout_s"]),  # older versions stored inf
             error_type=row["error_type"],
             error_message=row["error_message"],
         )
@@ -175,29 +231,18 @@ class FlowStore:
         that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
         """
         now = time.time_ns()
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("tenant", tenant), ("name", name), ("parent_id", parent_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            clauses = [_status_clause(s, now) for s in statuses]
-            where.append("(" + " OR ".join(sql for sql, _ in clauses) + ")" if clauses else "0")
-            params.extend(p for _, ps in clauses for p in ps)
-        for key, label in (labels or {}).items():
-            where.append("flow_id IN (SELECT flow_id FROM flow_labels WHERE key = ? AND value = ?)")
-            params.extend([key, label_text(label)])
-        if since is not None:
-            where.append("start_ns >= ?")
-            params.append(to_ns(since, now_ns=now))
-        if until is not None:
-            where.append("start_ns <= ?")
-            params.append(to_ns(until, now_ns=now))
-        if running_longer_than is not None:
-            where.append("status = 'running' AND start_ns <= ?")
-            params.append(now - int(seconds(running_longer_than) * 1e9))
+        where, params = _flow_filter(
+            now,
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+            common_label=self._common_label if limit is not None else None,
+        )
         sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -208,6 +253,16 @@ class FlowStore:
         flows = Results([self._flow(row, now) for row in self._query(sql, params)])
         self._fill_current_steps(flows)
         return flows
+
+    def _common_label(self, key: str, value: str) -> bool:
+        """Whether at least ``COMMON_LABEL`` flows carry this label (an index range count that
+        stops there: a few milliseconds at most)."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM flow_labels WHERE key = ? AND value = ? "
+            "LIMIT ?)",
+            (key, value, COMMON_LABEL),
+        )
+        return int(rows[0]["n"]) >= COMMON_LABEL
 
     def _fill_current_steps(self, flows: list[Flow]) -> None:
         open_flows = {f.id: f for f in flows if f.status in c.OPEN}
@@ -225,8 +280,10 @@ class FlowStore:
                 open_flows[row["flow_id"]].current_step = row["name"]
 
     def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
-        """Flows written after ``after_ns`` (store clock), oldest change first, and the cursor
-        to pass next time. Overlapping calls may return a flow again: callers de-duplicate."""
+        """Flows written after ``after_ns``, oldest change first, and the cursor to pass next
+        time. Each write stamps its flows above every change already committed (see
+        ``StoreWriter._seen_base``), so paging with the returned cursor misses and repeats
+        nothing, however many flows changed at once; a flow changed again is returned again."""
         now = time.time_ns()
         rows = self._query(
             f"SELECT {_FLOW_COLUMNS}, seen_ns FROM flows WHERE seen_ns > ? "
@@ -238,8 +295,34 @@ class FlowStore:
         cursor = max((int(row["seen_ns"]) for row in rows), default=after_ns)
         return flows, cursor
 
-    def count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM flows")[0]["n"])
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """How many flows match the filters (those of :meth:`flows`); all flows by default."""
+        where, params = _flow_filter(
+            time.time_ns(),
+            tenant,
+            name,
+            status,
+            labels,
+            since,
+            until,
+            running_longer_than,
+            parent_id,
+        )
+        sql = "SELECT COUNT(*) AS n FROM flows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._query(sql, params)[0]["n"])
 
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:
@@ -378,9 +461,34 @@ class FlowStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        rows = self._query(
-            "SELECT name, tenant, status, start_ns, end_ns, deadline_ns FROM flows WHERE "
-            + " AND ".join(where),
-            params,
+        # Both reads use one covering index (no table row per flow); counts by effective status
+        # (`effective_status`: a running flow past its deadline is timed out) are grouped in
+        # SQL, and only ended flows' durations come back, as plain tuples, to be sorted per
+        # group. (Percentile ranks picked with a window function in SQL measured slower.)
+        cond = " AND ".join(where)
+        counts = self._query(
+            "SELECT name, tenant, CASE WHEN status = 'running' AND deadline_ns < ? "
+            "THEN 'timed_out' ELSE status END AS st, COUNT(*) AS n FROM flows "
+            f"INDEXED BY {_STATS_INDEX} WHERE " + cond + " GROUP BY name, tenant, st",
+            [now, *params],
         )
-        return aggregate((tuple(row) for row in rows), now)
+        durations: dict[tuple[str | None, str | None], list[int]] = {}
+        try:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None  # tuples: a Row object per flow costs more than the rest
+            cursor.execute(
+                f"SELECT name, tenant, end_ns - start_ns FROM flows INDEXED BY {_STATS_INDEX} "
+                f"WHERE {cond} AND status != 'running' AND start_ns IS NOT NULL "
+                "AND end_ns IS NOT NULL",
+                params,
+            )
+            for name_, tenant_, took in cursor:
+                key = (name_, tenant_)
+                found = durations.get(key)
+                if found is None:
+                    durations[key] = [took]
+                else:
+                    found.append(took)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read flow store {self.path}: {exc}") from None
+        return aggregate_sql(((r["name"], r["tenant"], r["st"], r["n"]) for r in counts), durations)

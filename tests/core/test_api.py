@@ -94,7 +94,12 @@ def test_child_flow(dashfrog_capture: Capture) -> None:
         with flow.start("child", tenant="t") as child_id:
             assert flow.current() is not None and flow.current().id == child_id  # type: ignore[union-attr]
             with step.start("in_child"):
-                pass
+                # Read while the child runs: its start event is sent (it has not ended).
+                start_events = [
+                    e
+                    for e in dashfrog_capture.events_named(c.EVENT_FLOW_START)
+                    if e.attributes[c.FLOW_ID] == child_id
+                ]
         current = flow.current()
         assert current is not None and current.id == parent_id  # outer context restored
         with step.start("after_child"):
@@ -107,11 +112,6 @@ def test_child_flow(dashfrog_capture: Capture) -> None:
     assert [s.name for s in child.steps] == ["in_child"]
     assert [s.name for s in parent.steps] == ["after_child"]
     assert child.labels == {}  # labels belong to their flow
-    start_events = [
-        e
-        for e in dashfrog_capture.events_named(c.EVENT_FLOW_START)
-        if e.attributes[c.FLOW_ID] == child_id
-    ]
     assert start_events[0].attributes[c.FLOW_PARENT_ID] == parent_id
 
 

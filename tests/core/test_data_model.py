@@ -6,7 +6,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.trace import StatusCode
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import flow, step
+from dashfrog_sdk import diagnostics, flow, step
 from dashfrog_sdk.testing import Capture
 
 FLOW_ATTRS = {c.FLOW_NAME: "order", c.TENANT: "customer-123", "dashfrog.label.region": "eu"}
@@ -64,11 +64,12 @@ def test_every_span_inside_a_flow_is_tenant_labelled(dashfrog_capture: Capture) 
 def test_lifecycle_events(dashfrog_capture: Capture) -> None:
     with flow.start("order", tenant="customer-123", region="eu", timeout=30) as flow_id:
         with step.start("validate"):
-            pass
+            running = dashfrog_capture.events  # sent while the flow and the step run
     f = dashfrog_capture.flow("order")
     assert f.span is not None
     names = [e.name for e in f.events]
     assert names == [c.EVENT_FLOW_START, c.EVENT_STEP_START]  # no end event: ended at its span
+    assert [e.name for e in running] == names
     start, step_start = f.events
     for ev in (start, step_start):
         assert ev.attributes[c.FLOW_ID] == flow_id
@@ -81,6 +82,33 @@ def test_lifecycle_events(dashfrog_capture: Capture) -> None:
     assert step_start.span_id == f.step("validate").span.context.span_id
     assert step_start.attributes[c.STEP_NAME] == "validate"
     assert start.timestamp == f.span.start_time
+
+
+def test_no_start_event_for_work_ended_before_it_would_be_sent(
+    dashfrog_capture: Capture,
+) -> None:
+    # Started and ended within one dispatcher interval: the spans say everything the start
+    # events would have (README, Data model), so none is sent; the flow is still all there.
+    with flow.start("quick", tenant="t", region="eu", timeout=30) as flow_id:
+        with step.start("a"):
+            pass
+        with step.start("b"):
+            flow.event("noted")
+    f = dashfrog_capture.assert_flow("quick", status="completed", steps=["a", "b"])
+    assert [e.name for e in f.events] == [c.EVENT_FLOW_EVENT]
+    assert f.span is not None and f.span.attributes is not None
+    assert f.span.attributes[c.FLOW_ID] == flow_id
+    assert f.span.attributes[c.FLOW_TIMEOUT] == 30.0
+    assert f.span.attributes[c.FLOW_END_ON_EXIT] is True
+    assert f.tenant == "t" and f.labels == {"region": "eu"}
+    # A flow that goes on elsewhere (end_on_exit=False) keeps its start event: it runs on.
+    with flow.start("handed_off", tenant="t", end_on_exit=False):
+        with step.start("queued"):
+            pass
+    handed = dashfrog_capture.flow("handed_off")
+    assert [e.name for e in handed.events] == [c.EVENT_FLOW_START]
+    assert handed.status == c.RUNNING
+    assert diagnostics.counts()["events.starts_not_sent"] >= 4
 
 
 def test_events_are_sent_before_the_flow_ends(dashfrog_capture: Capture) -> None:

@@ -81,9 +81,10 @@ def test_otlp_export_when_endpoint_set(protocol: str) -> None:
         proc = run(
             """
             from dashfrog_sdk import flow, step
+            import dashfrog_sdk
             with flow.start("data_import", tenant="acme-corp", env="production") as flow_id:
                 with step.start("validate"):
-                    pass
+                    dashfrog_sdk.flush()  # the start events go while the flow runs
             print(flow_id)
             """,
             {**env, "OTEL_SERVICE_NAME": "importer"},
@@ -131,7 +132,7 @@ def test_reuses_application_providers() -> None:
         dashfrog_sdk.setup()  # idempotent
         with flow.start("order", tenant="acme") as flow_id:
             with trace.get_tracer("app").start_as_current_span("app span"):
-                pass
+                dashfrog_sdk.flush()  # the flow runs: its start event is sent
         dashfrog_sdk.flush()
         assert trace.get_tracer_provider() is tp and _logs.get_logger_provider() is lp
         names = sorted(s.name for s in spans.get_finished_spans())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import inspect
 import json
 import pickle
 import signal
@@ -28,6 +29,7 @@ from opentelemetry.trace import (
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import flow, step
+from dashfrog_sdk._otel import PUBLIC_ONLY
 from dashfrog_sdk._otel import log_records as _records
 from dashfrog_sdk._otel.spans import stamp, stamp_one
 from dashfrog_sdk.context import FlowState
@@ -153,14 +155,18 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
     # Queued lifecycle events are their fields, one after the other: strings, numbers and the
     # flow's shared attribute dict. No tuple, FlowState or NamedTuple per event that Python's
     # garbage collector would count and visit while it waits for the dispatcher.
+    seen: list[records.Lifecycle] = []
     events.stop()
+    events.add_sink(seen.extend)
     try:
         with flow.start("gc", tenant="t"):
             with step.start("a"):
                 pass
             flow.event("noted", n=1)
         fields = list(records.pending.fields)
+        events.flush()
     finally:
+        events.remove_sink(seen.extend)
         events.start()
     width = len(records.Lifecycle._fields)
     assert len(fields) == 5 * width
@@ -174,12 +180,11 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
     assert not any(isinstance(x, FlowState) or gc.is_tracked(x) for x in fields)
     assert len(open_flows) == 0
     # ...and the sinks get them back whole.
-    f = dashfrog_capture.flow("gc")
-    assert [e.name for e in f.events] == [
-        c.EVENT_FLOW_START,
-        c.EVENT_STEP_START,
-        c.EVENT_FLOW_EVENT,
+    assert [tuple(e) for e in seen] == [
+        tuple(fields[i : i + width]) for i in range(0, len(fields), width)
     ]
+    f = dashfrog_capture.flow("gc")  # (start events of work ended by then are not sent)
+    assert [e.name for e in f.events] == [c.EVENT_FLOW_EVENT]
 
 
 def test_open_flows_registry_follows_the_with_block() -> None:
@@ -189,6 +194,12 @@ def test_open_flows_registry_follows_the_with_block() -> None:
     assert len(open_flows) == before + 1
     scope.__exit__(None, None, None)
     assert len(open_flows) == before
+
+
+# LoggerProvider takes log record limits (and the fast path exists) from opentelemetry-sdk 1.4x;
+# before, the emitter always takes the public path (checked by test_otel_fallbacks.py's run).
+_LIMITS = "log_record_limits" in inspect.signature(LoggerProvider).parameters
+needs_log_limits = pytest.mark.skipif(not _LIMITS, reason="this OTel SDK has no log limits")
 
 
 def _emit_both_ways(limits: LogRecordLimits | None = None) -> tuple[list[Any], list[Any]]:
@@ -216,7 +227,8 @@ def _emit_both_ways(limits: LogRecordLimits | None = None) -> tuple[list[Any], l
             )
         )
         got.append(exporter.get_finished_logs())
-    assert paths == [limits is None, False]  # the fast path is taken only without limits
+    # The fast path is taken only without limits (and never with the fallbacks forced).
+    assert paths == [limits is None and not PUBLIC_ONLY, False]
     return got[0], got[1]
 
 
@@ -244,6 +256,7 @@ def _fields(records: list[Any]) -> list[tuple[Any, ...]]:
     return out
 
 
+@needs_log_limits
 def test_fast_log_records_equal_the_sdk_path() -> None:
     fast, slow = _emit_both_ways()
     assert len(fast) == len(slow) == 1
@@ -251,6 +264,7 @@ def test_fast_log_records_equal_the_sdk_path() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::opentelemetry.sdk._logs.LogRecordDroppedAttributesWarning")
+@needs_log_limits
 def test_log_record_limits_take_the_sdk_path() -> None:
     fast, slow = _emit_both_ways(LogRecordLimits(max_attributes=3, max_attribute_length=4))
     assert _fields(fast) == _fields(slow)
@@ -303,3 +317,64 @@ def test_a_signal_during_a_flush_never_splits_an_event() -> None:
         events.start()
     assert interrupted > 0  # the signals did land inside flushes
     assert seen and all(tuple(event) == record for event in seen)
+
+
+def _histogram_points(many: bool, exemplar_filter: str | None = None) -> list[Any]:
+    import os
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from dashfrog_sdk._otel import histograms as _histograms
+    from dashfrog_sdk._otel.histograms import record_many
+
+    values = [0.001, 0.02, 0.3, 4.0, 0.02, 70.0]
+    attrs = {c.FLOW_NAME: "order", c.TENANT: "acme", c.STEP_STATUS: "completed"}
+    old = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if exemplar_filter is not None:
+        os.environ["OTEL_METRICS_EXEMPLAR_FILTER"] = exemplar_filter
+    try:
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+    finally:
+        if old is None:
+            os.environ.pop("OTEL_METRICS_EXEMPLAR_FILTER", None)
+        else:
+            os.environ["OTEL_METRICS_EXEMPLAR_FILTER"] = old
+    histogram = provider.get_meter("m").create_histogram(
+        "h", explicit_bucket_boundaries_advisory=[0.005, 0.1, 1, 10]
+    )
+    if many:
+        record_many(histogram, values, attrs)
+        taken = _histograms._aggregations(histogram, attrs, 0.1)
+        assert (taken is None) == (exemplar_filter == "always_on")  # the shortcut was taken
+        record_many(histogram, values[:2], {**attrs, c.TENANT: "other"})
+    else:
+        for value in values:
+            histogram.record(value, attrs)
+        for value in values[:2]:
+            histogram.record(value, {**attrs, c.TENANT: "other"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    return sorted(
+        (
+            sorted((p.attributes or {}).items()),
+            p.count,
+            p.sum,
+            p.min,
+            p.max,
+            list(p.bucket_counts),
+            len(p.exemplars),
+        )
+        for p in points
+    )
+
+
+def test_histogram_shortcut_equals_the_public_path() -> None:
+    # The flow metrics record a dispatcher batch's values per attribute set with
+    # _otel.histograms.record_many: the same points as one public record() per value.
+    assert _histogram_points(True) == _histogram_points(False)
+    assert _histogram_points(True)[0][1] == 6
+    # An exemplar filter that samples every value: the public path, exemplars and all.
+    assert _histogram_points(True, "always_on") == _histogram_points(False, "always_on")

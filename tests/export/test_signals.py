@@ -24,9 +24,11 @@ with flow.start("checkout", tenant="acme", env="prod") as flow_id:
     with step.start("pay"):
         orders.add(2, tenant="acme", region="eu")
         sizes.record(4, tenant="acme")
+        dashfrog_sdk.flush()  # while the flows run, so their start events are sent
 try:
     with flow.start("checkout", tenant="globex"):
         with step.start("pay"):
+            dashfrog_sdk.flush()
             raise RuntimeError("card declined")
 except RuntimeError:
     pass

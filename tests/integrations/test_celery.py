@@ -6,10 +6,12 @@ Each worker consumes its own queue (a unique name), so tests never see another r
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -173,6 +175,25 @@ def test_flow_fail_in_a_task(worker: Worker, receiver: OtlpReceiver) -> None:
     assert end.attributes[c.ERROR_MESSAGE] == "card declined"
 
 
+@pytest.mark.parametrize("end_on_exit", [True, False])
+def test_caught_step_failure_in_a_task_fails_the_flow(
+    end_on_exit: bool, worker: Worker, service_a: str, receiver: OtlpReceiver
+) -> None:
+    """The task catches its failed step and returns: the flow failed all the same, recorded
+    under its id by the worker (the API's own span, ended before the task ran, cannot say it).
+    """
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=end_on_exit) as flow_id:
+        worker.send("caught")
+    end = flow_end(receiver, flow_id, worker.service)
+    assert end.attributes[c.FLOW_STATUS] == c.FAILED
+    assert (end.attributes[c.ERROR_TYPE], end.attributes[c.ERROR_MESSAGE]) == (
+        "ValueError",
+        "card exploded",
+    )
+    task = flow_spans(receiver, flow_id, worker.service, kind="CONSUMER")[0]
+    assert task.status_code != "ERROR"  # the task itself succeeded
+
+
 def test_retries_keep_the_flow(worker: Worker, receiver: OtlpReceiver) -> None:
     with flow.start("order_processing", tenant=TENANT, end_on_exit=False, **LABELS) as flow_id:
         worker.send("flaky", 3)
@@ -235,3 +256,68 @@ def test_sigterm_flushes(
     for flow_id in ids:
         assert flow_end(receiver, flow_id, worker.service).attributes[c.FLOW_STATUS] == "completed"
         flow_spans(receiver, flow_id, worker.service, 2)  # the task span and the step
+
+
+def test_signature_age_is_checked_when_the_task_runs(
+    start_worker: StartWorker, receiver: OtlpReceiver
+) -> None:
+    """A task checks its flow's signature when it runs, after its countdown: the reason the
+    default DASHFROG_PROPAGATION_MAX_AGE is 7 days. With 2 s, a 4 s countdown is refused."""
+    worker = start_worker(
+        "redis", "solo", DASHFROG_PROPAGATION_KEY=KEY, DASHFROG_PROPAGATION_MAX_AGE="2s"
+    )
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False):
+        worker.send("finish", countdown=4)
+        late_trace = trace_id_here()
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False) as now_id:
+        worker.send("finish")
+    assert flow_end(receiver, now_id, worker.service).attributes[c.FLOW_STATUS] == c.COMPLETED
+    late = receiver.wait_for_spans(
+        lambda s: s.trace_id == late_trace and s.kind == "CONSUMER", timeout=30
+    )[0]
+    assert c.FLOW_ID not in late.attributes  # the task ran, outside the flow
+    worker.proc.stop()
+    assert "older than DASHFROG_PROPAGATION_MAX_AGE" in worker.proc.log_text()
+
+
+# -- a pool child killed with -9 ------------------------------------------------------------------
+
+
+def _kill_child(pid_file: Path) -> None:
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=60))
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_killed_child_fails_the_flow(
+    broker: str, start_worker: StartWorker, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """kill -9 of the prefork child running the task: Celery reports WorkerLostError in the main
+    process, which ends the flow failed with it (it used to stay `running` forever)."""
+    worker = start_worker(broker, "prefork")
+    pid_file = tmp_path / "child.pid"
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False, **LABELS) as flow_id:
+        worker.send("killed", str(pid_file))
+    _kill_child(pid_file)
+    end = flow_end(receiver, flow_id, worker.service)
+    assert end.attributes[c.FLOW_STATUS] == c.FAILED
+    assert end.attributes[c.ERROR_TYPE] == "WorkerLostError"
+    assert "signal 9" in end.attributes[c.ERROR_MESSAGE]
+    assert_flow_identity(end.attributes, flow_id, "order_processing")
+    worker.proc.stop()
+
+
+def test_killed_child_of_a_redelivered_task_does_not(
+    start_worker: StartWorker, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """acks_late + reject_on_worker_lost: the task is redelivered and the next attempt ends the
+    flow; the lost attempt is no failure of it."""
+    worker = start_worker("redis", "prefork")
+    pid_file = tmp_path / "child.pid"
+    with flow.start("order_processing", tenant=TENANT, end_on_exit=False) as flow_id:
+        worker.send("killed_redelivered", str(pid_file))
+    _kill_child(pid_file)
+    end = flow_end(receiver, flow_id, worker.service)  # exactly one end record
+    assert end.attributes[c.FLOW_STATUS] == c.COMPLETED
+    worker.proc.stop()
+    assert "WorkerLostError" in worker.proc.log_text()  # the child was lost, indeed

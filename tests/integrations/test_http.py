@@ -231,6 +231,10 @@ def test_flow_goes_only_to_allowed_hosts(client: str, proxy: Proxy, service_a: s
         "http://api.stripe.com/v1/charges": False,
         "http://billing.partner.example.evil.com/pay": False,  # patterns match the whole host
         "http://partner.example/pay": False,
+        # 8.8.8.8 as one decimal or hex number: no "single-label internal name"
+        "http://134744072/pay": False,
+        "http://0x08080808/pay": False,
+        "http://0x0a000001/pay": True,  # 10.0.0.1
     }
     token = otel_context.attach(baggage.set_baggage("user.key", "kept"))
     try:

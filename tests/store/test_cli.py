@@ -133,7 +133,7 @@ def test_flow_markdown(demo_store: DemoStore) -> None:
     assert "- `charge` in `api` raised `ValueError: card declined; code #51`" in out
     block = out.split("```mermaid\n", 1)[1].split("```", 1)[0]
     parse_sequence(block)
-    table = [line for line in out.splitlines() if line.startswith("| charge")]
+    table = [line for line in out.splitlines() if line.startswith("| `charge`")]
     assert len(table) == 1 and table[0].count("|") == 7
 
 

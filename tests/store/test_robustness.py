@@ -14,6 +14,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+import dashfrog_sdk
 from dashfrog_sdk.store import SCHEMA_VERSION, FlowStore, StoreError, StoreWriter, schema
 from dashfrog_sdk.store.convert import Batch, FlowRow, StepRow
 from dashfrog_sdk.store.exporter import build_exporters
@@ -137,7 +138,7 @@ def test_corrupt_store_fails_exports_with_one_warning(
         for _ in range(3):
             with p.flow("x", "t"):
                 pass
-            p.flush()  # the batch processor swallows nothing: our exporter returned FAILURE
+            assert not p.tp.force_flush(10_000)  # the flush says the write failed
         spans = list(_finished_spans(p))
         assert span_exporter.export(spans) is SpanExportResult.FAILURE
         assert log_exporter.export([]) is LogRecordExportResult.SUCCESS  # nothing to write
@@ -146,6 +147,8 @@ def test_corrupt_store_fails_exports_with_one_warning(
     assert len(warnings) == 2  # one per writer, not one per batch
     assert "write failed" in warnings[0].getMessage()
     assert p.writer.failures >= 3
+    # ...and every failure is in stats(), as for any other runtime trouble.
+    assert dashfrog_sdk.stats()["diagnostics"]["store.write_errors"] >= p.writer.failures
 
 
 def _finished_spans(p: Pipe) -> list[ReadableSpan]:
@@ -166,7 +169,7 @@ def test_unwritable_path_never_raises(tmp_path: Path) -> None:
     p = Pipe(path)
     with p.flow("x", "t"):
         pass
-    p.flush()
+    assert not p.tp.force_flush(10_000)  # the flush says the write failed
     p.close()
     assert p.writer.failures >= 1
     assert not path.exists()

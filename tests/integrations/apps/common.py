@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 
 from dashfrog_sdk import flow
 
@@ -18,6 +18,8 @@ def seen(raw_baggage: str | None) -> dict[str, Any]:
         if info is None
         else {"id": info.id, "name": info.name, "tenant": info.tenant, "labels": dict(info.labels)},
         "baggage": raw_baggage,
+        # every dashfrog member in the context, however it got there (any propagator)
+        "dashfrog": {k: str(v) for k, v in baggage.get_all().items() if k.startswith("dashfrog.")},
         "trace_id": format(here.trace_id, "032x"),
         "span_id": format(here.span_id, "016x"),
     }

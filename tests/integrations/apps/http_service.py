@@ -4,9 +4,10 @@
         flask=PORT flask-untrusted=PORT
 
 Each app answers ``GET /work`` (a ``process_payment`` step; returns what it saw, see
-:func:`seen`) and ``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``). The process runs until
-SIGTERM/SIGINT, then stops its servers and flushes. Configured by the environment (OTEL_*,
-DASHFROG_*), like a real service.
+:func:`seen`), ``GET /fail/<how>`` (the caller's flow fails here, see :func:`fail`),
+``GET /diag`` (``dashfrog_sdk.diagnostics.counts()``) and, FastAPI only, ``GET /headers`` (the
+raw ASGI headers, hex). The process runs until SIGTERM/SIGINT, then stops its servers and
+flushes. Configured by the environment (OTEL_*, DASHFROG_*), like a real service.
 """
 
 from __future__ import annotations
@@ -17,15 +18,30 @@ import threading
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from flask import Flask, jsonify
 from flask import request as flask_request
 from werkzeug.serving import make_server
 
 import dashfrog_sdk
-from dashfrog_sdk import diagnostics, step
+from dashfrog_sdk import diagnostics, flow, step
 from dashfrog_sdk.integrations import with_fastapi, with_flask
 from tests.integrations.apps.common import seen
+
+
+def fail(how: str) -> None:
+    """The ways a downstream service fails its caller's flow (or, `optional`, does not):
+    `caught` a failed step whose exception is caught, `raise` one that escapes (HTTP 500),
+    `flow` flow.fail(error), `optional` a failed optional step."""
+    if how == "flow":
+        flow.fail(ValueError("card declined"))
+        return
+    try:
+        with step.start("charge", optional=how == "optional"):
+            raise ValueError("card exploded")
+    except ValueError:
+        if how == "raise":
+            raise
 
 
 def fastapi_app(trust: bool) -> FastAPI:
@@ -36,9 +52,22 @@ def fastapi_app(trust: bool) -> FastAPI:
         with step.start("process_payment"):
             return seen(request.headers.get("baggage"))
 
+    @app.get("/fail/{how}")
+    async def fail_here(how: str, background: BackgroundTasks) -> dict[str, str]:
+        if how == "background":  # after the response went out
+            background.add_task(fail, "caught")
+        else:
+            fail(how)
+        return {"failed": how}
+
     @app.get("/diag")
     async def diag() -> dict[str, int]:
         return diagnostics.counts()
+
+    @app.get("/headers")
+    async def headers(request: Request) -> list[list[str]]:
+        # the raw header bytes the app received (hex): nothing decoded, nothing dropped
+        return [[name.hex(), value.hex()] for name, value in request.scope["headers"]]
 
     return with_fastapi(app, trust_incoming=trust)
 
@@ -50,6 +79,11 @@ def flask_app(trust: bool) -> Flask:
     def work() -> Any:
         with step.start("process_payment"):
             return jsonify(seen(flask_request.headers.get("baggage")))
+
+    @app.get("/fail/<how>")
+    def fail_here(how: str) -> Any:
+        fail(how)
+        return jsonify({"failed": how})
 
     @app.get("/diag")
     def diag() -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from celery import Celery, Task
@@ -50,6 +51,35 @@ def make_app(broker: str, queue: str) -> Celery:
         with step.start("charge", **_seen(self)):
             pass
         flow.fail("card declined")
+
+    @app.task(bind=True, name="tests.caught")
+    def caught(self: Task) -> None:
+        try:
+            with step.start("charge", **_seen(self)):
+                raise ValueError("card exploded")
+        except ValueError:
+            pass  # the task succeeds; the flow it carried failed here all the same
+
+    def wait_to_be_killed(task: Task, pid_file: str) -> None:
+        """First delivery: publish this pool child's pid, then wait for the test's SIGKILL.
+        A redelivery finds the file and goes on."""
+        with step.start("charge", **_seen(task)):
+            if not os.path.exists(pid_file):
+                with open(pid_file + ".tmp", "w") as out:
+                    out.write(str(os.getpid()))
+                os.replace(pid_file + ".tmp", pid_file)
+                threading.Event().wait(120)
+        flow.end()
+
+    @app.task(bind=True, name="tests.killed")
+    def killed(self: Task, pid_file: str) -> None:
+        wait_to_be_killed(self, pid_file)
+
+    @app.task(
+        bind=True, name="tests.killed_redelivered", acks_late=True, reject_on_worker_lost=True
+    )
+    def killed_redelivered(self: Task, pid_file: str) -> None:
+        wait_to_be_killed(self, pid_file)
 
     @app.task(bind=True, name="tests.flaky", max_retries=5)
     def flaky(self: Task, attempts: int) -> None:
