@@ -107,7 +107,9 @@ def main() -> None:
         f"  {dashfrog} flow {imported} --markdown --store {store}\n"
         f"  {dashfrog} flow {handed} --store {store}\n"
         f"  {dashfrog} flow {failed} --logs --store {store}\n"
-        f"  {dashfrog} stats --store {store}"
+        f"  {dashfrog} stats --store {store}\n"
+        "And in the browser (then open http://127.0.0.1:8080):\n"
+        f"  {dashfrog} ui --store {store}"
     )
 
 
