@@ -114,7 +114,6 @@ class ClickHouse:
 
     def __init__(self, directory: Path) -> None:
         from dashfrog_sdk.clickhouse.connection import HttpTransport, parse_url
-
         from tests.support import clickhouse as ch
         from tests.support.otlp_receiver import OtlpReceiver
 
