@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.setup import installed_providers, setup
+from dashfrog_sdk.sinks import otel_logs
 from dashfrog_sdk.status import merge
 
 __all__ = ["Capture", "CapturedEvent", "CapturedFlow", "CapturedStep", "capture"]
@@ -262,12 +263,18 @@ def _flow_from(attrs: Mapping[str, Any], span: ReadableSpan | None) -> CapturedF
 
 
 @contextmanager
-def capture() -> Iterator[Capture]:
+def capture(*, every_start: bool = True) -> Iterator[Capture]:
     """Capture what dashfrog_sdk produces inside the block.
 
     Runs `setup(console=False, store=False)` if nothing configured the SDK yet, so tests write
-    no files and print nothing.
+    no files and print nothing. With `every_start=True` (the default) every
+    `dashfrog.flow.start` / `dashfrog.step.start` event is captured, so a test sees the same
+    events whatever the dispatcher's timing; `every_start=False` captures exactly what is
+    exported, where the start event of work that ended before it was sent is left out (README,
+    Data model).
     """
+    if not isinstance(every_start, bool):
+        raise TypeError(f"capture(): every_start must be True or False, got {every_start!r}")
     providers = installed_providers()
     if providers is None:
         setup(console=False, store=False)
@@ -281,10 +288,14 @@ def capture() -> Iterator[Capture]:
     span_tap.captures = (*span_tap.captures, cap)
     if log_tap is not span_tap:
         log_tap.captures = (*log_tap.captures, cap)
+    if every_start:
+        otel_logs.every_start[0] += 1
     try:
         yield cap
     finally:
         events.flush()
+        if every_start:
+            otel_logs.every_start[0] -= 1
         span_tap.captures = tuple(x for x in span_tap.captures if x is not cap)
         log_tap.captures = tuple(x for x in log_tap.captures if x is not cap)
 

@@ -85,7 +85,7 @@ def test_lifecycle_events(dashfrog_capture: Capture) -> None:
 
 
 def test_no_start_event_for_work_ended_before_it_would_be_sent(
-    dashfrog_capture: Capture,
+    exported_capture: Capture,
 ) -> None:
     # Started and ended within one dispatcher interval: the spans say everything the start
     # events would have (README, Data model), so none is sent; the flow is still all there.
@@ -94,7 +94,7 @@ def test_no_start_event_for_work_ended_before_it_would_be_sent(
             pass
         with step.start("b"):
             flow.event("noted")
-    f = dashfrog_capture.assert_flow("quick", status="completed", steps=["a", "b"])
+    f = exported_capture.assert_flow("quick", status="completed", steps=["a", "b"])
     assert [e.name for e in f.events] == [c.EVENT_FLOW_EVENT]
     assert f.span is not None and f.span.attributes is not None
     assert f.span.attributes[c.FLOW_ID] == flow_id
@@ -105,7 +105,7 @@ def test_no_start_event_for_work_ended_before_it_would_be_sent(
     with flow.start("handed_off", tenant="t", end_on_exit=False):
         with step.start("queued"):
             pass
-    handed = dashfrog_capture.flow("handed_off")
+    handed = exported_capture.flow("handed_off")
     assert [e.name for e in handed.events] == [c.EVENT_FLOW_START]
     assert handed.status == c.RUNNING
     assert diagnostics.counts()["events.starts_not_sent"] >= 4

@@ -151,7 +151,7 @@ def test_step_name_checks_inlined() -> None:
         step.start("s", optional=1)  # type: ignore[arg-type]
 
 
-def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: Capture) -> None:
+def test_waiting_events_are_nothing_for_the_garbage_collector(exported_capture: Capture) -> None:
     # Queued lifecycle events are their fields, one after the other: strings, numbers and the
     # flow's shared attribute dict. No tuple, FlowState or NamedTuple per event that Python's
     # garbage collector would count and visit while it waits for the dispatcher.
@@ -183,7 +183,7 @@ def test_waiting_events_are_nothing_for_the_garbage_collector(dashfrog_capture: 
     assert [tuple(e) for e in seen] == [
         tuple(fields[i : i + width]) for i in range(0, len(fields), width)
     ]
-    f = dashfrog_capture.flow("gc")  # (start events of work ended by then are not sent)
+    f = exported_capture.flow("gc")  # (start events of work ended by then are not sent)
     assert [e.name for e in f.events] == [c.EVENT_FLOW_EVENT]
 
 
