@@ -255,10 +255,13 @@ class ClickHouseFlowStore:
             outer.append(f"f_parent_id = {literal(parent_id)}")
         if _ids is not None:
             inner.append(f"flow_id IN {literal(_ids)}")
+        # The label table's key is (key, value, tenant, flow_id): with a tenant the subquery
+        # reads that tenant's ids only, not every flow that has the label.
+        in_tenant = "" if tenant is None else f" AND tenant = {literal(tenant)}"
         for key, value in (labels or {}).items():
             inner.append(
                 f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
-                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))})"
+                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))}{in_tenant})"
             )
         # Rows of one flow share its start hour, so an hour bound prunes by the table's key
         # without losing a flow; the exact bound applies to the flow's merged start.
@@ -276,7 +279,32 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC"
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
-        rows = self._rows(self._flow_sql(inner, outer, now, tail))
+        rows: list[dict[str, Any]] = []
+        # Newest first with a limit and no lower bound: look at the last hour, then the last
+        # day, then everything. A window that already holds `limit` matches holds the newest
+        # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
+        # keeps the common case (the latest flows) from reading the whole table. With a tenant
+        # the key already narrows the read to that tenant's rows: one query.
+        windows: tuple[int | None, ...] = (None,)
+        if (
+            limit is not None
+            and tenant is None
+            and since is None
+            and _ids is None
+            and not parent_id
+        ):
+            windows = (3600, 86400, None)
+        for window in windows:
+            bounded = list(inner)
+            if window is not None:
+                ns = literal(now - window * 1_000_000_000)
+                bounded.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
+                outer_bounded = [*outer, f"start_ns >= {ns}"]
+            else:
+                outer_bounded = outer
+            rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+            if limit is None or len(rows) >= limit:
+                break
         flows = Results([self._flow(row, now) for row in rows])
         self._fill_current_steps(flows)
         return flows

@@ -313,17 +313,7 @@ def test_filters(backend: Backend) -> None:
         assert store.count() == 4
 
 
-def test_status_precedence_whatever_the_arrival_order(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="the SQLite writer keeps the first final status until issue 12's "
-                "precedence lands there",
-                strict=False,
-            )
-        )
+def test_status_precedence_whatever_the_arrival_order(backend: Backend) -> None:
     pipe = backend.pipe()
     # The flow span says completed and arrives first; the end event (failed) arrives after.
     with pipe.flow("checkout", "acme") as late_fail:
@@ -513,3 +503,29 @@ def test_real_sdk_flows_read_the_same_on_both_backends(
         assert ids["timed_out"] in {f.id for f in right.flows(status="timed_out")}
         remote = right.flow(ids["remote"])
         assert remote.status == "completed" and remote.services == ["api", "worker"]
+
+
+def test_newest_first_across_hours_and_days(backend: Backend) -> None:
+    pipe = backend.pipe()
+    now = time.time_ns()
+    old_ids = []
+    for age_s, tenant in ((3 * 3600, "acme"), (2 * 86400, "globex")):
+        attrs = {
+            c.FLOW_ID: f"{age_s:032x}",
+            c.FLOW_NAME: "batch",
+            c.TENANT: tenant,
+            c.FLOW_STATUS: c.COMPLETED,
+        }
+        start = now - age_s * 1_000_000_000
+        span = pipe.tracer.start_span("flow batch", attributes=attrs, start_time=start)
+        span.end(end_time=start + 1_000_000)
+        old_ids.append(attrs[c.FLOW_ID])
+    with pipe.flow("batch", "acme") as recent:
+        pass
+    pipe.flush()
+    with backend.open() as store:
+        assert [f.id for f in store.flows(limit=1)] == [recent.id]
+        assert [f.id for f in store.flows(limit=2)] == [recent.id, old_ids[0]]
+        assert [f.id for f in store.flows(limit=3)] == [recent.id, *old_ids]
+        assert [f.id for f in store.flows(status="completed")] == [recent.id, *old_ids]
+        assert [f.id for f in store.flows(since="1d")] == [recent.id, old_ids[0]]
