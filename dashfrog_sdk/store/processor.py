@@ -83,7 +83,7 @@ class StoreQueue:
     def _reset(self) -> None:
         self.queue: deque[Any] = deque()
         self.lost: dict[str, None] = {}  # flow ids dropped whole (insertion-ordered set)
-        self.to_forget: list[str] = []  # ... whose stored rows the writer has yet to delete
+        self.to_forget: deque[str] = deque()  # ... whose stored rows are still to be deleted
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -195,10 +195,12 @@ class StoreQueue:
                 diagnostics.internal_error(INTERNAL_ERRORS, exc, "the store's record conversion")
         if lost:
             batch.drop_flows(lost)
-        forget, self.to_forget = self.to_forget, []
+        forget: list[str] = []
+        while self.to_forget:  # popleft, not a swap: producers may append meanwhile
+            forget.append(self.to_forget.popleft())
         if self.writer.write(batch, forget=forget):
             return True
-        self.to_forget[:0] = forget
+        self.to_forget.extendleft(reversed(forget))
         return False
 
     # -- flush and shutdown ----------------------------------------------------------------

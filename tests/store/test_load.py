@@ -133,7 +133,9 @@ def _recorded(flows: int) -> tuple[list[Any], list[Any]]:
     finally:
         dashfrog_sdk.shutdown()
     recorded = list(spans.get_finished_spans()), list(logs.get_finished_logs())
-    assert len(recorded[0]) > 3 * flows and len(recorded[1]) > 3 * flows
+    # Every span; the events the SDK sends (start events of flows that ended before they were
+    # exported are not sent: see the Data model), flow.event ones included.
+    assert len(recorded[0]) > 3 * flows and len(recorded[1]) >= flows
     return recorded
 
 
