@@ -25,6 +25,9 @@ Private name (module)                                  Public fallback
 ``MetricExporter._preferred_temporality`` /            the reader's defaults (cumulative, the
   ``_preferred_aggregation``: keep the OTLP exporter's   default aggregations): :mod:`.metrics`
   preferences when wrapping it
+``_Histogram._measurement_consumer``, reader           ``Histogram.record`` per value:
+  storages, view matches, ``_hash_attributes``,          :mod:`.histograms`
+  ``Measurement``: many values of one attribute set
 ``MeterProvider._measurement_consumer``: fresh         none: a forked child then re-exports
   aggregations for a forked child's reader               the parent's cumulative totals
 =====================================================  =========================================

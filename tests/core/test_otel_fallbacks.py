@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from dashfrog_sdk._otel import PUBLIC_ONLY, keys, log_records, metrics, spans
+from dashfrog_sdk._otel import PUBLIC_ONLY, histograms, keys, log_records, metrics, spans
 
 assert PUBLIC_ONLY
 assert keys.BAGGAGE_KEY == "" and keys.SPAN_KEY == ""
@@ -37,7 +37,11 @@ logger = LoggerProvider().get_logger("t")
 assert log_records.emitter(logger) == logger.emit
 reader = InMemoryMetricReader()
 assert metrics.preferences(reader) == (None, None)
-assert metrics.fresh_storage(MeterProvider(metric_readers=[reader]), reader) is False
+provider = MeterProvider(metric_readers=[reader])
+assert metrics.fresh_storage(provider, reader) is False
+histogram = provider.get_meter("t").create_histogram("h")
+histogram.record(1.0, {"a": "b"})
+assert histograms._aggregations(histogram, {"a": "b"}, 2.0) is None
 print("all fallbacks in force")
 """
 
