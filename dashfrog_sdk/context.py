@@ -161,7 +161,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         state = _remote.get(flow_id)
         if state is not None:
             _remote.move_to_end(flow_id)
-            if not state.failed and bag.get(c.FLOW_FAILED) == "true":
+            if not state.failed and bag.get(c.FLOW_FAILED) == c.bool_text(True):
                 state.failed = True
             return state
     name, tenant = bag.get(c.FLOW_NAME), bag.get(c.TENANT)
@@ -179,7 +179,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         timeout_s=timeout,
         local=False,
     )
-    state.failed = bag.get(c.FLOW_FAILED) == "true"
+    state.failed = bag.get(c.FLOW_FAILED) == c.bool_text(True)
     with _remote_lock:
         state = _remote.setdefault(flow_id, state)
         while len(_remote) > _REMOTE_MAX:

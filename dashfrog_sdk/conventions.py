@@ -82,6 +82,11 @@ BAGGAGE_MAX_MEMBERS: Final = 180
 BAGGAGE_MAX_MEMBER_BYTES: Final = 4096
 
 
+def bool_text(value: bool) -> str:
+    """A bool as dashfrog writes it into labels and baggage: ``"true"`` / ``"false"``."""
+    return "true" if value else "false"
+
+
 def label_key(key: str) -> str:
     """The attribute and baggage key of a user label."""
     return LABEL_PREFIX + key
