@@ -1,22 +1,38 @@
-"""Benchmark of the local flow store: 100,000 flows, then the queries the CLI and API run.
+"""Benchmark of the local flow store: ingest, the embedded default's whole-process cost, queries,
+retention and CLI start-up, each against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/store.py [--flows 100000] [--otel-flows 2000] [--path FILE]
+    .venv/bin/python benchmarks/store.py [--flows 1000000] [--otel-flows 2000]
+        [--process-flows 20000] [--rate 5000] [--path FILE]
+    .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000]   # + ClickHouse (chDB)
 
 1. Writes ``--flows`` flows (3 steps and 2 labels each; 500 tenants; 85 % completed, 10 % failed,
    5 % still running) straight through the store writer, in batches as the exporters do.
 2. Pushes ``--otel-flows`` more flows through the real OpenTelemetry pipeline (TracerProvider and
    LoggerProvider with ``build_processors``: spans and start events, batch processors, exporter)
    to measure end-to-end ingest.
-3. Times the queries (cold first run, then the median of 5): the target is a tenant + status
-   query over 100,000 flows well under one second. Exits with status 1 if it is not.
+3. Embedded default, whole process (fresh interpreters, ``getrusage`` user + system CPU of the
+   whole process, every thread, until the final flush returned): ``--process-flows`` flows of
+   3 steps, a tenant and two labels, as fast as a loop makes them, with ``setup()``'s defaults
+   (SQLite store + console, output to /dev/null), against bare OTel (4 spans, BatchSpanProcessor,
+   a no-op exporter). Then the same flows paced at ``--rate`` flows/s. Each run checks that the
+   store holds every flow, ended, with its steps, and reports dashfrog's drop counters.
+4. Times the queries (cold first run, then the median of 5): a tenant + status query must stay
+   well under one second (exit status 1 if not); goals: a label filter under 50 ms and
+   ``stats(since=1d)`` under 200 ms at 1M flows.
+5. Retention of the oversized store down to a tenth: the longest single transaction (what
+   another writer may wait for; its busy timeout is 10 s) and the file size before and after.
+6. CLI start-up: ``dashfrog --version`` and ``dashfrog stats --since 1d`` (median of 5 runs to
+   exit) against ``python -c pass``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,6 +156,151 @@ def write_otel(path: str, flows: int) -> float:
     return elapsed
 
 
+# -- whole process: the embedded default against bare OTel ---------------------------------------
+
+_BARE = """
+import resource, sys, time
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+class NoOp(SpanExporter):
+    def export(self, spans): return SpanExportResult.SUCCESS
+flows, rate = int(sys.argv[1]), float(sys.argv[2])
+tp = TracerProvider()
+tp.add_span_processor(BatchSpanProcessor(NoOp(), max_queue_size=flows * 4))
+tracer = tp.get_tracer("bench")
+began = time.perf_counter()
+for i in range(flows):
+    if rate and (ahead := i / rate - (time.perf_counter() - began)) > 0.002:
+        time.sleep(ahead)  # paced by sleeping, not spinning: spinning would be counted as CPU
+    with tracer.start_as_current_span("flow order", attributes={"tenant": f"t{i % 50}"}):
+        for name in ("validate", "charge", "ship"):
+            with tracer.start_as_current_span("step " + name):
+                pass
+produced = time.perf_counter() - began
+tp.force_flush(600_000)
+u = resource.getrusage(resource.RUSAGE_SELF)
+print({"cpu": u.ru_utime + u.ru_stime, "produce_s": produced,
+       "wall_s": time.perf_counter() - began, "stored": flows, "diagnostics": {}})
+"""
+
+_DASHFROG = """
+import resource, sqlite3, sys, time
+import dashfrog_sdk
+from dashfrog_sdk import flow, step
+flows, rate, path = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+dashfrog_sdk.setup(store=path)  # the embedded default: store + console
+began = time.perf_counter()
+for i in range(flows):
+    if rate and (ahead := i / rate - (time.perf_counter() - began)) > 0.002:
+        time.sleep(ahead)  # paced by sleeping, not spinning: spinning would be counted as CPU
+    with flow.start("order", tenant=f"t{i % 50}", region="eu", plan="pro"):
+        for name in ("validate", "charge", "ship"):
+            with step.start(name):
+                pass
+produced = time.perf_counter() - began
+assert dashfrog_sdk.flush(600)
+u = resource.getrusage(resource.RUSAGE_SELF)
+wall = time.perf_counter() - began
+conn = sqlite3.connect(path)
+stored = conn.execute("SELECT COUNT(*) FROM flows WHERE status = 'completed'").fetchone()[0]
+steps = conn.execute("SELECT COUNT(*) FROM steps WHERE status = 'completed'").fetchone()[0]
+print({"cpu": u.ru_utime + u.ru_stime, "produce_s": produced, "wall_s": wall,
+       "stored": min(stored, steps // 3), "diagnostics": dashfrog_sdk.stats()["diagnostics"]})
+"""
+
+
+def _process(code: str, *args: str) -> dict[str, Any]:
+    root = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DASHFROG_"))}
+    env["PYTHONPATH"] = root
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the console sink's lines
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("{'cpu'")][-1]
+    result: dict[str, Any] = eval(line)  # our own child's dict literal
+    return result
+
+
+def whole_process(flows: int, rate: float, workdir: str) -> None:
+    print(f"embedded default, whole process, {flows:,} flows of 3 steps (CPU incl. final flush)")
+    for label, paced in (("flat out", 0.0), (f"paced at {rate:,.0f} flows/s", rate)):
+        bare = _process(_BARE, str(flows), str(paced))
+        path = os.path.join(workdir, f"process-{int(paced)}.db")
+        ours = _process(_DASHFROG, str(flows), str(paced), path)
+        ratio = ours["cpu"] / bare["cpu"]
+        drops = {k: v for k, v in ours["diagnostics"].items() if k.startswith("store.")}
+        print(
+            f"  {label:<24} bare OTel {bare['cpu'] / flows * 1e6:7.1f} us/flow "
+            f"({flows / bare['produce_s']:8,.0f} flows/s)   dashfrog {ours['cpu'] / flows * 1e6:7.1f}"
+            f" us/flow ({flows / ours['produce_s']:8,.0f} flows/s, {flows / ours['wall_s']:7,.0f}"
+            f" flows/s stored)   {ratio:4.2f}x   stored {ours['stored']:,}/{flows:,}  "
+            f"{json.dumps(drops) if drops else 'no drops'}"
+        )
+    print()
+
+
+# -- retention and CLI start-up -------------------------------------------------------------------
+
+
+def retention(path: str, keep: int) -> None:
+    from dashfrog_sdk.store import writer as writer_module
+
+    writer = StoreWriter(path, max_flows=keep)
+    longest = [0.0, 0]
+    retain = writer._retain
+
+    def timed_retain(conn: Any) -> int:
+        began = time.perf_counter()
+        n = retain(conn)
+        longest[0] = max(longest[0], time.perf_counter() - began)
+        longest[1] += 1
+        return n
+
+    writer._retain = timed_retain  # type: ignore[method-assign]
+    before = os.path.getsize(path) / 1e6
+    began = time.perf_counter()
+    deleted = writer.apply_retention()
+    took = time.perf_counter() - began
+    writer.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    after = os.path.getsize(path) / 1e6
+    print(
+        f"retention: {deleted:,} flows deleted in {took:.1f} s, {longest[1]} slices of "
+        f"{writer_module.RETENTION_SLICE:,}, longest transaction {longest[0] * 1000:.0f} ms "
+        f"(busy timeout 10,000 ms); file {before:.0f} MB -> {after:.0f} MB\n"
+    )
+
+
+def _median_run(argv: list[str], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def cli_startup(path: str) -> None:
+    bare = _median_run([sys.executable, "-c", "pass"])
+    cli = [sys.executable, "-m", "dashfrog_sdk.cli"]
+    version = _median_run([*cli, "--version"])
+    stats = _median_run([*cli, "stats", "--since", "1d", "--store", path])
+    print(
+        f"cli start-up (median of 5, to exit): python -c pass {bare * 1000:.0f} ms; "
+        f"dashfrog --version {version * 1000:.0f} ms (+{(version - bare) * 1000:.0f} ms); "
+        f"dashfrog stats --since 1d {stats * 1000:.0f} ms"
+    )
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     began = time.perf_counter()
     result = fn()
@@ -154,10 +315,24 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--flows", type=int, default=100_000)
+    parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--otel-flows", type=int, default=2_000)
+    parser.add_argument("--process-flows", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=5_000)
     parser.add_argument("--path", help="store file (default: a temporary file, removed after)")
+    parser.add_argument(
+        "--chdb",
+        action="store_true",
+        help="SQLite and ClickHouse (chDB) side by side at --sizes (benchmarks/store_backends.py)",
+    )
+    parser.add_argument("--sizes", default="100000,1000000", help="with --chdb: flow counts")
+    parser.add_argument("--sqlite-up-to", help="with --chdb: skip SQLite above this many flows")
     args = parser.parse_args()
+    if args.chdb:
+        import store_backends
+
+        extra = ["--sqlite-up-to", args.sqlite_up_to] if args.sqlite_up_to else []
+        return store_backends.main(["--sizes", args.sizes, *extra])
     tmp = None
     if args.path:
         path = args.path
@@ -165,6 +340,8 @@ def main() -> int:
         tmp = tempfile.TemporaryDirectory()
         path = os.path.join(tmp.name, "flows.db")
     try:
+        if args.process_flows:
+            whole_process(args.process_flows, args.rate, os.path.dirname(os.path.abspath(path)))
         took = write_direct(path, args.flows)
         print(
             f"write   {args.flows:>7} flows (+{3 * args.flows} steps) through the writer: "
@@ -200,6 +377,7 @@ def main() -> int:
                     "flows(tenant, labels={region: eu})",
                     lambda: store.flows(tenant="tenant-42", labels={"region": "eu"}),
                 ),
+                ("flows(labels={region: eu})", lambda: store.flows(labels={"region": "eu"})),
                 (
                     "flows(labels={region: eu, plan: pro})",
                     lambda: store.flows(labels={"region": "eu", "plan": "pro"}),
@@ -223,6 +401,8 @@ def main() -> int:
                 print(f"  {label:<40} {cold * 1000:8.1f} ms  {median * 1000:8.1f} ms  {rows:>6}")
                 if label.startswith("flows(tenant, status"):
                     worst = max(worst, cold, median)
+        retention(path, max(1, total // 10))
+        cli_startup(path)
         verdict = "OK" if worst < 1.0 else "TOO SLOW"
         print(
             f"\ntenant+status over {total:,} flows: worst {worst * 1000:.1f} ms "

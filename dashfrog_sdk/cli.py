@@ -6,7 +6,11 @@
     dashfrog tail [--once] [--timeout SECONDS]
     dashfrog stats [--since 1d] [--json]
 
-Every command takes ``--store PATH`` (default: ``$DASHFROG_STORE`` or ``.dashfrog/flows.db``).
+    dashfrog clickhouse init --url http://localhost:8123 --database otel
+
+Every command takes ``--store PATH`` or ``--store URL`` (``clickhouse://host:8123/db``,
+``chdb:///dir``); the default is ``$DASHFROG_READ_STORE``, then ``$DASHFROG_STORE``, then
+``.dashfrog/flows.db``.
 Errors (no store, corrupt store, unknown flow id, bad option value) print one line on stderr and
 exit with status 1.
 """
@@ -34,6 +38,7 @@ from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
 from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
 from dashfrog_sdk.status import effective_status
 from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
+from dashfrog_sdk.store.backend import READ_ENV, FlowBackend
 from dashfrog_sdk.store.model import times
 from dashfrog_sdk.timeutil import parse_duration, parse_instant
 
@@ -89,19 +94,27 @@ def _store_option(func: F) -> F:
     return click.option(
         "--store",
         "store_path",
-        envvar="DASHFROG_STORE",
+        # The read location first; DASHFROG_STORE (where the SDK writes) stays the fallback.
+        envvar=[READ_ENV, "DASHFROG_STORE"],
         default=DEFAULT_PATH,
         show_default=True,
-        metavar="PATH",
-        help="The flow store file (env DASHFROG_STORE).",
+        metavar="PATH|URL",
+        help=(
+            "The flow store: a SQLite file, clickhouse://host:8123/db or chdb:///dir "
+            f"(env {READ_ENV}, then DASHFROG_STORE)."
+        ),
     )(func)
 
 
 @contextmanager
-def _open(path: str) -> Iterator[FlowStore]:
+def _open(path: str) -> Iterator[FlowBackend]:
     if path.strip().lower() in ("off", "none", "0", "false"):
-        raise CliError("the flow store is disabled (DASHFROG_STORE=off); pass --store PATH")
-    with FlowStore(path) as store:
+        raise CliError(
+            "the flow store is disabled (DASHFROG_STORE=off); pass --store PATH or URL, "
+            f"or set {READ_ENV}"
+        )
+    store: FlowBackend = FlowStore(path)
+    with store:
         yield store
 
 
@@ -314,7 +327,7 @@ def _tail_line(f: Flow, what: str, at_ns: int | None, detail: str = "") -> Text:
     return line
 
 
-def _step_started_ns(store: FlowStore, f: Flow) -> int | None:
+def _step_started_ns(store: FlowBackend, f: Flow) -> int | None:
     """When the running step `f.current_step` started (the latest start of that name)."""
     try:
         steps = store.flow(f.id).steps
@@ -352,17 +365,21 @@ def tail(
         if not once:
             click.echo(f"dashfrog: following {store_path} (Ctrl-C to stop)", err=True)
         while True:
-            while True:  # drain: several pages when much happened since the last poll
-                # Re-read the last 2 s: another process may commit a row stamped earlier.
-                changed, new_cursor = store.changes(max(cursor - 2_000_000_000, floor))
-                fresh = [f for f in changed if (tenant is None or f.tenant == tenant)]
-                for f in fresh:
-                    if name is None or f.name == name:
+            # Re-read the last 2 s first: a backend whose change stamps are not commit-ordered
+            # (another process may commit a row stamped earlier) loses nothing. Then page
+            # forward from each page's cursor: the SQLite writers stamp every flow of a write
+            # above every change already committed, so pages never repeat and never stall
+            # (main re-read the same first 1,000 rows forever once more changed in 2 s).
+            start = max(cursor - 2_000_000_000, floor)
+            while True:
+                changed, new_cursor = store.changes(start)
+                for f in changed:
+                    if (tenant is None or f.tenant == tenant) and (name is None or f.name == name):
                         _report(console, store, f, seen, open_flows)
-                if len(changed) < 1000 or new_cursor <= cursor:
-                    cursor = max(cursor, new_cursor)
+                cursor = max(cursor, new_cursor)
+                if len(changed) < 1000 or new_cursor <= start:
                     break
-                cursor = new_cursor
+                start = new_cursor
             now = time.time_ns()
             for f in list(open_flows.values()):
                 if f.timeout_s is not None and f.start_ns is not None:
@@ -377,7 +394,7 @@ def tail(
 
 def _report(
     console: Console,
-    store: FlowStore,
+    store: FlowBackend,
     f: Flow,
     seen: dict[str, tuple[str, str | None]],
     open_flows: dict[str, Flow],
@@ -444,6 +461,45 @@ def stats(
             _fmt.duration(r.p95_ms),
         )
     _console().print(table)
+
+
+# -- clickhouse ----------------------------------------------------------------------------------
+
+
+@main.group()
+def clickhouse() -> None:
+    """The flow rollup in ClickHouse (fed by the collector's clickhouse exporter)."""
+
+
+@clickhouse.command("init")
+@click.option(
+    "--url",
+    required=True,
+    metavar="URL",
+    help="http(s)://host:8123, clickhouse://host:8123/db or chdb:///dir.",
+)
+@click.option("--database", help="The exporter's database (default: the URL's, else default).")
+@click.option(
+    "--create-otel-tables/--no-create-otel-tables",
+    default=True,
+    show_default=True,
+    help="Create otel_traces / otel_logs as the exporter does, when they do not exist yet.",
+)
+def clickhouse_init(url: str, database: str | None, create_otel_tables: bool) -> None:
+    """Create or upgrade the flow rollup tables and views (idempotent)."""
+    from dashfrog_sdk.clickhouse import ClickHouseError, init, parse_url
+
+    target = parse_url(url, database)
+    try:
+        result = init(target, create_otel_tables=create_otel_tables)
+    except ClickHouseError as exc:
+        raise CliError(str(exc)) from None
+    if result.created_otel_tables:
+        click.echo(f"created {target.database}.otel_traces and {target.database}.otel_logs")
+    for name in result.applied:
+        click.echo(f"applied {name}")
+    state = "up to date" if not result.applied else "ready"
+    click.echo(f"flow rollup {state} in {target.describe()} (version {result.version})")
 
 
 if __name__ == "__main__":  # python -m dashfrog_sdk.cli

@@ -37,10 +37,23 @@ DEMO_DIR = ROOT / "examples" / "demo-app"
 DEMO_DOCKERFILE = DEMO_DIR / "Dockerfile"
 
 COLLECTOR = "otel-collector"
-EXPECTED_SERVICES = {COLLECTOR, "jaeger", "prometheus", "redis", "api", "worker", "loadgen"}
+EXPECTED_SERVICES = {
+    COLLECTOR,
+    "jaeger",
+    "prometheus",
+    "redis",
+    "clickhouse",
+    "clickhouse-init",
+    "api",
+    "worker",
+    "loadgen",
+}
+# Services that run once and exit (no health check; dependents wait for their success).
+ONE_SHOT = {"clickhouse-init"}
 DEMO_SERVICES = {"api", "worker", "loadgen"}
 REQUIRED_PUBLISHED_PORTS = {
     4317: "OTLP gRPC (collector)",
+    8123: "ClickHouse HTTP (dashfrog --store clickhouse://...)",
     4318: "OTLP HTTP (collector)",
     16686: "Jaeger UI",
     9090: "Prometheus UI",
@@ -487,6 +500,9 @@ def test_published_ports(services: dict[str, dict[str, Any]]) -> None:
 
 def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", f"{name}: a one-shot service must not restart"
+            continue
         argv = _healthcheck_argv(service)
         assert argv, f"{name}: no healthcheck"
         assert argv[0] in ("CMD", "CMD-SHELL") and len(argv) >= 2, (
@@ -499,6 +515,12 @@ def test_depends_on_waits_for_healthy_services(services: dict[str, dict[str, Any
     for name, service in services.items():
         for dep, condition in _depends_on(service).items():
             assert dep in services, f"{name} depends on undefined service {dep!r}"
+            if dep in ONE_SHOT:
+                assert condition == "service_completed_successfully", (
+                    f"{name} -> {dep}: wait for the one-shot with "
+                    f"`condition: service_completed_successfully`, got {condition!r}"
+                )
+                continue
             assert condition == "service_healthy", (
                 f"{name} -> {dep}: use `condition: service_healthy`, got {condition!r}"
             )
@@ -526,7 +548,8 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
     """Apps wait for the collector and Redis; the collector for Jaeger; loadgen for the apps."""
     for app in ("api", "worker"):
         assert {COLLECTOR, "redis"} <= _depends_on(services[app]).keys(), app
-    assert "jaeger" in _depends_on(services[COLLECTOR])
+    assert {"jaeger", "clickhouse", "clickhouse-init"} <= _depends_on(services[COLLECTOR]).keys()
+    assert "clickhouse" in _depends_on(services["clickhouse-init"])
     assert {"api", "worker"} <= _depends_on(services["loadgen"]).keys()
 
 
@@ -947,3 +970,67 @@ def test_loadgen_arguments_are_bounded(demo_modules: dict[str, ModuleType]) -> N
     for bad in (["--rate", "0"], ["--rate", "1000"], ["--count", "-1"], ["--tenants", ","]):
         with pytest.raises(SystemExit):
             loadgen.main(bad)
+
+
+# -- ClickHouse: the exporter, the rollup and `dashfrog clickhouse init` agree -------------------
+
+
+def _init_argv(services: dict[str, dict[str, Any]]) -> list[str]:
+    command = services["clickhouse-init"]["command"]
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    assert argv[:3] == ["dashfrog", "clickhouse", "init"], argv
+    return argv
+
+
+def _option(argv: list[str], name: str) -> str:
+    assert name in argv, f"clickhouse-init: no {name} in {argv}"
+    return argv[argv.index(name) + 1]
+
+
+def test_clickhouse_exports_traces_and_logs(collector_config: dict[str, Any]) -> None:
+    pipelines = collector_config["service"]["pipelines"]
+    for signal in ("traces", "logs"):
+        exporters = pipelines[signal]["exporters"]
+        assert any(_component_type(e) == "clickhouse" for e in exporters), (
+            f"the {signal} pipeline does not export to ClickHouse"
+        )
+    assert "otlp/jaeger" in pipelines["traces"]["exporters"], "keep Jaeger for traces"
+
+
+def test_clickhouse_exporter_matches_the_rollup(
+    collector_config: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The rollup's views read <database>.otel_traces / otel_logs: the exporter must write
+    exactly there, with the credentials the ClickHouse service has."""
+    from dashfrog_sdk.clickhouse import parse_url
+
+    exporter = collector_config["exporters"]["clickhouse"]
+    argv = _init_argv(services)
+    target = parse_url(_option(argv, "--url"), _option(argv, "--database"))
+    rollup = (INTEGRATIONS / "clickhouse" / "001_flow_rollup.sql").read_text()
+    assert exporter["database"] == target.database
+    for key, table in (("traces_table_name", "otel_traces"), ("logs_table_name", "otel_logs")):
+        assert exporter.get(key, table) == table
+        assert f"FROM {{db}}.{table}" in rollup
+    host, port = _host_port(exporter["endpoint"])
+    assert (host, port) == ("clickhouse", 9000) and 9000 in _container_ports(services["clickhouse"])
+    env = _environment(services["clickhouse"])
+    assert (exporter["username"], exporter["password"]) == (
+        env["CLICKHOUSE_USER"],
+        env["CLICKHOUSE_PASSWORD"],
+    )
+    assert (target.username, target.password) == (exporter["username"], exporter["password"])
+    assert target.host == "clickhouse" and target.port in _container_ports(services["clickhouse"])
+    assert env["CLICKHOUSE_DB"] == target.database
+
+
+def test_clickhouse_init_runs_the_cli_the_image_installs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    _init_argv(services)
+    built = _build(services["clickhouse-init"])
+    assert built is not None and built[1] == DEMO_DOCKERFILE
+    runs = " ".join(a for k, a in _dockerfile_instructions(DEMO_DOCKERFILE) if k == "RUN")
+    extras = re.search(r"\.\[([\w,\s-]+)\]", runs)
+    assert extras is not None
+    assert {"cli", "clickhouse"} <= {e.strip() for e in extras.group(1).split(",")}

@@ -1,4 +1,6 @@
-"""The local SQLite flow store: what the embedded default writes, and the API to query it.
+"""The local SQLite flow store: what the embedded default writes, and the API to query it
+(``FlowStore("clickhouse://host:8123/db")`` or ``FlowStore("chdb:///dir")``: the same API over
+ClickHouse, see ``dashfrog_sdk.store.clickhouse``).
 
 ```python
 from dashfrog_sdk.store import FlowStore
@@ -13,12 +15,10 @@ with FlowStore(".dashfrog/flows.db") as store:
 
 from __future__ import annotations
 
-from dashfrog_sdk.store.exporter import (
-    FlowStoreLogExporter,
-    FlowStoreSpanExporter,
-    build_exporters,
-    build_processors,
-)
+from typing import TYPE_CHECKING, Any
+
+from dashfrog_sdk.store.backend import FlowBackend
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -31,15 +31,34 @@ from dashfrog_sdk.store.model import (
     Step,
     StepDuration,
 )
-from dashfrog_sdk.store.queries import (
-    FlowNotFoundError,
-    FlowStore,
-    StoreError,
-    StoreNotFoundError,
-)
+from dashfrog_sdk.store.queries import FlowStore
 from dashfrog_sdk.store.schema import SCHEMA_VERSION
-from dashfrog_sdk.store.writer import StoreWriter
 from dashfrog_sdk.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from dashfrog_sdk.store.exporter import (
+        FlowStoreLogExporter,
+        FlowStoreSpanExporter,
+        build_exporters,
+        build_processors,
+    )
+    from dashfrog_sdk.store.writer import StoreWriter
+
+_WRITING = frozenset(
+    {"FlowStoreLogExporter", "FlowStoreSpanExporter", "StoreWriter", "build_exporters"}
+    | {"build_processors"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The writing side (OpenTelemetry SDK processors and exporters), loaded on first use:
+    the CLI and other readers of a store never need it (PEP 562)."""
+    if name not in _WRITING:
+        raise AttributeError(f"module 'dashfrog_sdk.store' has no attribute {name!r}")
+    from dashfrog_sdk.store import exporter, writer
+
+    return getattr(writer if name == "StoreWriter" else exporter, name)
+
 
 DEFAULT_PATH = ".dashfrog/flows.db"
 
@@ -47,6 +66,7 @@ __all__ = [
     "DEFAULT_PATH",
     "SCHEMA_VERSION",
     "Flow",
+    "FlowBackend",
     "FlowDetail",
     "FlowDurations",
     "FlowEvent",

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk._otel.attributes import plain, span_attributes
+
+if TYPE_CHECKING:  # the readers of a store (the CLI) load none of the OTel SDK
+    from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+    from opentelemetry.sdk.trace import ReadableSpan
 
 SERVICE_NAME = "service.name"
 
@@ -107,11 +110,22 @@ class Batch:
     spans: list[SpanRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)
+    # Flows whose identity (name, tenant, parent, labels) a row of this batch already carries:
+    # every record of a flow carries the same, so later rows need not decode it again.
+    known: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
         return (
             len(self.flows) + len(self.steps) + len(self.spans) + len(self.events) + len(self.logs)
         )
+
+    def drop_flows(self, flow_ids: Mapping[str, object] | set[str]) -> None:
+        """Remove every row of these flows (flows the store queue dropped whole)."""
+        self.flows = [r for r in self.flows if r.flow_id not in flow_ids]
+        self.steps = [r for r in self.steps if r.flow_id not in flow_ids]
+        self.spans = [r for r in self.spans if r.flow_id not in flow_ids]
+        self.events = [r for r in self.events if r.flow_id not in flow_ids]
+        self.logs = [r for r in self.logs if r.flow_id not in flow_ids]
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -166,14 +180,22 @@ def _span_hex(value: int | None) -> str | None:
     return format_span_id(value) if value else None
 
 
-def _flow_identity(flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
-    return FlowRow(
+def _flow_identity(batch: Batch, flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
+    """The flow's identity from a record's attributes; decoded once per flow and batch (every
+    record of a flow in one process carries the flow's whole attribute dict; one that lacks
+    the name is not trusted to, and does not count)."""
+    if flow_id in batch.known:
+        return FlowRow(flow_id=flow_id)
+    row = FlowRow(
         flow_id=flow_id,
         name=_str(attrs.get(c.FLOW_NAME)),
         tenant=_str(attrs.get(c.TENANT)),
         parent_id=_str(attrs.get(c.FLOW_PARENT_ID)),
         labels=stored_labels(attrs),
     )
+    if row.name is not None and row.tenant is not None:
+        batch.known.add(flow_id)
+    return row
 
 
 def _service(resource_attrs: Mapping[str, Any]) -> str | None:
@@ -185,7 +207,9 @@ def _service(resource_attrs: Mapping[str, Any]) -> str | None:
 
 def _span_error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[str | None, str | None]:
     etype, emsg = _str(attrs.get(c.ERROR_TYPE)), _str(attrs.get(c.ERROR_MESSAGE))
-    if etype is None:
+    # `span.events` copies the span's event list under its lock: look at it only when it is
+    # not empty (ReadableSpan keeps it as `_events`; the public property is the fallback).
+    if etype is None and getattr(span, "_events", True):
         for event in span.events:
             if event.name == "exception" and event.attributes:
                 etype = _str(event.attributes.get("exception.type"))
@@ -195,7 +219,7 @@ def _span_error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[str | Non
 
 
 def add_span(batch: Batch, span: ReadableSpan) -> None:
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = span_attributes(span)  # the dict itself, not a proxy per access (see _otel)
     flow_id = _str(attrs.get(c.FLOW_ID))
     ctx = span.context
     if not flow_id or ctx is None:
@@ -207,7 +231,7 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
     failed = span.status.status_code is StatusCode.ERROR
     step_name = attrs.get(c.STEP_NAME)
     flow_name = attrs.get(c.FLOW_NAME)
-    row = _flow_identity(flow_id, attrs)
+    row = _flow_identity(batch, flow_id, attrs)
     row.start_ns = span.start_time
     batch.flows.append(row)
 
@@ -274,16 +298,16 @@ def _body(value: Any) -> str | None:
         return str(value)
 
 
-def add_log_record(batch: Batch, readable: ReadableLogRecord) -> None:
+def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecord) -> None:
     record = readable.log_record
-    attrs: Mapping[str, Any] = record.attributes or {}
+    attrs = plain(record.attributes)
     flow_id = _str(attrs.get(c.FLOW_ID))
     if not flow_id:
         return
     ts = record.timestamp or record.observed_timestamp
     trace_id, span_id = _trace_hex(record.trace_id), _span_hex(record.span_id)
-    service = _service(readable.resource.attributes)
-    row = _flow_identity(flow_id, attrs)
+    service = _service(readable.resource.attributes) if readable.resource else None
+    row = _flow_identity(batch, flow_id, attrs)
     row.start_ns = ts
     event = record.event_name
 

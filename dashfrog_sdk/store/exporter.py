@@ -1,9 +1,10 @@
-"""OpenTelemetry exporters that feed the local SQLite flow store.
+"""OpenTelemetry processors and exporters that feed the local SQLite flow store.
 
-``build_processors(path, max_age_s=..., max_flows=...)`` returns a ``BatchSpanProcessor`` and a
-``BatchLogRecordProcessor`` around a span exporter and a log record exporter that share one
-:class:`~dashfrog_sdk.store.writer.StoreWriter`: conversion and SQLite writes happen on the batch
-processors' background threads, never on the thread that ends a span or emits an event.
+``build_processors(path, max_age_s=..., max_flows=...)`` returns a span processor and a log
+record processor that share one queue and one writer thread (:mod:`dashfrog_sdk.store.processor`):
+conversion and SQLite writes happen there, never on the thread that ends a span or emits an
+event. ``build_exporters`` gives plain exporters around one writer, for an application that runs
+its own batch processors.
 """
 
 from __future__ import annotations
@@ -13,24 +14,21 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from dashfrog_sdk.store.convert import Batch, add_log_record, add_span
+from dashfrog_sdk.store.processor import (
+    MAX_QUEUE,
+    StoreLogProcessor,
+    StoreQueue,
+    StoreSpanProcessor,
+)
 from dashfrog_sdk.store.writer import StoreWriter
 
 T = TypeVar("T")
-
-# The local store is read by people watching `dashfrog tail`: flush faster than the OTLP default.
-SCHEDULE_DELAY_MS = 500
-MAX_EXPORT_BATCH = 512
-MAX_QUEUE = 8192
 
 
 def _write(writer: StoreWriter, items: Sequence[T], add: Callable[[Batch, T], None]) -> bool:
@@ -91,25 +89,19 @@ def build_exporters(
 
 
 def build_processors(
-    path: str, *, max_age_s: float | None, max_flows: int | None
-) -> tuple[SpanProcessor, LogRecordProcessor]:
-    """Batch processors that write flows, steps, events and flow logs to the store at ``path``.
+    path: str,
+    *,
+    max_age_s: float | None,
+    max_flows: int | None,
+    max_queue: int = MAX_QUEUE,
+) -> tuple[StoreSpanProcessor, StoreLogProcessor]:
+    """The span and log processors that write flows, steps, events and flow logs to ``path``.
 
     ``max_age_s`` and ``max_flows`` bound the store (``None``: no bound); they are applied on the
-    writer thread every minute and every couple of thousand flows written. Never raises for a
-    bad path: the exporters report one warning and return FAILURE.
+    writer thread every minute and every couple of thousand flows written. ``max_queue`` bounds
+    the records waiting for the writer (see :mod:`dashfrog_sdk.store.processor`). Never raises
+    for a bad path: the writer reports one warning and retries.
     """
-    span_exporter, log_exporter = build_exporters(path, max_age_s=max_age_s, max_flows=max_flows)
-    span_processor = BatchSpanProcessor(
-        span_exporter,
-        max_queue_size=MAX_QUEUE,
-        schedule_delay_millis=SCHEDULE_DELAY_MS,
-        max_export_batch_size=MAX_EXPORT_BATCH,
-    )
-    log_processor = BatchLogRecordProcessor(
-        log_exporter,
-        schedule_delay_millis=SCHEDULE_DELAY_MS,
-        max_export_batch_size=MAX_EXPORT_BATCH,
-        max_queue_size=MAX_QUEUE,
-    )
-    return span_processor, log_processor
+    writer = StoreWriter(path, max_age_s=max_age_s, max_flows=max_flows)
+    queue = StoreQueue(writer, max_queue=max_queue)
+    return StoreSpanProcessor(queue), StoreLogProcessor(queue)

@@ -18,16 +18,20 @@ import threading
 import time
 from typing import Any
 
+from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk.status import sql_rank
 from dashfrog_sdk.store import schema
-from dashfrog_sdk.store.convert import Batch, FlowRow, label_text
+from dashfrog_sdk.store.convert import Batch, FlowRow, StepRow, label_text
 
 _log = logging.getLogger("dashfrog_sdk.store")
 WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
 
 RETENTION_EVERY_S = 60.0
 RETENTION_EVERY_FLOWS = 2_000
+# Flows deleted per retention transaction: ~30 ms of write lock on an idle machine, 4 s at most
+# for 1,000 at load average 19 (benchmarks/store.py), against a 10 s busy timeout.
+RETENTION_SLICE = 500
 
 # Several records end a flow that crosses processes (the API's flow span, a worker's flow.end
 # event, a downstream failure), in any order: status, end and error follow dashfrog_sdk.status
@@ -113,31 +117,96 @@ VALUES (:flow_id, :ts_ns, :severity, :body, :logger, :step_name, :service, :trac
 
 _CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs")
 
+# Counter in dashfrog_sdk.stats()["diagnostics"] (and WRITE_ERRORS above).
+REOPENED = "store.reopened"
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _is_placeholder(row: FlowRow) -> bool:
-    """A row that only says "this flow exists" (from a step, a log, any span inside it)."""
-    return row.status is None and row.service is None and row.timeout_s is None
+def _fill(into: FlowRow, row: FlowRow) -> None:
+    """Give `into` what `row` (written after it) says and it does not: the upsert's COALESCE,
+    where the earlier value wins; the earliest start; the first non-empty labels."""
+    for name in _FLOW_IDENTITY:
+        if getattr(into, name) is None:
+            setattr(into, name, getattr(row, name))
+    if row.start_ns is not None and (into.start_ns is None or row.start_ns < into.start_ns):
+        into.start_ns = row.start_ns
+    if not into.labels:
+        into.labels = row.labels
 
 
-def _flow_rows(rows: list[FlowRow]) -> list[FlowRow]:
-    """Fold the batch's placeholder rows into one per flow; keep the others in order."""
+_FLOW_IDENTITY = (
+    "name",
+    "tenant",
+    "parent_id",
+    "timeout_s",
+    "end_on_exit",
+    "trace_id",
+    "span_id",
+    "service",
+)
+
+
+def _coalesce_flows(rows: list[FlowRow]) -> list[FlowRow]:
+    """The batch's flow rows, one per flow wherever that reaches the same result as upserting
+    each in turn (tests/store/test_load.py::test_coalesced_writes_equal_row_by_row_writes).
+
+    A row without a status (a start event, a step's or any span's "this flow exists") folds
+    into the flow's previous row, or takes that row's place with the previous row's values
+    winning. Two rows that both carry a status (two ends) stay two upserts: which end wins is
+    the upsert's rule, stated once, in SQL.
+    """
     kept: list[FlowRow] = []
-    placeholders: dict[str, FlowRow] = {}
+    last: dict[str, FlowRow] = {}
     for row in rows:
-        if not _is_placeholder(row):
+        prev = last.get(row.flow_id)
+        if prev is None:
+            last[row.flow_id] = row
             kept.append(row)
-            continue
-        seen = placeholders.get(row.flow_id)
-        if seen is None:
-            placeholders[row.flow_id] = row
+        elif row.status is None:
+            _fill(prev, row)
+        elif prev.status is None:
+            _fill(prev, row)
+            prev.status, prev.end_ns = row.status, row.end_ns
+            prev.error_type, prev.error_message = row.error_type, row.error_message
+        else:
+            last[row.flow_id] = row
             kept.append(row)
-        elif row.start_ns is not None and (seen.start_ns is None or row.start_ns < seen.start_ns):
-            seen.start_ns = row.start_ns
     return kept
+
+
+def _coalesce_steps(rows: list[StepRow]) -> list[StepRow]:
+    """One row per step span id, merged exactly as ``_UPSERT_STEP`` merges a later row into an
+    earlier one (so writing the merged row equals upserting both in turn)."""
+    merged: dict[str, StepRow] = {}
+    for row in rows:
+        prev = merged.get(row.span_id)
+        if prev is None:
+            merged[row.span_id] = row
+            continue
+        ended = row.status != c.RUNNING
+        if row.trace_id is not None:
+            prev.trace_id = row.trace_id
+        if row.parent_span_id is not None:
+            prev.parent_span_id = row.parent_span_id
+        if prev.service is None:
+            prev.service = row.service
+        prev.optional = prev.optional or row.optional
+        if ended or prev.start_ns is None:
+            prev.start_ns = row.start_ns
+        if ended:
+            prev.status = row.status
+        if row.end_ns is not None:
+            prev.end_ns = row.end_ns
+        if row.error_type is not None:
+            prev.error_type = row.error_type
+        if row.error_message is not None:
+            prev.error_message = row.error_message
+        if row.attributes:
+            prev.attributes = row.attributes
+    return list(merged.values())
 
 
 class StoreWriter:
@@ -158,31 +227,67 @@ class StoreWriter:
         self.retention_every_s = retention_every_s
         self.retention_every_flows = retention_every_flows
         self.failures = 0  # failed writes, for tests and diagnostics
+        self.retryable = True  # whether the last failure may pass (locked, full, replaced)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file we opened
         self._warned = False
         self._flows_since_retention = 0
         self._last_retention = time.monotonic()
+        self._retention_owed = False  # a pass stopped at its slice: more to delete
 
     # -- connection ------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and not self._same_file():
+            self._reopen()
         if self._conn is None:
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
             conn = schema.connect(self.path, create=True)
             try:
                 schema.migrate(conn)
+                st = os.stat(self.path)
             except BaseException:
                 conn.close()
                 raise
-            self._conn = conn
+            self._conn, self._file = conn, (st.st_dev, st.st_ino)
         return self._conn
+
+    def _same_file(self) -> bool:
+        """Whether the path still names the file we opened (one stat per batch).
+
+        A store deleted or replaced under a running process (``rm``, a restore, ``mv``) would
+        otherwise take every later write into the unlinked file, and lose it silently.
+        """
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._file
+
+    def _reopen(self) -> None:
+        diagnostics.report(
+            REOPENED,
+            "dashfrog flow store %s was deleted or replaced while this process was writing "
+            "it; writing to the file now at that path",
+            self.path,
+        )
+        self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = self._file = None
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close()
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's connection (never use one across fork)."""
+        self._lock = threading.Lock()
+        self._conn = self._file = None
 
     def report_failure(self, exc: BaseException) -> None:
         """Count a failed write, in `stats()["diagnostics"]["store.write_errors"]` too; warn
@@ -201,16 +306,17 @@ class StoreWriter:
 
     def _fail(self, exc: BaseException) -> bool:
         self.report_failure(exc)
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        self.retryable = isinstance(exc, (sqlite3.OperationalError, OSError))
+        self._close()
         return False
 
     # -- writes ----------------------------------------------------------------------------
-    def write(self, batch: Batch) -> bool:
-        """Write a batch in one transaction; ``False`` (and one warning) if it could not."""
-        if not len(batch):
+    def write(self, batch: Batch, *, forget: list[str] | None = None) -> bool:
+        """Write a batch in one transaction; ``False`` (and one warning) if it could not.
+
+        `forget`: flows to delete in the same transaction (flows the store queue dropped).
+        """
+        if not len(batch) and not forget:
             return True
         with self._lock:
             try:
@@ -218,21 +324,49 @@ class StoreWriter:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     flows = self._write(conn, batch)
+                    if forget:
+                        self._forget(conn, forget)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # Not a bare ROLLBACK: after a full disk SQLite has rolled back already,
+                    # and "cannot rollback - no transaction is active" hid the real error.
+                    schema.rollback(conn)
                     raise
-                self._warned = False
-                self._flows_since_retention += flows
-                if self._retention_due():
-                    self._retain(conn)
-                return True
             except (sqlite3.Error, OSError, schema.SchemaError, ValueError, TypeError) as exc:
                 return self._fail(exc)
+            self._warned = False
+            self._flows_since_retention += flows
+            if self._retention_due():
+                # The batch is committed: a failed retention pass is reported, never retried
+                # as the batch (its events would be written twice).
+                try:
+                    self._retain(conn)
+                except (sqlite3.Error, OSError) as exc:
+                    self.report_failure(exc)
+                    self._close()
+            return True
+
+    def _forget(self, conn: sqlite3.Connection, flow_ids: list[str]) -> None:
+        rows = [(f,) for f in flow_ids]
+        for table in _CHILD_TABLES:
+            conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", rows)
+        conn.executemany("DELETE FROM flows WHERE flow_id = ?", rows)
+
+    def _seen_base(self, conn: sqlite3.Connection) -> int:
+        """The first ``seen_ns`` of this write: later than every row already committed.
+
+        Writes are serialised by the write lock, so stamping each flow row with a distinct
+        value above the store's maximum makes ``seen_ns`` a commit-ordered change sequence
+        across processes (their clocks may disagree): ``FlowStore.changes`` pages through it
+        exactly, however many flows changed at once.
+        """
+        (latest,) = conn.execute("SELECT MAX(seen_ns) FROM flows").fetchone()
+        now = time.time_ns()
+        return now if latest is None or latest < now else int(latest) + 1
 
     def _write(self, conn: sqlite3.Connection, batch: Batch) -> int:
-        now = time.time_ns()
-        flows = _flow_rows(batch.flows)
+        flows = _coalesce_flows(batch.flows)
+        seen = self._seen_base(conn) if flows else 0
         conn.executemany(
             _UPSERT_FLOW,
             [
@@ -240,15 +374,16 @@ class StoreWriter:
                     **{k: v for k, v in vars(r).items() if k not in ("labels", "end_on_exit")},
                     "end_on_exit": None if r.end_on_exit is None else int(r.end_on_exit),
                     "labels": _dumps(r.labels),
-                    "seen_ns": now,
+                    "seen_ns": seen + i,
                 }
-                for r in flows
+                for i, r in enumerate(flows)
             ],
         )
         labels = {(r.flow_id, k): label_text(v) for r in flows for k, v in r.labels.items()}
         if labels:
             conn.executemany(_INSERT_LABEL, [(f, k, v) for (f, k), v in labels.items()])
-        if batch.steps:
+        steps = _coalesce_steps(batch.steps)
+        if steps:
             conn.executemany(
                 _UPSERT_STEP,
                 [
@@ -257,7 +392,7 @@ class StoreWriter:
                         "optional": int(s.optional),
                         "attributes": _dumps(s.attributes),
                     }
-                    for s in batch.steps
+                    for s in steps
                 ],
             )
         if batch.spans:
@@ -280,49 +415,64 @@ class StoreWriter:
         if self.max_age_s is None and self.max_flows is None:
             return False
         return (
-            self._flows_since_retention >= self.retention_every_flows
+            self._retention_owed
+            or self._flows_since_retention >= self.retention_every_flows
             or time.monotonic() - self._last_retention >= self.retention_every_s
         )
 
     def apply_retention(self) -> int:
-        """Delete flows older than ``max_age_s`` and the oldest beyond ``max_flows`` now."""
-        with self._lock:
-            try:
-                return self._retain(self._connection())
-            except (sqlite3.Error, OSError, schema.SchemaError) as exc:
-                self._fail(exc)
-                return 0
+        """Delete flows older than ``max_age_s`` and the oldest beyond ``max_flows`` now, slice
+        by slice (each its own short transaction); return how many were deleted."""
+        deleted = 0
+        while True:
+            with self._lock:
+                try:
+                    n = self._retain(self._connection())
+                except (sqlite3.Error, OSError, schema.SchemaError) as exc:
+                    self._fail(exc)
+                    return deleted
+            deleted += n
+            if not self._retention_owed:
+                return deleted
 
     def _retain(self, conn: sqlite3.Connection) -> int:
+        """Delete one slice of at most ``RETENTION_SLICE`` flows, then give their pages back.
+
+        One slice is one short transaction (tens of milliseconds), so another process's write
+        never waits near its busy timeout: the first pass over an oversized store deleted
+        902,000 flows in one 57 s transaction. What is left is owed, and deleted a slice per
+        write until none is left.
+        """
         self._flows_since_retention = 0
         self._last_retention = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (flow_id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM doomed")
+            doomed: list[tuple[str]] = []
             if self.max_age_s is not None:
                 cutoff = time.time_ns() - int(self.max_age_s * 1e9)
-                conn.execute(
-                    "INSERT OR IGNORE INTO doomed SELECT flow_id FROM flows WHERE seen_ns < ?",
-                    (cutoff,),
-                )
-            if self.max_flows is not None:
+                doomed = conn.execute(
+                    "SELECT flow_id FROM flows WHERE seen_ns < ? ORDER BY seen_ns LIMIT ?",
+                    (cutoff, RETENTION_SLICE),
+                ).fetchall()
+            if self.max_flows is not None and len(doomed) < RETENTION_SLICE:
                 (count,) = conn.execute("SELECT COUNT(*) FROM flows").fetchone()
-                (already,) = conn.execute("SELECT COUNT(*) FROM doomed").fetchone()
-                excess = count - already - self.max_flows
+                excess = min(count - len(doomed) - self.max_flows, RETENTION_SLICE - len(doomed))
                 if excess > 0:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO doomed SELECT flow_id FROM flows "
-                        "WHERE flow_id NOT IN doomed ORDER BY seen_ns, start_ns LIMIT ?",
-                        (excess,),
-                    )
-            (deleted,) = conn.execute("SELECT COUNT(*) FROM doomed").fetchone()
-            if deleted:
+                    # The oldest by the same order the age bound uses; skipping what the age
+                    # bound already chose (it is the oldest too, so an OFFSET is exact).
+                    doomed += conn.execute(
+                        "SELECT flow_id FROM flows ORDER BY seen_ns LIMIT ? OFFSET ?",
+                        (excess, len(doomed)),
+                    ).fetchall()
+            if doomed:
                 for table in _CHILD_TABLES:
-                    conn.execute(f"DELETE FROM {table} WHERE flow_id IN doomed")
-                conn.execute("DELETE FROM flows WHERE flow_id IN doomed")
+                    conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", doomed)
+                conn.executemany("DELETE FROM flows WHERE flow_id = ?", doomed)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            schema.rollback(conn)
             raise
-        return int(deleted)
+        self._retention_owed = len(doomed) >= RETENTION_SLICE
+        if doomed:
+            schema.give_back_space(conn)
+        return len(doomed)

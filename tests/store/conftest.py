@@ -58,10 +58,12 @@ class Pipe:
         *,
         max_age_s: float | None = None,
         max_flows: int | None = None,
+        max_queue: int | None = None,
     ) -> None:
         resource = Resource.create({"service.name": service})
+        bound = {} if max_queue is None else {"max_queue": max_queue}
         self.span_processor, self.log_processor = build_processors(
-            os.fspath(path), max_age_s=max_age_s, max_flows=max_flows
+            os.fspath(path), max_age_s=max_age_s, max_flows=max_flows, **bound
         )
         self.tp = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.tp.add_span_processor(self.span_processor)
@@ -72,7 +74,7 @@ class Pipe:
 
     @property
     def writer(self) -> Any:
-        return self.span_processor._batch_processor._exporter.writer  # type: ignore[attr-defined]
+        return self.span_processor.queue.writer
 
     # -- emitting like the core ---------------------------------------------------------
     def emit(

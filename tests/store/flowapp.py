@@ -6,6 +6,9 @@
     python tests/store/flowapp.py finish_remote CARRIER_JSON   # a "worker" ends that flow
     python tests/store/flowapp.py hold GATE_FILE    # a flow that waits in a step for GATE_FILE
     python tests/store/flowapp.py timeout           # a flow with a 0.2 s timeout never ended
+    python tests/store/flowapp.py steps N           # one flow with N steps, as fast as possible
+    python tests/store/flowapp.py phases N GATE     # N flows, flush, wait for GATE, N more flows
+    python tests/store/flowapp.py fill N            # N flows with 2 KB labels (a full disk)
 
 Configuration comes from the environment (DASHFROG_STORE, OTEL_SERVICE_NAME), as in a real
 deployment; `setup()` is left to the first flow, so this also tests the automatic setup.
@@ -74,6 +77,44 @@ def many(count: int, tag: str) -> None:
     # Wait for the store, however loaded the machine: the exit flush alone is bounded by
     # DASHFROG_SHUTDOWN_TIMEOUT (5 s), which two writers on a busy CI box can exceed.
     assert dashfrog_sdk.flush(60), "flush did not finish in 60 s"
+    print(json.dumps(dashfrog_sdk.stats()["diagnostics"]))
+
+
+def steps(count: int) -> None:
+    with flow.start("huge", tenant="initech"):
+        for _ in range(count):
+            with step.start("item"):
+                pass
+    assert dashfrog_sdk.flush(120), "flush did not finish in 120 s"
+    print(json.dumps(dashfrog_sdk.stats()["diagnostics"]))
+
+
+def fill(count: int) -> None:
+    """Flows with bulky labels, to fill a small filesystem; the flush is allowed to fail."""
+    for i in range(count):
+        with flow.start("bulky", tenant="acme", n=i, blob="x" * 2000), step.start("a"):
+            pass
+    dashfrog_sdk.flush(10)
+    print(json.dumps(dashfrog_sdk.stats()["diagnostics"]))
+
+
+def phases(count: int, gate: str) -> None:
+    """`count` flows tagged phase=1, flushed; then, once `gate` exists, `count` more (phase=2).
+
+    The test does something to the store file between the phases (deletes it, replaces it).
+    """
+    for phase in (1, 2):
+        if phase == 2:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        for i in range(count):
+            with flow.start("phased", tenant="acme", phase=phase, n=i), step.start("work"):
+                pass
+        assert dashfrog_sdk.flush(60), "flush did not finish in 60 s"
+        print(
+            json.dumps({"phase": phase, "stats": dashfrog_sdk.stats()["diagnostics"]}), flush=True
+        )
 
 
 def start_remote() -> dict[str, object]:
@@ -123,6 +164,12 @@ def main(argv: list[str]) -> None:
         print(json.dumps(demo()))
     elif command == "many":
         many(int(argv[1]), argv[2])
+    elif command == "steps":
+        steps(int(argv[1]))
+    elif command == "fill":
+        fill(int(argv[1]))
+    elif command == "phases":
+        phases(int(argv[1]), argv[2])
     elif command == "start_remote":
         print(json.dumps(start_remote()))
     elif command == "finish_remote":

@@ -138,7 +138,7 @@ def test_corrupt_store_fails_exports_with_one_warning(
         for _ in range(3):
             with p.flow("x", "t"):
                 pass
-            p.flush()  # the batch processor swallows nothing: our exporter returned FAILURE
+            assert not p.tp.force_flush(10_000)  # the flush says the write failed
         spans = list(_finished_spans(p))
         assert span_exporter.export(spans) is SpanExportResult.FAILURE
         assert log_exporter.export([]) is LogRecordExportResult.SUCCESS  # nothing to write
@@ -169,7 +169,7 @@ def test_unwritable_path_never_raises(tmp_path: Path) -> None:
     p = Pipe(path)
     with p.flow("x", "t"):
         pass
-    p.flush()
+    assert not p.tp.force_flush(10_000)  # the flush says the write failed
     p.close()
     assert p.writer.failures >= 1
     assert not path.exists()

@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
                 json_format.ParseDict(data, message, ignore_unknown_fields=True)
             else:
                 message.ParseFromString(body)
-            self.server.receiver._store(signal, decode(message))
+            self.server.receiver._store(signal, decode(message), message)
         except Exception as exc:
             self.server.receiver._record_error(f"{path}: {type(exc).__name__}: {exc}")
             self._reply(400, str(exc).encode(), "text/plain")
@@ -312,6 +312,8 @@ class OtlpReceiver(Started):
         self._logs: list[ReceivedLog] = []
         self._metrics: list[ReceivedMetric] = []
         self._errors: list[str] = []
+        # (signal, the decoded Export*ServiceRequest) of every request, in arrival order
+        self.requests: list[tuple[str, Any]] = []
         self.request_count = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -349,9 +351,10 @@ class OtlpReceiver(Started):
 
     # -- storage --------------------------------------------------------------------------------
 
-    def _store(self, signal: str, decoded: list[Any]) -> None:
+    def _store(self, signal: str, decoded: list[Any], message: Any = None) -> None:
         with self._cond:
             getattr(self, f"_{signal}").extend(decoded)
+            self.requests.append((signal, message))
             self.request_count += 1
             self._cond.notify_all()
 

@@ -1,0 +1,560 @@
+"""The flow store's query API over ClickHouse: the rollup that ``dashfrog clickhouse init``
+creates from the collector's ``otel_traces`` / ``otel_logs``.
+
+Same methods, arguments and result types as the SQLite :class:`dashfrog_sdk.store.FlowStore`
+(see :class:`dashfrog_sdk.store.backend.FlowBackend`); ``FlowStore("clickhouse://...")`` and
+``FlowStore("chdb:///...")`` return one of these. Differences that follow from the data:
+attribute and label values come back as the strings the exporter stored (``"2"``, ``"true"``),
+and a flow is listed once its span or its ``dashfrog.flow.start`` event has arrived.
+
+Every query reads the rollup tables by their keys: flows by (tenant, name, hour), a flow's
+steps, spans, events and logs by flow id; nothing scans ``otel_traces`` or ``otel_logs``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.clickhouse import migrate
+from dashfrog_sdk.clickhouse.connection import (
+    ClickHouseError,
+    Target,
+    Transport,
+    connect,
+    literal,
+    parse_url,
+    redact,
+)
+from dashfrog_sdk.status import RANK
+from dashfrog_sdk.store.convert import label_text
+from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError
+from dashfrog_sdk.store.model import (
+    Flow,
+    FlowDetail,
+    FlowDurations,
+    FlowEvent,
+    FlowStats,
+    LabelValue,
+    LogEntry,
+    Results,
+    SpanRecord,
+    Step,
+    StepDuration,
+)
+from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
+
+# The rollup ranks statuses 1..4 in this order (sql/001_flow_rollup.sql, indexOf([...])): the
+# highest one seen wins, status.RANK's precedence (tests/store/test_clickhouse.py checks the SQL).
+RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
+
+# Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
+# would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
+_FLOW_ROWS = """
+SELECT flow_id,
+       anyIf(tenant, tenant != '') AS f_tenant,
+       anyIf(name, name != '') AS f_name,
+       toUnixTimestamp64Nano(min(start)) AS start_ns,
+       max(outcome) AS f_outcome,
+       max(parent_id) AS f_parent_id,
+       max(service) AS f_service,
+       max(trace_id) AS f_trace_id,
+       max(span_id) AS f_span_id,
+       max(timeout_s) AS f_timeout_s,
+       anyIf(labels, notEmpty(labels)) AS f_labels,
+       toUnixTimestamp64Nano(max(seen)) AS seen_ns
+FROM {db}.dashfrog_flows
+WHERE """
+_FLOW_ROWS_END = " GROUP BY flow_id"
+
+# `stored` is the rollup's status; `status` adds timed_out (no end, deadline passed), as
+# dashfrog_sdk.status.effective_status does for the SQLite store.
+_FLOWS = """
+SELECT *,
+       multiIf(f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled',
+               f_outcome.1 = 2, 'completed', 'running') AS stored,
+       if(stored = 'running' AND f_timeout_s > 0
+          AND start_ns + toInt64(f_timeout_s * 1e9) < {{now}}, 'timed_out', stored) AS status
+FROM ("""
+_FLOWS_WHERE = ") WHERE "
+
+_STEPS = """
+SELECT span_id,
+       argMax(name, final) AS name,
+       argMax(service, final) AS service,
+       argMax(status, final) AS status,
+       toUnixTimestamp64Nano(argMax(start, final)) AS start_ns,
+       argMax(end_ns, final) AS end_ns,
+       max(optional) AS optional,
+       argMax(error_type, final) AS error_type,
+       argMax(error_message, final) AS error_message,
+       argMax(attributes, final) AS attributes,
+       argMax(parent_span_id, final) AS parent_span_id,
+       argMax(trace_id, final) AS trace_id
+FROM {db}.dashfrog_steps
+WHERE flow_id = """
+_STEPS_END = " GROUP BY span_id ORDER BY start_ns, span_id"
+
+_CURRENT_STEPS = """
+SELECT flow_id, argMax(name, start_ns) AS name
+FROM (
+    SELECT flow_id, span_id, argMax(name, final) AS name, argMax(status, final) AS status,
+           toUnixTimestamp64Nano(argMax(start, final)) AS start_ns
+    FROM {db}.dashfrog_steps
+    WHERE flow_id IN """
+_CURRENT_STEPS_END = """
+    GROUP BY flow_id, span_id
+)
+WHERE status = 'running'
+GROUP BY flow_id
+"""
+
+
+def _none(value: Any) -> Any:
+    return None if value in ("", None) else value
+
+
+def _int(value: Any) -> int | None:
+    return None if value in (None, "", 0, "0") else int(value)
+
+
+def _ms(start: int | None, end: int | None) -> float | None:
+    return None if start is None or end is None else (end - start) / 1e6
+
+
+def _quantile(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+class ClickHouseFlowStore:
+    """Queries over the dashfrog rollup in a ClickHouse database (a server, or chDB)."""
+
+    def __init__(self, url: str, *, database: str | None = None) -> None:
+        self.target: Target = parse_url(url, database)
+        self.path = redact(url)  # what the CLI prints: never the password
+        self._db = f"`{self.target.database}`"
+        try:
+            self._transport: Transport = connect(self.target)
+        except ClickHouseError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            self._check_schema()
+        except BaseException:
+            self._transport.close()
+            raise
+
+    def _check_schema(self) -> None:
+        db = self.target.database
+        try:
+            version = migrate.current_version(self._transport, db)
+        except ClickHouseError as exc:
+            raise StoreError(f"cannot read {self.target.describe()}: {exc}") from None
+        if version == 0:
+            raise StoreError(
+                f"no dashfrog flow rollup in {self.target.describe()}: run "
+                f"`dashfrog clickhouse init --url {self.path} --database {db}` once"
+            )
+        if version > migrate.SCHEMA_VERSION:
+            raise StoreError(
+                f"the flow rollup in {self.target.describe()} is version {version}, newer than "
+                f"this dashfrog_sdk supports ({migrate.SCHEMA_VERSION}); upgrade dashfrog_sdk"
+            )
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> ClickHouseFlowStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        try:
+            return self._transport.rows(sql)
+        except ClickHouseError as exc:
+            raise StoreError(f"cannot read {self.target.describe()}: {exc}") from None
+
+    # -- flows -------------------------------------------------------------------------------
+    def _flow_sql(
+        self, inner: list[str], outer: list[str], now: int, tail: str = "ORDER BY start_ns DESC"
+    ) -> str:
+        # Templates get the database first; clauses holding literals are joined in last, so
+        # no placeholder is ever looked for inside a value.
+        db = self._db
+        return (
+            _FLOWS.replace("{db}", db).replace("{{now}}", literal(now))
+            + _FLOW_ROWS.replace("{db}", db)
+            + (" AND ".join(inner) or "1")
+            + _FLOW_ROWS_END
+            + _FLOWS_WHERE
+            + (" AND ".join(outer) or "1")
+            + " "
+            + tail
+        )
+
+    def _flow(self, row: Mapping[str, Any], now: int) -> Flow:
+        status = str(row["status"])
+        start = _int(row["start_ns"])
+        outcome = row["f_outcome"]
+        end = _int(outcome[1]) if status not in c.OPEN else None
+        open_end = now if end is None and status in c.OPEN else end
+        timeout = float(row["f_timeout_s"] or 0)
+        return Flow(
+            id=str(row["flow_id"]),
+            name=_none(row["f_name"]),
+            tenant=_none(row["f_tenant"]),
+            status=status,
+            labels=dict(row["f_labels"] or {}),
+            start_ns=start,
+            end_ns=end,
+            duration_ms=_ms(start, open_end),
+            parent_id=_none(row["f_parent_id"]),
+            service=_none(row["f_service"]),
+            trace_id=_none(row["f_trace_id"]),
+            span_id=_none(row["f_span_id"]),
+            timeout_s=timeout or None,
+            error_type=_none(outcome[2]) if status == c.FAILED or outcome[2] else None,
+            error_message=_none(outcome[3]) if status == c.FAILED or outcome[3] else None,
+        )
+
+    def flows(
+        self,
+        *,
+        tenant: str | None = None,
+        name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        labels: Mapping[str, LabelValue] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        running_longer_than: timedelta | float | str | None = None,
+        parent_id: str | None = None,
+        limit: int | None = 100,
+        _ids: list[str] | None = None,
+    ) -> Results[Flow]:
+        """Flows matching every filter given, newest first (see the SQLite FlowStore)."""
+        now = time.time_ns()
+        inner: list[str] = []
+        outer: list[str] = []
+        if tenant is not None:
+            inner.append(f"tenant = {literal(tenant)}")
+        if name is not None:
+            inner.append(f"name = {literal(name)}")
+        if parent_id is not None:
+            inner.append(
+                f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flows "
+                f"WHERE parent_id = {literal(parent_id)})"
+            )
+            outer.append(f"f_parent_id = {literal(parent_id)}")
+        if _ids is not None:
+            inner.append(f"flow_id IN {literal(_ids)}")
+        for key, value in (labels or {}).items():
+            inner.append(
+                f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
+                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))})"
+            )
+        # Rows of one flow share its start hour, so an hour bound prunes by the table's key
+        # without losing a flow; the exact bound applies to the flow's merged start.
+        for bound, op in ((since, ">="), (until, "<=")):
+            if bound is not None:
+                ns = literal(to_ns(bound, now_ns=now))
+                inner.append(f"hour {op} toStartOfHour(fromUnixTimestamp64Nano({ns}))")
+                outer.append(f"start_ns {op} {ns}")
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            outer.append(f"status IN {literal(statuses)}" if statuses else "0")
+        if running_longer_than is not None:
+            cutoff = now - int(seconds(running_longer_than) * 1e9)
+            outer.append(f"stored = 'running' AND start_ns <= {literal(cutoff)}")
+        tail = "ORDER BY start_ns DESC"
+        if limit is not None:
+            tail += f" LIMIT {int(limit)}"
+        rows: list[dict[str, Any]] = []
+        # Newest first with a limit and no lower bound: look at the last hour, then the last
+        # day, then everything. A window that already holds `limit` matches holds the newest
+        # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
+        # keeps the common case (the latest flows) from reading the whole table. With a tenant
+        # the key already narrows the read to that tenant's rows: one query.
+        windows: tuple[int | None, ...] = (None,)
+        if (
+            limit is not None
+            and tenant is None
+            and since is None
+            and _ids is None
+            and not parent_id
+        ):
+            windows = (3600, 86400, None)
+        for window in windows:
+            bounded = list(inner)
+            if window is not None:
+                ns = literal(now - window * 1_000_000_000)
+                bounded.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
+                outer_bounded = [*outer, f"start_ns >= {ns}"]
+            else:
+                outer_bounded = outer
+            rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+            if limit is None or len(rows) >= limit:
+                break
+        flows = Results([self._flow(row, now) for row in rows])
+        self._fill_current_steps(flows)
+        return flows
+
+    def _fill_current_steps(self, flows: list[Flow]) -> None:
+        open_flows = {f.id: f for f in flows if f.status in c.OPEN}
+        ids = list(open_flows)
+        for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+            for row in self._rows(
+                _CURRENT_STEPS.replace("{db}", self._db) + literal(chunk) + _CURRENT_STEPS_END
+            ):
+                open_flows[str(row["flow_id"])].current_step = str(row["name"])
+
+    def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
+        """Flows whose rollup rows (flow or step) were written after ``after_ns`` (the
+        server's clock), oldest change first, and the cursor to pass next time."""
+        after = f"fromUnixTimestamp64Nano({literal(int(after_ns))})"
+        touched = self._rows(
+            "SELECT flow_id, toUnixTimestamp64Nano(max(seen)) AS seen_ns FROM ("
+            f"SELECT flow_id, seen FROM {self._db}.dashfrog_flows WHERE seen > {after} "
+            f"UNION ALL SELECT flow_id, seen FROM {self._db}.dashfrog_steps WHERE seen > {after}) "
+            f"GROUP BY flow_id ORDER BY seen_ns LIMIT {int(limit)}"
+        )
+        if not touched:
+            return [], after_ns
+        order = {str(r["flow_id"]): i for i, r in enumerate(touched)}
+        flows = list(self.flows(_ids=list(order), limit=None))
+        flows.sort(key=lambda f: order[f.id])
+        cursor = max(int(r["seen_ns"]) for r in touched)
+        return flows, cursor
+
+    def count(self) -> int:
+        rows = self._rows(f"SELECT uniqExact(flow_id) AS n FROM {self._db}.dashfrog_flow_ids")
+        return int(rows[0]["n"]) if rows else 0
+
+    # -- one flow ------------------------------------------------------------------------------
+    def resolve(self, flow_id: str) -> str:
+        """The full id of a flow given its id or a unique prefix of it."""
+        key = flow_id.strip().lower()
+        if not key:
+            raise FlowNotFoundError("empty flow id")
+        rows = self._rows(
+            f"SELECT DISTINCT flow_id FROM {self._db}.dashfrog_flow_ids "
+            f"WHERE flow_id >= {literal(key)} AND flow_id < {literal(key + chr(0xFFFF))} "
+            "ORDER BY flow_id LIMIT 2"
+        )
+        if not rows:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.target.describe()}")
+        first = str(rows[0]["flow_id"])
+        if len(rows) > 1 and first != key:
+            raise FlowNotFoundError(f"flow id prefix {flow_id} is ambiguous; give more characters")
+        return first
+
+    def _one(self, flow_id: str, now: int) -> Flow:
+        full = self.resolve(flow_id)
+        ident = literal(full)
+        inner = [
+            f"(tenant, name) IN (SELECT tenant, name FROM {self._db}.dashfrog_flow_ids "
+            f"WHERE flow_id = {ident})",
+            f"flow_id = {ident}",
+        ]
+        rows = self._rows(self._flow_sql(inner, [], now))
+        if not rows:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.target.describe()}")
+        return self._flow(rows[0], now)
+
+    def _steps(self, flow_id: str, spans: list[SpanRecord] | None = None) -> list[Step]:
+        rows = self._rows(_STEPS.replace("{db}", self._db) + literal(flow_id) + _STEPS_END)
+        if spans is None:
+            spans = self._spans(flow_id)
+        span_parents = {span.span_id: span.parent_span_id for span in spans}
+        ids = {str(row["span_id"]) for row in rows}
+        steps: dict[str, Step] = {}
+        for row in rows:
+            parent = _none(row["parent_span_id"])
+            hops = 0
+            while parent is not None and parent not in ids and hops < 64:
+                parent, hops = span_parents.get(parent), hops + 1
+            parent_step = parent if parent in ids else None
+            depth = steps[parent_step].depth + 1 if parent_step in steps else 0
+            start, end = _int(row["start_ns"]), _int(row["end_ns"])
+            steps[str(row["span_id"])] = Step(
+                span_id=str(row["span_id"]),
+                name=str(row["name"]),
+                service=_none(row["service"]),
+                status=str(row["status"]),
+                start_ns=start,
+                end_ns=end,
+                duration_ms=_ms(start, end),
+                optional=bool(int(row["optional"])),
+                error_type=_none(row["error_type"]),
+                error_message=_none(row["error_message"]),
+                attributes=dict(row["attributes"] or {}),
+                parent_span_id=_none(row["parent_span_id"]),
+                parent_step_id=parent_step,
+                depth=depth,
+                trace_id=_none(row["trace_id"]),
+            )
+        return list(steps.values())
+
+    def _spans(self, flow_id: str) -> list[SpanRecord]:
+        rows = self._rows(
+            "SELECT span_id, parent_span_id, name, kind, service, "
+            "toUnixTimestamp64Nano(start) AS start_ns, end_ns, error, trace_id "
+            f"FROM {self._db}.dashfrog_spans WHERE flow_id = {literal(flow_id)} "
+            "ORDER BY start_ns LIMIT 1 BY span_id"
+        )
+        return [
+            SpanRecord(
+                span_id=str(r["span_id"]),
+                parent_span_id=_none(r["parent_span_id"]),
+                name=str(r["name"]),
+                kind=_none(r["kind"]),
+                service=_none(r["service"]),
+                start_ns=_int(r["start_ns"]),
+                end_ns=_int(r["end_ns"]),
+                error=bool(int(r["error"])),
+                trace_id=_none(r["trace_id"]),
+            )
+            for r in rows
+        ]
+
+    def _detail(self, flow_id: str) -> FlowDetail:
+        detail = FlowDetail(**vars(self._one(flow_id, time.time_ns())))
+        detail.spans = self._spans(detail.id)
+        detail.steps = self._steps(detail.id, detail.spans)
+        return detail
+
+    def flow(self, flow_id: str) -> FlowDetail:
+        """One flow with its steps (in start order), child flows, events, logs and spans."""
+        detail = self._detail(flow_id)
+        current = detail.current
+        detail.current_step = current.name if current else None
+        detail.children = list(self.flows(parent_id=detail.id, limit=None))
+        detail.children.reverse()
+        ident = literal(detail.id)
+        detail.events = [
+            FlowEvent(
+                name=str(r["name"]),
+                ts_ns=_int(r["ts_ns"]),
+                service=_none(r["service"]),
+                step_name=_none(r["step_name"]),
+                attributes=dict(r["attributes"] or {}),
+                trace_id=_none(r["trace_id"]),
+                span_id=_none(r["span_id"]),
+            )
+            for r in self._rows(
+                "SELECT name, toUnixTimestamp64Nano(ts) AS ts_ns, service, step_name, "
+                f"attributes, trace_id, span_id FROM {self._db}.dashfrog_events WHERE flow_id = {ident} "
+                "ORDER BY ts"
+            )
+        ]
+        detail.logs = [
+            LogEntry(
+                ts_ns=_int(r["ts_ns"]),
+                severity=_none(r["severity"]),
+                body=r["body"],
+                logger=_none(r["logger"]),
+                step_name=_none(r["step_name"]),
+                service=_none(r["service"]),
+                attributes=dict(r["attributes"] or {}),
+                trace_id=_none(r["trace_id"]),
+                span_id=_none(r["span_id"]),
+            )
+            for r in self._rows(
+                "SELECT toUnixTimestamp64Nano(ts) AS ts_ns, severity, body, logger, step_name, "
+                f"service, attributes, trace_id, span_id FROM {self._db}.dashfrog_logs "
+                f"WHERE flow_id = {ident} ORDER BY ts"
+            )
+        ]
+        if detail.status in c.OPEN and detail.name is not None:
+            detail.pending_steps = self._pending(detail)
+        return detail
+
+    def _pending(self, detail: FlowDetail) -> list[str]:
+        done = [
+            f
+            for f in self.flows(name=detail.name, status=c.COMPLETED, limit=2)
+            if f.id != detail.id
+        ]
+        if not done:
+            return []
+        seen = {s.name for s in detail.steps}
+        pending: list[str] = []
+        for step in self._steps(done[0].id):
+            if step.depth == 0 and step.name not in seen and step.name not in pending:
+                pending.append(step.name)
+        return pending
+
+    def durations(self, flow_id: str) -> FlowDurations:
+        """The flow's duration and each step's, with each step's share of the flow."""
+        detail = self._detail(flow_id)
+        total = detail.duration_ms
+        return FlowDurations(
+            flow_id=detail.id,
+            duration_ms=total,
+            steps=[
+                StepDuration(
+                    name=s.name,
+                    service=s.service,
+                    status=s.status,
+                    duration_ms=s.duration_ms,
+                    share=(s.duration_ms / total) if s.duration_ms is not None and total else None,
+                )
+                for s in detail.steps
+            ],
+        )
+
+    # -- aggregates ----------------------------------------------------------------------------
+    def stats(
+        self, *, since: TimeArg = None, tenant: str | None = None, name: str | None = None
+    ) -> Results[FlowStats]:
+        """Per flow name and tenant: counts by status, failure rate, p50/p95 duration (ended
+        flows). The failure rate is (failed + timed out) over flows that ended or timed out."""
+        now = time.time_ns()
+        inner: list[str] = []
+        outer: list[str] = []
+        if tenant is not None:
+            inner.append(f"tenant = {literal(tenant)}")
+        if name is not None:
+            inner.append(f"name = {literal(name)}")
+        if since is not None:
+            ns = literal(to_ns(since, now_ns=now))
+            inner.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
+            outer.append(f"start_ns >= {ns}")
+        flows = self._flow_sql(inner, outer, now, tail="")
+        rows = self._rows(
+            "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
+            + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
+            + ", quantileExactInclusiveIf(0.5)((toInt64(f_outcome.2) - start_ns) / 1e6, "
+            "status NOT IN ('running', 'timed_out')) AS p50, "
+            "quantileExactInclusiveIf(0.95)((toInt64(f_outcome.2) - start_ns) / 1e6, "
+            "status NOT IN ('running', 'timed_out')) AS p95 "
+            f"FROM ({flows}) GROUP BY f_name, f_tenant"
+        )
+        out: Results[FlowStats] = Results()
+        for r in sorted(rows, key=lambda r: (str(_none(r["name"])), str(_none(r["tenant"])))):
+            count, running = int(r["n"]), int(r["running"])
+            failed, timed_out = int(r["failed"]), int(r["timed_out"])
+            ended = count - running
+            out.append(
+                FlowStats(
+                    name=_none(r["name"]),
+                    tenant=_none(r["tenant"]),
+                    count=count,
+                    running=running,
+                    completed=int(r["completed"]),
+                    failed=failed,
+                    cancelled=int(r["cancelled"]),
+                    timed_out=timed_out,
+                    failure_rate=(failed + timed_out) / ended if ended else 0.0,
+                    p50_ms=_quantile(r["p50"]),
+                    p95_ms=_quantile(r["p95"]),
+                )
+            )
+        return out

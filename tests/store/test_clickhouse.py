@@ -1,0 +1,292 @@
+"""The ClickHouse backend's own surface: `dashfrog clickhouse init`, the clickhouse-connect path
+against a ClickHouse HTTP endpoint on loopback (executing in chDB, in its own process), the CLI
+reading ClickHouse, URL handling and the rollup SQL's wire names."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashfrog_sdk import conventions as c
+from dashfrog_sdk.clickhouse import migrate
+from dashfrog_sdk.clickhouse.connection import (
+    ClickHouseError,
+    HttpTransport,
+    literal,
+    parse_url,
+    redact,
+)
+from dashfrog_sdk.store import FlowStore, StoreError
+from dashfrog_sdk.store.backend import FlowBackend
+from tests.store.conftest import run_cli
+from tests.store.test_backends import ChPipe, chdb_dir  # noqa: F401 - the session's chDB
+from tests.support import ROOT
+from tests.support.clickhouse import ChDatabase, endpoint, new_database, wait_ready
+
+SQL_DIR = ROOT / "dashfrog_sdk" / "clickhouse" / "sql"
+
+
+def _ok(*args: str, env: dict[str, str] | None = None) -> str:
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+# -- init ---------------------------------------------------------------------------------------
+
+
+def test_init_creates_the_rollup_once(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'ch'}"
+    first = _ok("clickhouse", "init", "--url", url, "--database", "otel")
+    assert "created otel.otel_traces and otel.otel_logs" in first
+    assert "applied 001_flow_rollup.sql" in first
+    again = _ok("clickhouse", "init", "--url", url, "--database", "otel")
+    assert "applied" not in again and "up to date" in again
+    assert f"version {migrate.SCHEMA_VERSION}" in again
+    listed = _ok("flows", "--store", f"{url}?database=otel")
+    assert listed.strip() == "no flows match"
+
+
+def test_init_refuses_logs_without_event_name(chdb_dir: str) -> None:  # noqa: F811
+    db = new_database(chdb_dir, rollup=False)
+    db.transport.command(f"ALTER TABLE `{db.database}`.otel_logs DROP COLUMN EventName")
+    with pytest.raises(ClickHouseError, match="no EventName column.*ADD COLUMN EventName"):
+        migrate.apply(db.transport, db.database)
+
+
+def test_init_without_the_exporter_tables_when_asked_not_to_create_them(
+    chdb_dir: str,  # noqa: F811
+) -> None:
+    with pytest.raises(ClickHouseError, match="otel_traces does not exist"):
+        migrate.apply(new_database_empty(chdb_dir), "nothing_here", create_otel_tables=False)
+
+
+def new_database_empty(path: str) -> object:
+    db = new_database(path, rollup=False)
+    return db.transport
+
+
+def test_store_without_rollup_says_how_to_create_it(chdb_dir: str) -> None:  # noqa: F811
+    db = new_database(chdb_dir, rollup=False)
+    with pytest.raises(StoreError, match="no dashfrog flow rollup.*dashfrog clickhouse init"):
+        FlowStore(db.url)
+
+
+def test_migrations_are_numbered_and_idempotent_statements() -> None:
+    found = migrate.migrations()
+    assert [v for v, _, _ in found] == list(range(1, len(found) + 1))
+    for _, _, sql in found:
+        for statement in migrate.statements(sql):
+            assert "IF NOT EXISTS" in statement.split("(")[0].split(" AS")[0], statement[:80]
+
+
+def test_rollup_sql_spells_only_conventions_names() -> None:
+    names = {v for k, v in vars(c).items() if k.isupper() and isinstance(v, str)}
+    for path in SQL_DIR.glob("*.sql"):
+        for found in set(re.findall(r"'(dashfrog\.[a-z_.]+)'", path.read_text())):
+            assert found in names or found == c.LABEL_PREFIX, f"{path.name}: {found}"
+
+
+def test_integrations_folder_ships_the_same_sql() -> None:
+    shipped = ROOT / "integrations" / "clickhouse"
+    assert sorted(p.name for p in shipped.glob("*.sql")) == sorted(
+        p.name for p in SQL_DIR.glob("*.sql")
+    )
+    for path in shipped.glob("*.sql"):
+        assert path.read_text() == (SQL_DIR / path.name).read_text()
+
+
+# -- URLs and literals ------------------------------------------------------------------------
+
+
+def test_urls() -> None:
+    t = parse_url("clickhouse://bob:s3cret@ch.internal:9000/otel")
+    assert (t.scheme, t.host, t.port, t.database, t.username, t.password) == (
+        "http",
+        "ch.internal",
+        9000,
+        "otel",
+        "bob",
+        "s3cret",
+    )
+    assert (
+        parse_url("clickhouses://ch/x").port == 8443 and parse_url("https://ch/x").scheme == "https"
+    )
+    assert parse_url("http://localhost:8123").database == "default"
+    assert parse_url("http://localhost:8123", "otel").database == "otel"
+    assert parse_url("chdb:///srv/flows-ch?database=otel").path == "/srv/flows-ch"
+    assert redact("clickhouse://bob:s3cret@ch:8123/otel") == "clickhouse://bob:***@ch:8123/otel"
+    with pytest.raises(ValueError, match="letters, digits and underscores"):
+        parse_url("clickhouse://ch/otel;DROP")
+    with pytest.raises(ValueError, match="chdb:///path/to/dir"):
+        FlowStore("chdb://")
+
+
+def test_literals_quote_everything() -> None:
+    assert literal("a'b\\c") == "'a\\'b\\\\c'"
+    assert literal(["x", 2, None, True]) == "['x', 2, NULL, 1]"
+    with pytest.raises(TypeError):
+        literal(object())
+
+
+# -- clickhouse-connect against a ClickHouse HTTP endpoint ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_db(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ChDatabase, int, dict[str, str]]]:
+    """A database behind the chDB HTTP endpoint, initialised by the CLI over HTTP, with flows
+    written through clickhouse-connect as the exporter would write them."""
+    proc, port = endpoint(str(tmp_path_factory.mktemp("chdb-http")))
+    with proc:
+        wait_ready(proc, port)
+        _ok("clickhouse", "init", "--url", f"http://127.0.0.1:{port}", "--database", "otel")
+        transport = HttpTransport(parse_url(f"http://127.0.0.1:{port}/otel"))
+        db = ChDatabase("", "otel", transport)
+        pipe = ChPipe(db, "api")
+        ids: dict[str, str] = {}
+        try:
+            with pipe.flow("order_processing", "acme-corp", region="eu") as fh:
+                with pipe.step(fh, "validate"):
+                    pass
+                with pipe.step(fh, "charge"):
+                    pass
+            ids["completed"] = fh.id
+            try:
+                with pipe.flow("order_processing", "acme-corp", region="us") as fh:
+                    with pipe.step(fh, "charge"):
+                        raise ValueError("card declined")
+            except ValueError:
+                pass
+            ids["failed"] = fh.id
+            pipe.flush()
+        finally:
+            pipe.close()
+        yield db, port, ids
+        transport.close()
+
+
+def test_clickhouse_connect_reads_the_rollup(
+    http_db: tuple[ChDatabase, int, dict[str, str]],
+) -> None:
+    _, port, ids = http_db
+    with FlowStore(f"clickhouse://127.0.0.1:{port}/otel") as store:
+        assert isinstance(store, FlowBackend)
+        failed = store.flows(tenant="acme-corp", status="failed", since="1d")
+        detail = store.flow(ids["completed"][:8])
+        stats = store.stats(since="1d")
+    assert [f.id for f in failed] == [ids["failed"]]
+    assert failed[0].error_type == "ValueError"
+    assert [s.name for s in detail.steps] == ["validate", "charge"]
+    assert [(s.count, s.failed) for s in stats] == [(2, 1)]
+
+
+def test_cli_reads_clickhouse(http_db: tuple[ChDatabase, int, dict[str, str]]) -> None:
+    _, port, ids = http_db
+    url = f"clickhouse://127.0.0.1:{port}/otel"
+    table = _ok(
+        "flows", "--store", url, "--tenant", "acme-corp", "--status", "failed", "--since", "1d"
+    )
+    assert ids["failed"] in table and ids["completed"] not in table
+    listed = json.loads(
+        _ok("flows", "--json", env={"DASHFROG_READ_STORE": url, "DASHFROG_STORE": "off"})
+    )
+    assert {f["id"] for f in listed} == set(ids.values())
+    mermaid = _ok("flow", ids["failed"][:8], "--store", url, "--mermaid")
+    assert mermaid.startswith("sequenceDiagram") and "charge" in mermaid
+    assert "failed" in _ok("tail", "--once", "--since", "1h", "--store", url)
+    stats = json.loads(_ok("stats", "--json", "--store", url))
+    assert [(r["tenant"], r["count"], r["failed"]) for r in stats] == [("acme-corp", 2, 1)]
+    assert "charge" in _ok("durations", ids["completed"], "--store", url)
+
+
+def test_cli_error_for_an_unreachable_server() -> None:
+    proc = run_cli("flows", "--store", "clickhouse://127.0.0.1:1/otel")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("dashfrog: error: ") and "Traceback" not in proc.stderr
+
+
+def test_sqlite_store_is_a_flow_backend(tmp_path: Path) -> None:
+    from tests.store.conftest import Pipe
+
+    pipe = Pipe(tmp_path / "f.db")
+    with pipe.flow("x", "acme"):
+        pass
+    pipe.flush()
+    pipe.close()
+    with FlowStore(tmp_path / "f.db") as store:
+        assert isinstance(store, FlowBackend)
+
+
+# -- the README's SQL, as written there ---------------------------------------------------------
+
+
+def _readme_queries() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Flows in ClickHouse", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_readme_sql_counts_flows_not_spans(chdb_dir: str) -> None:  # noqa: F811
+    import time as _time
+
+    db = new_database(chdb_dir)
+    pipe = ChPipe(db)
+    try:
+        with pipe.flow("order", "acme") as fh, pipe.step(fh, "validate"):
+            pass
+        with pytest.raises(KeyError), pipe.flow("order", "acme") as nested:
+            with pipe.step(nested, "load"), pipe.step(nested, "parse"):
+                raise KeyError("row 7")
+        with pipe.flow("order", "acme") as optional:
+            try:
+                with pipe.step(optional, "enrich", optional=True):
+                    raise TimeoutError("geo")
+            except TimeoutError:
+                pass
+        with pytest.raises(ValueError), pipe.flow("order", "globex") as gf:
+            with pipe.step(gf, "charge"):
+                raise ValueError("card declined")
+        # A failed flow from two days ago: outside every query's one-day bound.
+        two_days_ago = _time.time_ns() - 2 * 86400 * 10**9
+        old = {c.FLOW_ID: "0" * 32, c.FLOW_NAME: "order", c.TENANT: "acme", c.FLOW_STATUS: "failed"}
+        span = pipe.tracer.start_span("flow order", attributes=old, start_time=two_days_ago)
+        span.end(end_time=two_days_ago + 10**9)
+        with pipe.flow("job", "initech") as waiting:
+            with pipe.flow("job", "initech") as busy, pipe.step(busy, "crunch"):
+                pipe.flush()
+                rates, where, running = (
+                    db.rows(q.replace("otel.", "{db}.")) for q in _readme_queries()
+                )
+    finally:
+        pipe.close()
+    assert [(r["tenant"], int(r["flows"]), int(r["failed"])) for r in rates] == [
+        ("acme", 3, 1),
+        ("globex", 1, 1),
+        ("initech", 2, 0),
+    ]
+    assert [(r["tenant"], r["step"], int(r["failed_flows"])) for r in where] == [
+        ("acme", "parse", 1),
+        ("globex", "charge", 1),
+    ]
+    assert sorted((r["flow_id"], r["current_step"]) for r in running) == sorted(
+        [(waiting.id, ""), (busy.id, "crunch")]
+    )
+    assert nested.id and optional.id
+
+
+def test_rollup_ranks_statuses_by_the_one_precedence() -> None:
+    from dashfrog_sdk.status import RANK
+    from dashfrog_sdk.store.clickhouse import RANKED_STATUSES
+
+    assert list(RANKED_STATUSES) == sorted(RANK, key=RANK.__getitem__)
+    rollup = (SQL_DIR / "001_flow_rollup.sql").read_text()
+    listed = "[" + ", ".join(f"'{s}'" for s in RANKED_STATUSES) + "]"
+    assert rollup.count(f"indexOf({listed}") == 2  # the flow span's and the events' view
+    store_sql = (ROOT / "dashfrog_sdk" / "store" / "clickhouse.py").read_text()
+    assert "f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled'" in store_sql
