@@ -19,6 +19,9 @@ Private name (module)                                  Public fallback
 ``Span._attributes``, ``Span._end_time`` /            ``span.set_attributes`` (re-cleans each
   ``BoundedAttributes._dict`` (opentelemetry.sdk.        value): :mod:`.spans`
   trace): validated attributes in one dict update
+``ReadableSpan._attributes``, ``BoundedAttributes.      the ``attributes`` mapping (a read-only
+  _dict``: read an ended span's or record's              proxy per access): :mod:`.attributes`
+  attributes (the store's converter)
 ``Logger._log_record_limits``, ``_resource``,          ``Logger.emit`` of the API record:
   ``_instrumentation_scope``, ``ReadWriteLogRecord``'s   :mod:`.log_records`
   fields (opentelemetry.sdk._logs)

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from dashfrog_sdk._otel import PUBLIC_ONLY, histograms, keys, log_records, metrics, spans
+from dashfrog_sdk._otel import PUBLIC_ONLY, attributes, histograms, keys, log_records, metrics, spans
 
 assert PUBLIC_ONLY
 assert keys.BAGGAGE_KEY == "" and keys.SPAN_KEY == ""
@@ -33,6 +33,8 @@ assert keys.SUPPRESS_INSTRUMENTATION_KEY is None
 assert keys.detach is context.detach
 span = TracerProvider().get_tracer("t").start_span("s")
 assert spans.writable(span, 1) is None
+span.set_attribute("k", "v")
+assert attributes.span_attributes(span) is not span._attributes._dict
 logger = LoggerProvider().get_logger("t")
 assert log_records.emitter(logger) == logger.emit
 reader = InMemoryMetricReader()
