@@ -127,7 +127,7 @@ class FlowState:
             else {c.FLOW_END_ON_EXIT: end_on_exit, c.FLOW_TIMEOUT: timeout_s}
         )
         # The baggage that carries the flow to other processes: its attributes, and what the
-        # process that ends it needs to report its true start (DESIGN.md, cross-process end).
+        # process that ends it needs to report its true start (ARCHITECTURE.md, "Cross-process end").
         self.baggage: dict[str, str] = {
             **attrs,
             c.FLOW_TRACE_ID: f"{trace_id:032x}",

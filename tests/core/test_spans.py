@@ -1,5 +1,5 @@
-"""The hot path's shortcuts give exactly what the plain OpenTelemetry calls give (DESIGN.md,
-principle 4): attributes written straight into SDK spans, validated flow kinds reused, lifecycle
+"""The hot path's shortcuts give exactly what the plain OpenTelemetry calls give (ARCHITECTURE.md,
+"Hot path"): attributes written straight into SDK spans, validated flow kinds reused, lifecycle
 records that hold no FlowState."""
 
 from __future__ import annotations
