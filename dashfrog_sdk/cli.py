@@ -5,6 +5,7 @@
     dashfrog durations ID
     dashfrog tail [--once] [--timeout SECONDS]
     dashfrog stats [--since 1d] [--json]
+    dashfrog ui [--host 127.0.0.1] [--port 8080]     (the browser viewer; `dashfrog ui link`)
 
     dashfrog clickhouse init --url http://localhost:8123 --database otel
 
@@ -41,6 +42,7 @@ from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
 from dashfrog_sdk.store.backend import READ_ENV, FlowBackend
 from dashfrog_sdk.store.model import times
 from dashfrog_sdk.timeutil import parse_duration, parse_instant
+from dashfrog_sdk.ui.command import ui as ui_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -500,6 +502,10 @@ def clickhouse_init(url: str, database: str | None, create_otel_tables: bool) ->
         click.echo(f"applied {name}")
     state = "up to date" if not result.applied else "ready"
     click.echo(f"flow rollup {state} in {target.describe()} (version {result.version})")
+
+
+# `dashfrog ui` (and `dashfrog ui link`): the browser viewer, in its own package.
+main.add_command(ui_command)
 
 
 if __name__ == "__main__":  # python -m dashfrog_sdk.cli

@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, set_span_in_context
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import validation
 from dashfrog_sdk._otel.keys import BAGGAGE_KEY, SPAN_KEY
 
 LabelValue = str | int | float | bool
@@ -169,7 +170,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         return None
     labels = {k: v for k, v in c.labels_of(bag).items() if isinstance(v, str)}
     parent = bag.get(c.FLOW_PARENT_ID)
-    timeout = _float_or_none(bag.get(c.FLOW_TIMEOUT))
+    timeout = validation.received_timeout(bag.get(c.FLOW_TIMEOUT))
     state = FlowState(
         FlowInfo(flow_id, name, tenant, labels, parent if isinstance(parent, str) else None),
         trace_id=_hex_or_zero(bag.get(c.FLOW_TRACE_ID)),
@@ -200,15 +201,6 @@ def _int_or_zero(value: object) -> int:
         return int(str(value))
     except ValueError:
         return 0
-
-
-def _float_or_none(value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
 
 
 def flow_state(ctx: Context | None = None) -> FlowState | None:

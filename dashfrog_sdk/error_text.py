@@ -34,7 +34,7 @@ def error_attributes(error: BaseException | str) -> dict[str, str]:
             c.ERROR_TYPE: _type_name(error, type(error).__qualname__),
             c.ERROR_MESSAGE: safe_str(error),
         }
-    return {c.ERROR_TYPE: "str", c.ERROR_MESSAGE: error}
+    return {c.ERROR_MESSAGE: error}  # flow.fail("message"): a message, no exception type
 
 
 def _type_name(error: BaseException, default: str) -> str:

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from random import getrandbits
 from time import time_ns
 from typing import Any, NamedTuple
 
@@ -34,6 +33,7 @@ from dashfrog_sdk.context import (
     with_flow,
 )
 from dashfrog_sdk.error_text import describe, error_attributes
+from dashfrog_sdk.ids import flow_id as new_flow_id
 from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.lifecycle.scope import Scope
@@ -69,13 +69,13 @@ class FlowScope(Scope[str]):
         return FlowScope(self._kind, self._end_on_exit, self._timeout)
 
     def _stand_in(self) -> str:
-        return f"{getrandbits(128):032x}"  # an id like any other, of a flow not recorded
+        return new_flow_id()  # an id like any other, of a flow not recorded
 
     def _enter(self) -> str:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
         outer, depth, _ = lookup(parent)
-        flow_id = f"{getrandbits(128):032x}"
+        flow_id = new_flow_id()
         parent_id = outer.info.id if outer is not None else None
         kind = self._kind
         start = time_ns()

@@ -33,7 +33,8 @@ from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
 from dashfrog_sdk.exporting import counts, otlp
-from dashfrog_sdk.exporting.pipeline import Pipeline
+from dashfrog_sdk.exporting.pipeline import Pipeline, report_lost_at_exit
+from dashfrog_sdk.ids import PrivateIdGenerator
 from dashfrog_sdk.lifecycle import bus as events
 from dashfrog_sdk.lifecycle import exit as exit_module
 from dashfrog_sdk.processors import FanOutLogProcessor, FlowSpanProcessor, drain_before_flush
@@ -166,7 +167,7 @@ def _tracer_provider(cfg: Config, explicit: TracerProvider | None) -> TracerProv
     return _adopt(
         trace.get_tracer_provider(),
         TracerProvider,
-        lambda: TracerProvider(resource=_resource(cfg)),
+        lambda: TracerProvider(resource=_resource(cfg), id_generator=PrivateIdGenerator()),
         trace.set_tracer_provider,
     )
 
@@ -368,7 +369,8 @@ def _shutdown(*, at_exit: bool) -> None:
         events.flush()
         _flush(inst, deadline, metrics_too=False)
         for pipeline in inst.pipelines:  # what is left now is lost: count it
-            pipeline.shutdown(deadline)
+            pipeline.shutdown(deadline, report=False)
+        report_lost_at_exit(inst.pipelines)  # one line for every signal
         if inst.reader is not None:
             _stop_reader(inst, deadline)
         for sink in inst.sinks:

@@ -108,12 +108,36 @@ def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
     return out
 
 
+# Ten years: far beyond any flow a user waits for, and far from where start + timeout in
+# nanoseconds would overflow the store's 64-bit integers (about 230 years from now).
+MAX_TIMEOUT_S = 10 * 365 * 24 * 3600
+
+
 def timeout(where: str, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{where}: timeout must be a positive number of seconds, got {value!r}")
+    # `not 0 < value <= MAX` also refuses NaN, which compares false with everything.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TIMEOUT_S
+    ):
+        raise ValueError(
+            f"{where}: timeout must be a positive, finite number of seconds of at most "
+            f"{MAX_TIMEOUT_S} (10 years), got {value!r}; leave it None for no timeout"
+        )
     return float(value)
+
+
+def received_timeout(value: object) -> float | None:
+    """A timeout that arrived at run time (baggage, a span attribute, a store row an older
+    version wrote): the number if `timeout()` would have accepted it, else None (no timeout),
+    so one bad value never crashes a reader."""
+    try:
+        seconds = float(value) if isinstance(value, int | float) else float(str(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if 0 < seconds <= MAX_TIMEOUT_S else None
 
 
 def boolean(where: str, argument: str, value: object) -> bool:

@@ -40,10 +40,10 @@ def place_order(tenant: str, amount: float, *, decline: bool = False) -> str:
             with step.start("charge_payment", amount=amount):
                 time.sleep(0.02)
                 if decline:
+                    log.error("payment failed for %s", tenant)  # inside the step: nested under it
                     raise CardDeclined("card declined by issuer")
                 flow.event("payment_authorised", amount=amount)
         except CardDeclined:
-            log.error("payment failed for %s", tenant)
             return flow_id
         with step.start("ship"):
             time.sleep(0.01)
@@ -107,7 +107,9 @@ def main() -> None:
         f"  {dashfrog} flow {imported} --markdown --store {store}\n"
         f"  {dashfrog} flow {handed} --store {store}\n"
         f"  {dashfrog} flow {failed} --logs --store {store}\n"
-        f"  {dashfrog} stats --store {store}"
+        f"  {dashfrog} stats --store {store}\n"
+        "And in the browser (then open http://127.0.0.1:8080):\n"
+        f"  {dashfrog} ui --store {store}"
     )
 
 

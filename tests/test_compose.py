@@ -47,6 +47,7 @@ EXPECTED_SERVICES = {
     "api",
     "worker",
     "loadgen",
+    "ui",
 }
 # Services that run once and exit (no health check; dependents wait for their success).
 ONE_SHOT = {"clickhouse-init"}
@@ -677,6 +678,36 @@ def test_dockerfile_copy_sources_exist_and_reach_the_build(
                         f"{name}: {dockerfile.relative_to(ROOT)} copies {source!r}, "
                         "which its .dockerignore excludes"
                     )
+
+
+def test_ui_service_is_the_viewer_on_clickhouse_behind_a_token(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The viewer refuses 0.0.0.0 without DASHFROG_UI_TOKEN: the service sets one, publishes
+    on the host's loopback only, reads a ClickHouse URL, and its health check is /healthz."""
+    from dashfrog_sdk.ui.settings import UIConfig
+
+    ui = services["ui"]
+    assert _build(ui) == (ROOT, DEMO_DOCKERFILE), "ui: built from the demo image (ui extra)"
+    argv = [str(a) for a in _command(ui)]
+    assert argv[:2] == ["dashfrog", "ui"], argv
+    option = {argv[i]: argv[i + 1] for i in range(2, len(argv) - 1, 2)}
+    env = ui["environment"]
+    assert option["--store"].startswith("clickhouse://") or "clickhouse://" in option["--store"]
+    token = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(env["DASHFROG_UI_TOKEN"]))
+    config = UIConfig(
+        store="x", host=option["--host"], port=int(option["--port"]), token=token or None
+    )
+    config.check_bind()  # raises without a token off loopback
+    assert len(token) >= 16
+    for entry in ui["ports"]:
+        host, _, target = str(entry).split(":")
+        assert host in LOOPBACK_HOSTS and int(target) == int(option["--port"]), entry
+    assert "8080/healthz" in " ".join(_healthcheck_argv(ui))
+    assert "{trace_id}" in str(env["DASHFROG_UI_TRACE_URL"])
+    runs = " ".join(a for k, a in _dockerfile_instructions(DEMO_DOCKERFILE) if k == "RUN")
+    extras = re.search(r"\.\[([\w,\s-]+)\]", runs)
+    assert extras is not None and "ui" in {e.strip() for e in extras.group(1).split(",")}
 
 
 def test_demo_dockerfile_installs_the_sdk_with_extras() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from dashfrog_sdk.store import FlowDetail, FlowStore
 from tests.support import ROOT, clean_env
+from tests.support.procs import ManagedProcess, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 CLEAN_ENV = clean_env()
@@ -65,11 +67,15 @@ def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
         or line.strip().startswith(str(Path(sys.executable).parent / "dashfrog"))
         or "/dashfrog " in line
     ]
-    assert len(commands) == 9, proc.stdout
+    assert len(commands) == 10, proc.stdout
+    assert shlex.split(commands[-1])[1] == "ui", "the demo ends with the viewer's command"
     outputs = {}
     for command in commands:
         args = shlex.split(command)
         args[0] = str(Path(sys.executable).parent / "dashfrog")
+        if args[1] == "ui":
+            outputs["ui"] = serve_once(args, "/flows")
+            continue
         result = run(args, ROOT)
         assert result.returncode == 0, (command, result.stderr)
         assert result.stdout.strip(), command
@@ -77,6 +83,24 @@ def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
     joined = "\n".join(outputs.values())
     assert "sequenceDiagram" in joined and "flowchart" in joined
     assert "charge_payment" in joined and "CardDeclined" in joined
+    assert outputs["ui"].count('class="flow-row') == 6, outputs["ui"]
+
+
+def serve_once(args: list[str], path: str) -> str:
+    """Run a printed `dashfrog ui` command (on a free port), fetch one page, stop it."""
+    port = free_port()
+    with ManagedProcess([*args, "--port", str(port)], env=clean_env(), cwd=ROOT) as viewer:
+        url = f"http://127.0.0.1:{port}{path}"
+
+        def page() -> str:
+            assert viewer.running, viewer.log_text()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return str(response.read().decode())
+            except OSError:
+                return ""
+
+        return wait_until(page, timeout=30, message=lambda: viewer.log_text())
 
 
 def test_metrics(tmp_path: Path) -> None:

@@ -158,6 +158,7 @@ class Pipeline(Generic[T]):
         self._refused = 0  # attempts of the held batch that the collector refused
         self._failures = 0  # consecutive failures, for the backoff
         self._full_warned = False
+        self.lost_at_exit = 0
         self._unreachable = False  # the last failure was "nothing listens there"
         self._thread = threading.Thread(
             target=self._run, name=f"dashfrog-export-{self.signal}", daemon=True
@@ -213,8 +214,11 @@ class Pipeline(Generic[T]):
             return True
         return self.wait(self.kick(), time.monotonic() + timeout_s)
 
-    def shutdown(self, deadline: float | None = None) -> None:
-        """Flush until `deadline` (default: now + the shutdown timeout), then stop for good."""
+    def shutdown(self, deadline: float | None = None, *, report: bool = True) -> None:
+        """Flush until `deadline` (default: now + the shutdown timeout), then stop for good.
+
+        What is still unsent is dropped, counted and (unless `report=False`: setup's shutdown
+        reports every signal in one line) reported."""
         if self._closed:
             return
         if deadline is None:
@@ -233,6 +237,8 @@ class Pipeline(Generic[T]):
             self._queue.clear()
             self._held = []
             self._drop(left, "exit")
+            if report:
+                report_lost_at_exit([self])
 
     # -- export thread ----------------------------------------------------------------------
     def _queue_or_held(self) -> bool:
@@ -345,13 +351,24 @@ class Pipeline(Generic[T]):
                 self._max_queue,
             )
         elif why == "exit":
-            diagnostics.report(
-                f"export.{self.signal}.lost_at_exit",
-                "dashfrog_sdk: %d %s could not be exported to %s within the shutdown timeout "
-                "(DASHFROG_SHUTDOWN_TIMEOUT=%ss)",
-                n,
-                NOUNS.get(self.signal, self.signal),
-                self.endpoint,
-                self.shutdown_timeout_s,
-                n=n,
-            )
+            self.lost_at_exit += n
+            diagnostics.count(f"export.{self.signal}.lost_at_exit", n)
+
+
+def report_lost_at_exit(pipelines: Sequence[Pipeline[Any]]) -> None:
+    """One line for what every signal lost at exit ("40 spans and 40 log records ..."): the
+    README promises one line, not one per signal."""
+    lost = [p for p in pipelines if p.lost_at_exit]
+    if not lost:
+        return
+    what = " and ".join(f"{p.lost_at_exit} {NOUNS.get(p.signal, p.signal)}" for p in lost)
+    endpoints = ", ".join(dict.fromkeys(p.endpoint for p in lost))
+    diagnostics.report(
+        "export.lost_at_exit",
+        "dashfrog_sdk: %s could not be exported to %s within the shutdown timeout "
+        "(DASHFROG_SHUTDOWN_TIMEOUT=%ss)",
+        what,
+        endpoints,
+        lost[0].shutdown_timeout_s,
+        n=sum(p.lost_at_exit for p in lost),
+    )

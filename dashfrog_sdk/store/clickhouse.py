@@ -255,10 +255,13 @@ class ClickHouseFlowStore:
             outer.append(f"f_parent_id = {literal(parent_id)}")
         if _ids is not None:
             inner.append(f"flow_id IN {literal(_ids)}")
+        # The label table's key is (key, value, tenant, flow_id): with a tenant the subquery
+        # reads that tenant's ids only, not every flow that has the label.
+        in_tenant = "" if tenant is None else f" AND tenant = {literal(tenant)}"
         for key, value in (labels or {}).items():
             inner.append(
                 f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
-                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))})"
+                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))}{in_tenant})"
             )
         # Rows of one flow share its start hour, so an hour bound prunes by the table's key
         # without losing a flow; the exact bound applies to the flow's merged start.

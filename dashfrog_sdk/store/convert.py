@@ -15,6 +15,7 @@ from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._otel.attributes import plain, span_attributes
+from dashfrog_sdk.validation import received_timeout
 
 if TYPE_CHECKING:  # the readers of a store (the CLI) load none of the OTel SDK
     from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
@@ -165,13 +166,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _trace_hex(value: int | None) -> str | None:
     return format_trace_id(value) if value else None
 
@@ -259,7 +253,7 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
         status = _str(attrs.get(c.FLOW_STATUS)) or (c.FAILED if failed else c.COMPLETED)
         row.status = status
         row.end_ns = span.end_time if status != c.RUNNING else None
-        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        row.timeout_s = received_timeout(attrs.get(c.FLOW_TIMEOUT))
         row.end_on_exit = _end_on_exit(attrs)
         row.trace_id, row.span_id, row.service = trace_id, span_id, service
         if status == c.FAILED:
@@ -312,7 +306,7 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
     event = record.event_name
 
     if event == c.EVENT_FLOW_START:
-        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        row.timeout_s = received_timeout(attrs.get(c.FLOW_TIMEOUT))
         row.end_on_exit = _end_on_exit(attrs)
         row.trace_id, row.span_id, row.service = trace_id, span_id, service
     elif event == c.EVENT_FLOW_END:
@@ -321,7 +315,7 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
         row.end_ns = _int(attrs.get(c.FLOW_END_TIME)) or ts
         row.trace_id = _str(attrs.get(c.FLOW_TRACE_ID))
         row.span_id = _str(attrs.get(c.FLOW_SPAN_ID))
-        row.timeout_s = _float(attrs.get(c.FLOW_TIMEOUT))
+        row.timeout_s = received_timeout(attrs.get(c.FLOW_TIMEOUT))
         if row.status == c.RUNNING:  # an end event always ends the flow
             row.status = c.COMPLETED
         row.error_type = _str(attrs.get(c.ERROR_TYPE))

@@ -32,6 +32,7 @@ from dashfrog_sdk.store.model import (
     StepDuration,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
+from dashfrog_sdk.validation import received_timeout
 
 R = TypeVar("R")
 
@@ -205,7 +206,7 @@ class FlowStore:
             service=row["service"],
             trace_id=row["trace_id"],
             span_id=row["span_id"],
-            timeout_s=row["timeout_s"],
+            timeout_s=received_timeout(row["timeout_s"]),  # older versions stored inf
             error_type=row["error_type"],
             error_message=row["error_message"],
         )

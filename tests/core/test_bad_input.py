@@ -57,7 +57,7 @@ from dashfrog_sdk.testing import Capture
         (
             {"name": "o", "tenant": "t", "timeout": -1},
             ValueError,
-            "timeout must be a positive number of seconds",
+            "timeout must be a positive, finite number of seconds",
         ),
     ],
 )

@@ -161,4 +161,22 @@ def test_exit_during_outage_is_bounded_by_the_shutdown_timeout(
     assert app.wait() == 0, app.stderr
     took = time.monotonic() - t0
     assert took < 1 + 1.5, took  # the timeout, plus interpreter teardown
-    assert "100 spans could not be exported" in app.stderr, app.stderr  # 50 flows, 50 steps
+    assert "100 spans and 100 log records could not be exported" in app.stderr, app.stderr
+
+
+def test_an_outage_until_exit_is_one_warning_and_one_exit_line(
+    collector: RotelCollector, start_app: Callable[..., App]
+) -> None:
+    """README: one warning per outage, and what is lost at exit reported in one line (not one
+    line per signal)."""
+    collector.kill()
+    env = app_env(collector, "grpc", DASHFROG_SHUTDOWN_TIMEOUT="1s")
+    app = start_app(env, 'run_flows(20)\nprint("done", flush=True)')
+    app._line(30)
+    assert app.wait() == 0, app.stderr
+    lines = [line for line in app.stderr.splitlines() if "dashfrog_sdk:" in line]
+    lost = [line for line in lines if "could not be exported" in line]
+    assert len(lost) == 1, app.stderr
+    assert "40 spans and 40 log records could not be exported" in lost[0], lost[0]
+    # At most the outage's one warning besides (if an export was tried before exit).
+    assert len(lines) <= 2 and all("unreachable" in x for x in lines if x not in lost), lines

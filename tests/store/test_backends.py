@@ -313,17 +313,7 @@ def test_filters(backend: Backend) -> None:
         assert store.count() == 4
 
 
-def test_status_precedence_whatever_the_arrival_order(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="the SQLite writer keeps the first final status until issue 12's "
-                "precedence lands there",
-                strict=False,
-            )
-        )
+def test_status_precedence_whatever_the_arrival_order(backend: Backend) -> None:
     pipe = backend.pipe()
     # The flow span says completed and arrives first; the end event (failed) arrives after.
     with pipe.flow("checkout", "acme") as late_fail:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sysconfig
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,7 +188,7 @@ class RotelCollector(Started):
         assert self._log_dir is not None
         # Options are all on the command line; inherited ROTEL_* variables must not leak in.
         env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ROTEL_")}
-        env |= {"NO_COLOR": "1", "RUST_BACKTRACE": "1"}
+        env |= {"NO_COLOR": "1", "RUST_BACKTRACE": "1", **loader_env()}
         self._proc = ManagedProcess(
             self._args(),
             env=env,
@@ -205,6 +206,16 @@ class RotelCollector(Started):
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
         return f"<RotelCollector grpc={self.grpc_port} http={self.http_port} {state}>"
+
+
+def loader_env() -> dict[str, str]:
+    """rotel-agent links against this interpreter's libpython: a Python whose library is not
+    in the loader's default path (pyenv's 3.10, say) needs its LIBDIR on LD_LIBRARY_PATH."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if not libdir or not os.path.isdir(libdir):
+        return {}
+    current = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": libdir + (os.pathsep + current if current else "")}
 
 
 def collector_env(

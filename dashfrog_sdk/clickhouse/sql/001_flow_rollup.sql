@@ -33,7 +33,10 @@ CREATE TABLE IF NOT EXISTS {db}.dashfrog_flows (
     INDEX idx_seen seen TYPE minmax GRANULARITY 1
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
-ORDER BY (tenant, name, hour, flow_id);
+ORDER BY (tenant, name, hour, flow_id)
+-- Small granules: a tenant's flows are a thin slice of the table, and each query reads whole
+-- granules of every part it touches.
+SETTINGS index_granularity = 1024;
 
 -- flow id (or id prefix) -> where its rows are in dashfrog_flows.
 CREATE TABLE IF NOT EXISTS {db}.dashfrog_flow_ids (
@@ -52,7 +55,8 @@ CREATE TABLE IF NOT EXISTS {db}.dashfrog_flow_labels (
     flow_id String,
     hour    DateTime
 ) ENGINE = ReplacingMergeTree
-ORDER BY (key, value, tenant, flow_id);
+ORDER BY (key, value, tenant, flow_id)
+SETTINGS index_granularity = 1024;
 
 -- Steps: a row from the step's start event (final = 0, status running) until its span arrives
 -- (final = 1, authoritative); queries take argMax(..., final) per span_id.

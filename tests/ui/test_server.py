@@ -1,0 +1,277 @@
+"""The viewer over HTTP (a real `dashfrog ui` process): security rules, links, paging, errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from dashfrog_sdk.ui import links
+from tests.support import ROOT, clean_env
+from tests.ui.conftest import LINK_KEY, TOKEN, Filled, Viewer, run_app
+
+
+@pytest.fixture(scope="module")
+def filled(sqlite_filled: Filled) -> Filled:
+    """These tests are about the server, not the backend: SQLite only (the browser tests run
+    on both backends)."""
+    return sqlite_filled
+
+
+@pytest.fixture(scope="module")
+def viewer(filled: Filled) -> Iterator[Viewer]:
+    v = Viewer(filled.location).start()
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+PAGES = ("/", "/flows", "/stats", "/flows?status=failed&window=1d", "/flows?label=region%3Deu")
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dashfrog_sdk.cli", *args],
+        env=clean_env(**env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_every_page_carries_a_strict_csp_and_is_read_only(viewer: Viewer, filled: Filled) -> None:
+    for path in (*PAGES, f"/flows/{filled.ok}", f"/flows/{filled.ok}/json", "/static/app.js"):
+        r = viewer.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp
+        assert "unsafe-eval" not in csp and "script-src 'self' 'unsafe-inline'" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "no-referrer"
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        r = httpx.request(method, viewer.url + "/flows", timeout=10)
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+
+
+class Tags(HTMLParser):
+    """Every element and attribute of a page, as a browser's tokenizer sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_no_inline_script_or_event_handler_in_any_page(viewer: Viewer, filled: Filled) -> None:
+    hostile = filled.ids["hostile"]
+    for path in (*PAGES, f"/flows/{filled.ok}", f"/flows/{hostile}", "/?q=%3Cscript%3E"):
+        parser = Tags()
+        parser.feed(viewer.get(path).text)
+        scripts = [attrs.get("src") or "" for tag, attrs in parser.tags if tag == "script"]
+        assert scripts and all(src.startswith("/static/") for src in scripts), path
+        handlers = [(t, a) for t, a in parser.tags for name in a if name.startswith("on")]
+        assert handlers == [], path
+        # The hostile strings made no element of their own (the only SVGs: waterfall bars).
+        made = [(t, a) for t, a in parser.tags if t in ("img", "svg", "iframe", "b")]
+        assert all(t == "svg" and a.get("class") == "bar" for t, a in made), path
+
+
+def test_a_foreign_host_header_is_refused(viewer: Viewer) -> None:
+    # A page on another site that rebinds its name to 127.0.0.1 reaches the viewer with its
+    # own name in Host: refused, so it cannot read the flows.
+    r = viewer.get("/flows", headers={"Host": "attacker.example"})
+    assert r.status_code == 400
+    assert viewer.get("/flows", headers={"Host": f"localhost:{viewer.port}"}).status_code == 200
+
+
+def test_off_loopback_it_refuses_to_start_without_a_token(filled: Filled) -> None:
+    done = cli("ui", "--host", "0.0.0.0", "--port", "1", "--store", str(filled.path))
+    assert done.returncode == 1
+    assert "DASHFROG_UI_TOKEN" in done.stderr and "refusing" in done.stderr
+    done = cli("ui", "--host", "0.0.0.0", "--store", str(filled.path), DASHFROG_UI_TOKEN="short")
+    assert done.returncode == 1 and "at least 16 characters" in done.stderr
+
+
+def test_with_a_token_every_operator_page_needs_it(filled: Filled) -> None:
+    v = Viewer(filled.path, env={"DASHFROG_UI_TOKEN": TOKEN}, host="0.0.0.0").start()
+    try:
+        base = f"http://127.0.0.1:{v.port}"
+        for path in PAGES:
+            assert httpx.get(base + path, timeout=10).status_code == 401
+            wrong = {"Authorization": "Bearer " + TOKEN[:-1] + "x"}
+            assert httpx.get(base + path, headers=wrong, timeout=10).status_code == 401
+            ok = {"Authorization": "Bearer " + TOKEN}
+            assert httpx.get(base + path, headers=ok, timeout=10).status_code == 200
+        # The token once in the address bar becomes an HttpOnly cookie and leaves the URL.
+        with httpx.Client(base_url=base, timeout=10) as client:
+            r = client.get("/flows", params={"token": TOKEN, "tenant": "acme-corp"})
+            assert r.status_code == 303 and r.headers["location"] == "/flows?tenant=acme-corp"
+            assert "httponly" in r.headers["set-cookie"].lower()
+            assert "samesite=strict" in r.headers["set-cookie"].lower()
+            assert client.get("/flows?tenant=acme-corp").status_code == 200
+        # The signed tenant page, static files and the health check need no operator token.
+        link = links.make_link(base, LINK_KEY, "acme-corp", 60)
+        assert httpx.get(link, timeout=10).status_code == 200
+        assert httpx.get(base + "/healthz", timeout=10).status_code == 200
+        assert httpx.get(base + "/static/app.css", timeout=10).status_code == 200
+    finally:
+        v.stop()
+
+
+def test_link_command(viewer: Viewer) -> None:
+    done = cli("ui", "link", "--tenant", "acme-corp")
+    assert done.returncode == 1 and "DASHFROG_UI_LINK_KEY" in done.stderr
+    done = cli(
+        "ui", "link", "--tenant", "acme-corp", "--expires", "soon", DASHFROG_UI_LINK_KEY=LINK_KEY
+    )
+    assert done.returncode == 1 and "--expires" in done.stderr
+    done = cli(
+        "ui",
+        "link",
+        "--tenant",
+        "acme corp/ü",
+        "--expires",
+        "7d",
+        "--base-url",
+        viewer.url,
+        DASHFROG_UI_LINK_KEY=LINK_KEY,
+    )
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+    assert query["tenant"] == "acme corp/ü"
+    assert abs(int(query["expires"]) - (time.time() + 7 * 86400)) < 120
+    assert links.verify(LINK_KEY, query["tenant"], query["expires"], query["sig"]) == "acme corp/ü"
+    assert viewer.get(url.removeprefix(viewer.url)).status_code == 200
+    with pytest.raises(links.LinkError, match="not valid"):
+        links.verify(LINK_KEY, "acme-corp", query["expires"], query["sig"])
+    with pytest.raises(links.LinkError, match="not valid"):
+        links.verify("another-key-0123456789", query["tenant"], query["expires"], query["sig"])
+    with pytest.raises(links.LinkError, match="not valid"):
+        later = str(int(query["expires"]) + 1)
+        links.verify(LINK_KEY, query["tenant"], later, query["sig"])
+
+
+def test_bad_query_values_say_which_parameter(viewer: Viewer) -> None:
+    for query, name in (
+        ("status=bogus", "status"),
+        ("window=3y", "window"),
+        ("label=novalue", "label"),
+        ("min_duration=long", "min_duration"),
+        ("window=custom&since=yesterday", "since"),
+        ("limit=0", "limit"),
+        ("before=xyz", "before"),
+    ):
+        r = viewer.get("/flows?" + query)
+        assert r.status_code == 400, query
+        assert name in r.text, (query, r.text)
+    assert viewer.get("/flows/" + "0" * 32).status_code == 404
+
+
+def test_a_missing_store_is_a_page_saying_what_to_do(tmp_path: Path) -> None:
+    v = Viewer(tmp_path / "nothing-yet.db").start()
+    try:
+        r = v.get("/flows")
+        assert r.status_code == 503 and "no flow store at" in r.text and "make demo" in r.text
+        # The store appears (a program starts): the same viewer shows it, no restart.
+        run_app(tmp_path / "nothing-yet.db", "api", "bulk", "2")
+        r = v.get("/flows")
+        assert r.status_code == 200 and r.text.count('class="flow-row') == 2
+    finally:
+        v.stop()
+
+
+def test_older_pages_walk_every_flow_once_newest_first(tmp_path: Path) -> None:
+    store = tmp_path / "bulk.db"
+    run_app(store, "api", "bulk", "130")
+    v = Viewer(store).start()
+    try:
+        seen: list[str] = []
+        path = "/flows?limit=50"
+        pages = 0
+        while path:
+            html = v.get(path).text
+            seen += re.findall(r'data-flow-id="([0-9a-f]{32})"', html)
+            older = re.search(r'class="older" href="([^"]+)"', html)
+            path = older.group(1).replace("&amp;", "&") if older else ""
+            pages += 1
+        assert pages == 3 and len(seen) == 130 and len(set(seen)) == 130
+        assert "limit=50" in (older.group(1) if older else "limit=50")
+        # Filters hold across pages: one tenant of three.
+        tenant_ids = re.findall(
+            r'data-flow-id="([0-9a-f]{32})"', v.get("/flows?tenant=t1&limit=500").text
+        )
+        assert len(tenant_ids) == 43
+        # Minimum duration: every flow shown lasted at least that long (here: none).
+        r = v.get("/flows?min_duration=1h")
+        assert r.status_code == 200 and "no flows match" in r.text
+    finally:
+        v.stop()
+
+
+def test_live_rows_answer_204_until_something_changes(viewer: Viewer) -> None:
+    html = viewer.get("/flows").text
+    live = re.search(r'hx-get="(/flows/rows[^"]+)"', html)
+    assert live, "page 1 of the list polls for changes"
+    url = live.group(1).replace("&amp;", "&")
+    seen = int(parse_qs(urlparse(url).query)["seen"][0])
+    later = url.replace(f"seen={seen}", f"seen={seen + 3_000_000_000}")
+    assert viewer.get(later).status_code == 204  # nothing written since: no work, no body
+    earlier = url.replace(f"seen={seen}", "seen=1")
+    r = viewer.get(earlier)
+    assert r.status_code == 200 and r.text.startswith('<tbody id="flow-rows"')
+
+
+def test_flow_json_is_the_store_flow(viewer: Viewer, filled: Filled) -> None:
+    r = viewer.get(f"/flows/{filled.failed}/json")
+    assert r.headers["content-type"].startswith("application/json")
+    data = r.json()
+    assert data["id"] == filled.failed and data["status"] == "failed"
+    assert [s["service"] for s in data["steps"]][-1] == "billing"
+
+
+def test_the_viewer_reads_only_through_the_store_query_api() -> None:
+    package = ROOT / "dashfrog_sdk" / "ui"
+    for source in package.glob("*.py"):
+        text = source.read_text()
+        assert "import sqlite3" not in text and not re.search(r"\bSELECT\b", text), source.name
+
+
+def test_search_opens_a_flow_by_id_prefix_or_filters_tenants(
+    viewer: Viewer, filled: Filled
+) -> None:
+    r = viewer.get("/search", params={"q": filled.failed[:10]})
+    assert r.status_code == 303 and r.headers["location"] == f"/flows/{filled.failed}"
+    r = viewer.get("/search", params={"q": "acme"})
+    assert r.status_code == 303 and r.headers["location"] == "/?q=acme"
+    home = viewer.get("/?q=acme&window=all").text
+    assert "acme-corp" in home and "globex" not in home and "initech" not in home
+
+
+def test_heatmap_cells_say_how_the_day_went() -> None:
+    from dashfrog_sdk.store import FlowStats
+    from dashfrog_sdk.ui.views import heat_class
+
+    def day(completed: int = 0, failed: int = 0, running: int = 0) -> FlowStats:
+        count = completed + failed + running
+        return FlowStats("n", "t", count, running, completed, failed, 0, 0, 0.0, None, None)
+
+    assert heat_class(day(completed=3))[0] == "heat-ok"
+    assert heat_class(day(failed=2))[0] == "heat-bad"
+    assert heat_class(day(completed=1, failed=1))[0] == "heat-mixed"
+    assert heat_class(day(running=2))[0] == "heat-running"
+    assert heat_class(None)[0] == heat_class(day())[0] == "heat-none"
+    assert "1 completed, 1 failed" in heat_class(day(completed=1, failed=1))[1]
