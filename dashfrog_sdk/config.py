@@ -198,7 +198,7 @@ OPTIONS: dict[str, Option] = {
         Option("handle_sigterm", "DASHFROG_HANDLE_SIGTERM", _switch, "on", "SIGTERM handler"),
     )
 }
-"""Every `setup()` keyword (the providers aside) and its variable; tests/export/test_config.py
+"""Every `setup()` keyword (the providers aside) and its variable; tests/config/test_config.py
 checks `setup()`'s signature, and that each bad value names its keyword or variable."""
 
 

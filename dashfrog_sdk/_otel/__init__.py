@@ -36,7 +36,7 @@ Private name (module)                                  Public fallback
 =====================================================  =========================================
 
 Tested with opentelemetry-sdk 1.45 (constraints.txt) and the lowest version pyproject admits
-(``make test-otel-lowest``). ``tests/core/test_otel_fallbacks.py`` runs the equality checks
+(``make test-otel-lowest``). ``tests/internals/test_otel_fallbacks.py`` runs the equality checks
 again with every fallback forced: set ``DASHFROG_OTEL_PUBLIC_ONLY=1`` in the environment to do
 the same in an application (an escape hatch should a new OTel release change a shortcut's
 meaning in a way the checks here do not notice).

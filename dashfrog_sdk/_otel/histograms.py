@@ -9,7 +9,7 @@ first value takes the public path (which also creates the set's aggregation), an
 go straight into the same aggregations with `aggregate()`, as the SDK itself would after those
 steps. Anything this module does not recognise - another SDK, a view that filters attribute
 keys, an exemplar filter that would sample these values - takes the public path for every
-value. `tests/core/test_spans.py::test_histogram_shortcut_equals_the_public_path` checks both
+value. `tests/flows/test_spans.py::test_histogram_shortcut_equals_the_public_path` checks both
 paths give the same points.
 """
 
