@@ -1,4 +1,4 @@
-"""Point 5: bad values of the export variables are a ValueError at setup() naming the variable;
+"""Configuration: bad values of the variables and keywords are a ValueError at setup() naming the variable;
 good values become the settings the exporters get (per-signal forms first)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Point 3, pre-fork servers: a forked child exports its own data through its own connection,
-without re-sending what the parent had queued, and the parent still delivers its queue."""
+"""Pre-fork servers: a forked child exports its own data through its own connection,
+without re-sending what the parent had queued, the parent still delivers its queue, and the
+child's stats() start at zero."""
 
 from __future__ import annotations
 
