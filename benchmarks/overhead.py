@@ -8,7 +8,7 @@ three steps, through the same processor (plus a BatchLogRecordProcessor with a n
 for its lifecycle events). Two figures per candidate, best of N rounds:
 
 * calling-thread CPU time per flow (``time.thread_time``): the cost on the hot path, which is
-  what the budget in DESIGN.md is about (at most 1.5x, target 1.25x);
+  what the budget in ARCHITECTURE.md ("Hot path") is about (at most 1.5x, target 1.25x);
 * wall time per flow including the final flush: the total cost, background threads included.
 
 Two more rows split the dashfrog figure, running flows in chunks of 2000 with the lifecycle-event

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from dashfrog_sdk.timeutil import parse_duration
 
 DEFAULT_STORE = os.path.join(".dashfrog", "flows.db")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -37,6 +39,7 @@ class SignalExport:
     max_queue: int  # items buffered while the collector is slow or down (traces/logs)
     batch_size: int
     delay_s: float  # how long a partial batch waits before it is sent
+    certificate: bool = False  # a CA file is set for it (OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Config:
     handle_sigterm: bool = True
     # How old a dashfrog.sig may be when it arrives; None: no limit (DASHFROG_PROPAGATION_MAX_AGE)
     propagation_max_age_s: float | None = 7 * 86400.0
+    propagators: str | None = None  # OTEL_PROPAGATORS, as given (None: the default set)
 
     @property
     def distributed(self) -> bool:
@@ -126,16 +130,19 @@ def check_headers(name: str, value: str) -> dict[str, str]:
 
 
 def _duration(name: str, value: object) -> float | None:
+    """Seconds, a duration in the one syntax of timeutil.parse_duration (``250ms``, ``30s``,
+    ``15m``, ``12h``, ``7d``, ``1w``; the CLI's ``--since`` too), or None for ``off``."""
     if value is None or isinstance(value, int | float):
         return None if value is None else float(value)
     text = str(value).strip().lower()
     if text in ("off", "none", "0"):
         return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?", text)
-    if not match:
-        raise ValueError(f"{name} must be a duration like 30m, 12h or 7d, got {value!r}")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
-    return float(match.group(1)) * unit
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a duration like 30m, 12h, 7d or 1w, or 'off', got {value!r}"
+        ) from None
 
 
 def _positive_int(name: str, value: object) -> int | None:
@@ -150,8 +157,68 @@ def _positive_int(name: str, value: object) -> int | None:
     return number
 
 
+@dataclass(frozen=True)
+class Option:
+    """One `setup()` keyword: the variable it overrides, how both are parsed, the default."""
+
+    keyword: str
+    variable: str
+    parse: Callable[[str, object], Any]  # (the keyword or variable to name, value) -> value
+    default: object  # parsed like a value of the variable when it is a str
+    doc: str
+
+
+def _text(name: str, value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _as_is(name: str, value: object) -> object:
+    return value  # parsed where it is used, by load() (several variables take part)
+
+
+OPTIONS: dict[str, Option] = {
+    o.keyword: o
+    for o in (
+        Option("service_name", "OTEL_SERVICE_NAME", _text, None, "the service's name"),
+        Option("endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _as_is, None, "OTLP collector URL"),
+        Option("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _as_is, "grpc", "grpc|http/protobuf"),
+        Option("console", "DASHFROG_CONSOLE", _switch, None, "on unless exporting"),
+        Option("store", "DASHFROG_STORE", _as_is, None, "SQLite path, or off"),
+        Option("store_max_age", "DASHFROG_STORE_MAX_AGE", _duration, "7d", "store retention"),
+        Option("store_max_flows", "DASHFROG_STORE_MAX_FLOWS", _positive_int, "100000", "ditto"),
+        Option("propagate_to", "DASHFROG_PROPAGATE_TO", _as_is, "internal", "host patterns"),
+        Option("propagation_key", "DASHFROG_PROPAGATION_KEY", _as_is, None, "HMAC key"),
+        Option("propagation_max_age", "DASHFROG_PROPAGATION_MAX_AGE", _as_is, "7d", "sig age"),
+        Option("capture_logging", "DASHFROG_CAPTURE_LOGGING", _switch, "on", "flow logs"),
+        Option("shutdown_timeout", "DASHFROG_SHUTDOWN_TIMEOUT", _duration, "5s", "exit flush"),
+        Option("flow_metrics", "DASHFROG_FLOW_METRICS", _switch, "on", "automatic metrics"),
+        Option(
+            "cardinality_limit", "DASHFROG_METRICS_CARDINALITY_LIMIT", _positive_int, "2000", ""
+        ),
+        Option("handle_sigterm", "DASHFROG_HANDLE_SIGTERM", _switch, "on", "SIGTERM handler"),
+    )
+}
+"""Every `setup()` keyword (the providers aside) and its variable; tests/config/test_config.py
+checks `setup()`'s signature, and that each bad value names its keyword or variable."""
+
+
+def _option(keyword: str, overrides: Mapping[str, Any]) -> Any:
+    """The value of `keyword`: given to `setup()`, else its variable, else its default."""
+    o = OPTIONS[keyword]
+    given = overrides.get(keyword)
+    if given is not None:
+        return o.parse(keyword, given)
+    raw = _env(o.variable)
+    if raw is not None:
+        return o.parse(o.variable, raw)
+    return o.parse(o.variable, o.default) if isinstance(o.default, str) else o.default
+
+
 def load(**overrides: Any) -> Config:
     """Build the configuration; `overrides` are `setup()` keywords (None = not given)."""
+    unknown = sorted(set(overrides) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"setup() got unknown keyword(s): {', '.join(unknown)}")
     get = overrides.get
     protocol = get("protocol") or _env("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
     if protocol not in PROTOCOLS:
@@ -195,9 +262,7 @@ def load(**overrides: Any) -> Config:
                 raise ValueError(f"{var} names a file that does not exist: {value!r}")
     distributed = any(endpoints.values())
 
-    console = _switch("console", get("console"))
-    if console is None:
-        console = _switch("DASHFROG_CONSOLE", _env("DASHFROG_CONSOLE"))
+    console = _option("console", overrides)
     store_arg = get("store")
     if store_arg is False:
         store_arg = "off"
@@ -245,38 +310,21 @@ def load(**overrides: Any) -> Config:
         "propagation_max_age" if max_age_arg is not None else "DASHFROG_PROPAGATION_MAX_AGE",
         max_age_arg if max_age_arg is not None else (max_age_text or "7d"),
     )
-    capture = _switch("capture_logging", get("capture_logging"))
-    if capture is None:
-        capture = _switch("DASHFROG_CAPTURE_LOGGING", _env("DASHFROG_CAPTURE_LOGGING"))
-    timeout = get("shutdown_timeout") or _duration(
-        "DASHFROG_SHUTDOWN_TIMEOUT", _env("DASHFROG_SHUTDOWN_TIMEOUT") or "5s"
-    )
-
-    cardinality = _positive_int(
-        "DASHFROG_METRICS_CARDINALITY_LIMIT",
-        get("cardinality_limit") or _env("DASHFROG_METRICS_CARDINALITY_LIMIT"),
-    )
-    flow_metrics = _switch("flow_metrics", get("flow_metrics"))
-    if flow_metrics is None:
-        flow_metrics = _switch("DASHFROG_FLOW_METRICS", _env("DASHFROG_FLOW_METRICS"))
-    sigterm = _switch("handle_sigterm", get("handle_sigterm"))
-    if sigterm is None:
-        sigterm = _switch("DASHFROG_HANDLE_SIGTERM", _env("DASHFROG_HANDLE_SIGTERM"))
+    capture = _option("capture_logging", overrides)
+    timeout = _option("shutdown_timeout", overrides)
+    cardinality = _option("cardinality_limit", overrides)
+    flow_metrics = _option("flow_metrics", overrides)
+    sigterm = _option("handle_sigterm", overrides)
 
     return Config(
-        service_name=get("service_name") or _env("OTEL_SERVICE_NAME"),
+        service_name=_option("service_name", overrides),
         endpoints=endpoints,
         protocol=protocol,
         exporters=exporters,
         console=(not distributed) if console is None else console,
         store=store,
-        store_max_age_s=_duration(
-            "DASHFROG_STORE_MAX_AGE", get("store_max_age") or _env("DASHFROG_STORE_MAX_AGE") or "7d"
-        ),
-        store_max_flows=_positive_int(
-            "DASHFROG_STORE_MAX_FLOWS",
-            get("store_max_flows") or _env("DASHFROG_STORE_MAX_FLOWS") or 100_000,
-        ),
+        store_max_age_s=_option("store_max_age", overrides),
+        store_max_flows=_option("store_max_flows", overrides),
         propagate_to=patterns,
         propagation_key=key.encode() if isinstance(key, str) else key,
         capture_logging=True if capture is None else capture,
@@ -293,6 +341,7 @@ def load(**overrides: Any) -> Config:
         flow_metrics=True if flow_metrics is None else flow_metrics,
         handle_sigterm=True if sigterm is None else sigterm,
         propagation_max_age_s=max_age,
+        propagators=_env("OTEL_PROPAGATORS"),
     )
 
 
@@ -354,7 +403,11 @@ def _export_settings(
             # The spec: a batch larger than the queue is clamped to the queue size.
             batch = min(_count(f"{prefix}_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH_SIZE), max_queue)
             delay_ms = _millis(f"{prefix}_SCHEDULE_DELAY", DEFAULT_DELAY_MS[signal], zero_ok=True)
+        certificate = any(
+            _env(var)
+            for var in ("OTEL_EXPORTER_OTLP_CERTIFICATE", f"OTEL_EXPORTER_OTLP_{up}_CERTIFICATE")
+        )
         settings[signal] = SignalExport(
-            url, proto, timeout_ms / 1000, max_queue, batch, delay_ms / 1000
+            url, proto, timeout_ms / 1000, max_queue, batch, delay_ms / 1000, certificate
         )
     return settings

@@ -128,7 +128,7 @@ class FlowState:
             else {c.FLOW_END_ON_EXIT: end_on_exit, c.FLOW_TIMEOUT: timeout_s}
         )
         # The baggage that carries the flow to other processes: its attributes, and what the
-        # process that ends it needs to report its true start (DESIGN.md, cross-process end).
+        # process that ends it needs to report its true start (ARCHITECTURE.md, "Cross-process end").
         self.baggage: dict[str, str] = {
             **attrs,
             c.FLOW_TRACE_ID: f"{trace_id:032x}",
@@ -162,7 +162,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         state = _remote.get(flow_id)
         if state is not None:
             _remote.move_to_end(flow_id)
-            if not state.failed and bag.get(c.FLOW_FAILED) == "true":
+            if not state.failed and bag.get(c.FLOW_FAILED) == c.bool_text(True):
                 state.failed = True
             return state
     name, tenant = bag.get(c.FLOW_NAME), bag.get(c.TENANT)
@@ -180,7 +180,7 @@ def _state_from_baggage(bag: Mapping[str, object]) -> FlowState | None:
         timeout_s=timeout,
         local=False,
     )
-    state.failed = bag.get(c.FLOW_FAILED) == "true"
+    state.failed = bag.get(c.FLOW_FAILED) == c.bool_text(True)
     with _remote_lock:
         state = _remote.setdefault(flow_id, state)
         while len(_remote) > _REMOTE_MAX:

@@ -1,6 +1,6 @@
 """Every name dashfrog_sdk puts on the wire: attributes, baggage keys, event names, statuses.
 
-This module is the wire contract (see DESIGN.md, "Data model"). Backends, the local flow
+This module is the wire contract (see ARCHITECTURE.md, "Data model"). Backends, the local flow
 store and the tests all read these names; nothing else in the package spells them out.
 """
 
@@ -25,7 +25,7 @@ STEP_OPTIONAL: Final = "dashfrog.step.optional"  # step span when optional
 EVENT_NAME_ATTR: Final = "dashfrog.event.name"  # dashfrog.flow.event records
 TASK_ATTEMPT: Final = "dashfrog.task.attempt"  # Celery task span: 1, 2, ... across retries
 
-# What a process needs to close a flow it did not start (DESIGN.md, "Cross-process end").
+# What a process needs to close a flow it did not start (ARCHITECTURE.md, "Cross-process end").
 # Carried in baggage, copied onto the dashfrog.flow.end event.
 FLOW_TRACE_ID: Final = "dashfrog.flow.trace_id"  # 32 hex: trace of the span that started the flow
 FLOW_SPAN_ID: Final = "dashfrog.flow.span_id"  # 16 hex: the flow span
@@ -80,6 +80,11 @@ STEP_SPAN_PREFIX: Final = "step "
 BAGGAGE_MAX_BYTES: Final = 8192
 BAGGAGE_MAX_MEMBERS: Final = 180
 BAGGAGE_MAX_MEMBER_BYTES: Final = 4096
+
+
+def bool_text(value: bool) -> str:
+    """A bool as dashfrog writes it into labels and baggage: ``"true"`` / ``"false"``."""
+    return "true" if value else "false"
 
 
 def label_key(key: str) -> str:

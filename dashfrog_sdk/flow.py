@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from time import time_ns
 from typing import Any, NamedTuple
@@ -39,8 +38,6 @@ from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.exit import open_flows
 from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import CANCELLING
-
-logger = logging.getLogger("dashfrog_sdk")
 
 __all__ = ["FlowScope", "current", "end", "event", "fail", "start"]
 

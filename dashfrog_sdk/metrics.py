@@ -83,8 +83,6 @@ _fork.in_child(_after_fork)
 
 
 class _Instrument(ABC):
-    kind = "instrument"
-
     def __init__(
         self, name: str, labels: Sequence[str], unit: str, description: str, flow_name: bool
     ) -> None:

@@ -44,6 +44,7 @@ from dashfrog_sdk.propagation import (
     sign,
 )
 from dashfrog_sdk.setup import installed_config
+from dashfrog_sdk.status import end as end_flow
 from dashfrog_sdk.status import fail_flow
 
 HEADER = c.OUTCOME_HEADER
@@ -91,10 +92,9 @@ def settle(state: FlowState | None = None) -> bool:
     state = _failed_here(flow_state() if state is None else state)
     if state is None or state.ended:
         return False
-    state.ended = True
-    state.final_status = c.FAILED
+    final = end_flow(state, c.FAILED)
     here = trace.get_current_span().get_span_context()
-    records.flow_ended(state, c.FAILED, time_ns(), here.trace_id, here.span_id)
+    records.flow_ended(state, final, time_ns(), here.trace_id, here.span_id)
     return True
 
 

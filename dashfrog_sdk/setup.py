@@ -99,16 +99,18 @@ def setup(
 
     Reads `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_*`, `OTEL_*_EXPORTER`, `OTEL_PROPAGATORS`,
     `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
-    `DASHFROG_PROPAGATE_TO`, `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`,
-    `DASHFROG_SHUTDOWN_TIMEOUT`,
-    `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`, `DASHFROG_HANDLE_SIGTERM`.
-    A bad value raises `ValueError` naming the variable.
+    `DASHFROG_STORE_MAX_AGE`, `DASHFROG_STORE_MAX_FLOWS`, `DASHFROG_PROPAGATE_TO`,
+    `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`, `DASHFROG_CAPTURE_LOGGING`,
+    `DASHFROG_SHUTDOWN_TIMEOUT`, `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`,
+    `DASHFROG_HANDLE_SIGTERM` (one table: `dashfrog_sdk.config.OPTIONS`). A bad value raises
+    `ValueError` naming the variable or keyword; an unknown keyword raises `TypeError`.
 
     Example:
         >>> setup(service_name="checkout")   # OTLP if OTEL_EXPORTER_OTLP_ENDPOINT is set
     """
     global _installed, _atexit_registered
-    given = {k: v for k, v in locals().items() if v is not None}
+    # The keywords of config.OPTIONS (a test checks this signature against that table).
+    given = {k: v for k, v in locals().items() if k in config_module.OPTIONS and v is not None}
     cfg = config_module.load(**given)
     if _exiting:
         return
@@ -257,7 +259,7 @@ def _wire(inst: _Installed) -> None:
         build_global_propagator(
             cfg.propagate_to,
             cfg.propagation_key,
-            os.environ.get("OTEL_PROPAGATORS"),
+            cfg.propagators,
             cfg.propagation_max_age_s,
         )
     )

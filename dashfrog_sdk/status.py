@@ -43,6 +43,15 @@ from dashfrog_sdk.context import FlowState
 # Exceptions that mean "stopped", not "broke".
 CANCELLING: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
+# How each status reads in the console, the CLI and the renderers.
+SYMBOLS: Final = {
+    c.COMPLETED: "✔",
+    c.FAILED: "✘",
+    c.RUNNING: "▶",
+    c.CANCELLED: "■",
+    c.TIMED_OUT: "⏱",
+}
+
 # The one precedence: a higher rank wins when two statuses meet.
 RANK: Final = {c.RUNNING: 0, c.COMPLETED: 1, c.CANCELLED: 2, c.FAILED: 3}
 
@@ -86,9 +95,9 @@ def fail_flow(
     state.failed_here = True
     if not state.failed:
         state.failed = True
-        state.baggage[c.FLOW_FAILED] = "true"
+        state.baggage[c.FLOW_FAILED] = c.bool_text(True)
         for bag in state.live_baggage:
-            bag[c.FLOW_FAILED] = "true"
+            bag[c.FLOW_FAILED] = c.bool_text(True)
 
 
 def forget_failure(state: FlowState) -> None:

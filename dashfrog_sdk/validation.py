@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dashfrog_sdk import conventions as c
+
 MAX_NAME_LENGTH = 256
 # OTel's default span attribute count limit is 128 and it evicts the *oldest* attribute first,
 # which would be dashfrog.flow.id; 64 labels leave room for the flow's own and the step's.
@@ -48,7 +50,7 @@ def key(where: str, kind: str, value: str) -> None:
 def label_value(where: str, label: str, value: object) -> str:
     """Labels are str/int/float/bool, recorded as strings so every service compares them equal."""
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return c.bool_text(value)
     if isinstance(value, str):
         return _plain(value)
     if isinstance(value, int | float):

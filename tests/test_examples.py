@@ -32,7 +32,7 @@ def test_decorators(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "[24, 240]" in proc.stdout.splitlines()
     assert proc.stdout.count("✔ flow checkout  completed") == 2
-    assert "✖ step notify  failed" in proc.stdout  # optional: the flow still completed
+    assert "✘ step notify  failed" in proc.stdout  # optional: the flow still completed
 
 
 def test_testing_your_flows(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_demo_and_every_command_it_prints(tmp_path: Path) -> None:
     store = tmp_path / "flows.db"
     proc = run([sys.executable, str(EXAMPLES / "demo.py")], ROOT, DASHFROG_STORE=str(store))
     assert proc.returncode == 0, proc.stderr
-    assert "✖ flow order_processing  failed" in proc.stdout
+    assert "✘ flow order_processing  failed" in proc.stdout
     assert "✔ flow async_order  ended completed" in proc.stdout
     commands = [
         line.strip()

@@ -19,18 +19,24 @@ Private name (module)                                  Public fallback
 ``Span._attributes``, ``Span._end_time`` /            ``span.set_attributes`` (re-cleans each
   ``BoundedAttributes._dict`` (opentelemetry.sdk.        value): :mod:`.spans`
   trace): validated attributes in one dict update
+``ReadableSpan._attributes``, ``BoundedAttributes.      the ``attributes`` mapping (a read-only
+  _dict``: read an ended span's or record's              proxy per access): :mod:`.attributes`
+  attributes (the store's converter)
 ``Logger._log_record_limits``, ``_resource``,          ``Logger.emit`` of the API record:
   ``_instrumentation_scope``, ``ReadWriteLogRecord``'s   :mod:`.log_records`
   fields (opentelemetry.sdk._logs)
 ``MetricExporter._preferred_temporality`` /            the reader's defaults (cumulative, the
   ``_preferred_aggregation``: keep the OTLP exporter's   default aggregations): :mod:`.metrics`
   preferences when wrapping it
+``_Histogram._measurement_consumer``, reader           ``Histogram.record`` per value:
+  storages, view matches, ``_hash_attributes``,          :mod:`.histograms`
+  ``Measurement``: many values of one attribute set
 ``MeterProvider._measurement_consumer``: fresh         none: a forked child then re-exports
   aggregations for a forked child's reader               the parent's cumulative totals
 =====================================================  =========================================
 
 Tested with opentelemetry-sdk 1.45 (constraints.txt) and the lowest version pyproject admits
-(``make test-otel-lowest``). ``tests/core/test_otel_fallbacks.py`` runs the equality checks
+(``make test-otel-lowest``). ``tests/internals/test_otel_fallbacks.py`` runs the equality checks
 again with every fallback forced: set ``DASHFROG_OTEL_PUBLIC_ONLY=1`` in the environment to do
 the same in an application (an escape hatch should a new OTel release change a shortcut's
 meaning in a way the checks here do not notice).

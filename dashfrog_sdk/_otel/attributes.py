@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dashfrog_sdk._otel import PUBLIC_ONLY
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
 
 def plain(attrs: Any) -> Mapping[str, Any]:
     """The dict behind an OTel attribute mapping when there is one; else the mapping itself."""
-    inner = getattr(attrs, "_dict", None)
+    inner = None if PUBLIC_ONLY else getattr(attrs, "_dict", None)
     if isinstance(inner, dict):
         return inner
     return attrs if attrs is not None else {}
@@ -27,4 +29,4 @@ def plain(attrs: Any) -> Mapping[str, Any]:
 
 def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """An ended span's attributes, without the per-access proxy (public fallback: the proxy)."""
-    return plain(getattr(span, "_attributes", None) or span.attributes)
+    return plain((None if PUBLIC_ONLY else getattr(span, "_attributes", None)) or span.attributes)

@@ -1,4 +1,4 @@
-"""Recording many values of one attribute set into an SDK histogram cheaply (DESIGN.md, 4).
+"""Recording many values of one attribute set into an SDK histogram cheaply (ARCHITECTURE.md, "Hot path").
 
 The flow metrics record four histogram values a flow (three step durations and the flow's) on
 the lifecycle dispatcher, which shares the GIL with the application. Through the public
@@ -9,7 +9,7 @@ first value takes the public path (which also creates the set's aggregation), an
 go straight into the same aggregations with `aggregate()`, as the SDK itself would after those
 steps. Anything this module does not recognise - another SDK, a view that filters attribute
 keys, an exemplar filter that would sample these values - takes the public path for every
-value. `tests/core/test_spans.py::test_histogram_shortcut_equals_the_public_path` checks both
+value. `tests/flows/test_spans.py::test_histogram_shortcut_equals_the_public_path` checks both
 paths give the same points.
 """
 
@@ -20,6 +20,8 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry.context import get_current
+
+from dashfrog_sdk._otel import PUBLIC_ONLY
 
 
 def record_many(histogram: Any, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
@@ -47,6 +49,8 @@ def record_many(histogram: Any, values: Sequence[float], attributes: Mapping[str
 
 def _aggregations(histogram: Any, attributes: Mapping[str, Any], value: float) -> list[Any] | None:
     """The aggregations `histogram.record(value, attributes)` would update, or None."""
+    if PUBLIC_ONLY:
+        return None
     try:
         from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
         from opentelemetry.sdk.metrics._internal.exemplar import (

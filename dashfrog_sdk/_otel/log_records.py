@@ -7,7 +7,7 @@ numbers), and `Logger.emit` forwards a `ReadWriteLogRecord` it is given unchange
 logger is an SDK logger with no attribute value-length limit and the record fits under the count
 limit, we build that record ourselves with the values written straight into its
 `BoundedAttributes` (as `_spans.stamp` does for spans). Anything else - another SDK, limits that
-would change values - takes the public path. `tests/core/test_spans.py` checks that both paths
+would change values - takes the public path. `tests/flows/test_spans.py` checks that both paths
 deliver the same record to the processors.
 
 This runs on the lifecycle dispatcher thread, not the caller's; it matters because that thread

@@ -4,7 +4,7 @@ A flow's attributes are validated once at `flow.start()`; running them through t
 per-attribute cleaning again for every span of the flow costs more than the rest of a step.
 When the span is a fresh SDK span with no attribute limits that could change the values (no
 value-length limit, room under the count limit), the already-clean values are written in one
-dict update; otherwise `set_attributes` does the usual work. `tests/core/test_spans.py` checks
+dict update; otherwise `set_attributes` does the usual work. `tests/flows/test_spans.py` checks
 that both paths give the same attributes.
 """
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from dashfrog_sdk import diagnostics
+from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk.config import SIGNALS
 
 logger = logging.getLogger("dashfrog_sdk")
 
-SIGNALS = ("traces", "logs", "metrics")
 UNREACHABLE = "export.unreachable"  # diagnostics key of the once-per-outage warning
 
 
@@ -118,6 +118,7 @@ class _Outage:
 
 _outage = _Outage()
 outage = _outage
+_fork.in_child(reset_after_fork)
 
 _instrumented: set[int] = set()
 

@@ -1,4 +1,4 @@
-"""Encoding spans for OTLP with each distinct string attribute encoded once (DESIGN.md, 4).
+"""Encoding spans for OTLP with each distinct string attribute encoded once (ARCHITECTURE.md, "Hot path").
 
 Every span of a flow carries the flow's attributes (`dashfrog.flow.id`, name, tenant, labels),
 and spans of the same flow kind share most of them. The stock encoder

@@ -8,7 +8,6 @@ files are read by the OTel exporters themselves from the same variables.
 from __future__ import annotations
 
 import copy
-import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +68,7 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         return OTLPMetricExporter(**kw)
-    if _certificate_set(signal):
+    if s.certificate:
         kw["session"] = _session()
     if signal == "traces":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
@@ -102,13 +101,6 @@ def _grpc_span_exporter() -> type[Any]:
             return encode_spans(data)
 
     return SpanExporter
-
-
-def _certificate_set(signal: str) -> bool:
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
-        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE")
-    )
 
 
 def _session() -> Any:

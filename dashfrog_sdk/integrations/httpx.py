@@ -14,22 +14,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("httpx") from exc
 
 
-def _host_of(url: Any) -> str:
-    if isinstance(url, tuple):  # httpx < 0.20 passed (scheme, host, port, path)
-        host = url[1]
-        return host.decode() if isinstance(host, bytes) else str(host)
-    return str(url)
-
-
 # The hooks run right before the instrumentor's inject, in the same context (the async one is
 # awaited in the request's task): the propagator sends dashfrog baggage only if this host is
 # allowed, and consumes the destination.
 def _request_hook(span: Any, request: Any) -> None:
-    set_next_destination(_host_of(request.url))
+    set_next_destination(str(request.url))
 
 
 async def _async_request_hook(span: Any, request: Any) -> None:
-    set_next_destination(_host_of(request.url))
+    set_next_destination(str(request.url))
 
 
 def _outcome_of(headers: Any) -> str | None:
@@ -47,11 +40,11 @@ def _outcome_of(headers: Any) -> str | None:
 # In the caller's context, before its client span ends: a downstream failure of the flow marks
 # it failed here (dashfrog_sdk.outcome).
 def _response_hook(span: Any, request: Any, response: Any) -> None:
-    outcome.on_response(_host_of(request.url), _outcome_of(response.headers))
+    outcome.on_response(str(request.url), _outcome_of(response.headers))
 
 
 async def _async_response_hook(span: Any, request: Any, response: Any) -> None:
-    outcome.on_response(_host_of(request.url), _outcome_of(response.headers))
+    outcome.on_response(str(request.url), _outcome_of(response.headers))
 
 
 _client = ClientHooks(

@@ -8,7 +8,7 @@ order of a record's fields. The dispatcher (`lifecycle.bus`) later views each re
 Hot path: each function appends the record's fields to :data:`pending` itself, in one
 `deque.extend` of a tuple literal (atomic under the GIL), rather than calling a shared
 `record()`: the caller pays one call per moment, as when it built the tuple itself.
-`tests/core/test_spans.py` checks what a waiting record is (its fields, nothing the garbage
+`tests/flows/test_spans.py` checks what a waiting record is (its fields, nothing the garbage
 collector tracks) and that the sinks get each one back whole.
 """
 

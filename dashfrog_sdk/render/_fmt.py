@@ -8,18 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import status
 from dashfrog_sdk.store.model import FlowDetail, Step, ns_to_datetime
 
 PENDING = "pending"
 
-SYMBOLS = {
-    c.COMPLETED: "✔",
-    c.FAILED: "✘",
-    c.RUNNING: "▶",
-    c.CANCELLED: "■",
-    c.TIMED_OUT: "⏱",
-    PENDING: "○",
-}
+SYMBOLS = {**status.SYMBOLS, PENDING: "○"}
 
 # rich styles per status (the terminal's palette; Mermaid uses the hex colours).
 STYLES = {

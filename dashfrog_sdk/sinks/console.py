@@ -16,12 +16,17 @@ from typing import TextIO
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.error_text import describe
 from dashfrog_sdk.lifecycle.records import Lifecycle
+from dashfrog_sdk.status import SYMBOLS
 
+# dashfrog_sdk.status.SYMBOLS, in ANSI colours.
 _MARKS = {
-    c.COMPLETED: ("✔", "32"),
-    c.FAILED: ("✖", "31"),
-    c.CANCELLED: ("■", "33"),
-    c.RUNNING: ("…", "36"),
+    name: (SYMBOLS[name], code)
+    for name, code in (
+        (c.COMPLETED, "32"),
+        (c.FAILED, "31"),
+        (c.CANCELLED, "33"),
+        (c.RUNNING, "36"),
+    )
 }
 
 

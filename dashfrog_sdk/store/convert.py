@@ -150,7 +150,8 @@ def user_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in attrs.items() if not k.startswith(_PLUMBING)}
 
 
-def labels_of(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def stored_labels(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The flow's labels by label key, as JSON values (conventions.labels_of, made storable)."""
     return {k: jsonable(v) for k, v in c.labels_of(attrs).items()}
 
 
@@ -184,7 +185,7 @@ def _flow_identity(batch: Batch, flow_id: str, attrs: Mapping[str, Any]) -> Flow
         name=_str(attrs.get(c.FLOW_NAME)),
         tenant=_str(attrs.get(c.TENANT)),
         parent_id=_str(attrs.get(c.FLOW_PARENT_ID)),
-        labels=labels_of(attrs),
+        labels=stored_labels(attrs),
     )
     if row.name is not None and row.tenant is not None:
         batch.known.add(flow_id)
@@ -368,5 +369,5 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
 def label_text(value: Any) -> str:
     """A label value as stored in, and compared against, the ``flow_labels`` index."""
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return c.bool_text(value)
     return str(value)

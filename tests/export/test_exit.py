@@ -1,4 +1,4 @@
-"""Point 3: nothing lost on exit. Normal exit, SIGTERM and sys.exit inside a flow all flush
+"""Nothing lost on exit. Normal exit, SIGTERM and sys.exit inside a flow all flush
 within DASHFROG_SHUTDOWN_TIMEOUT; a flow still open at exit is recorded as cancelled."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Point 3, pre-fork servers: a forked child exports its own data through its own connection,
-without re-sending what the parent had queued, and the parent still delivers its queue."""
+"""Pre-fork servers: a forked child exports its own data through its own connection,
+without re-sending what the parent had queued, the parent still delivers its queue, and the
+child's stats() start at zero."""
 
 from __future__ import annotations
 
@@ -71,3 +72,43 @@ def test_forked_child_exports_without_duplicating_the_parents_queue(
     child_points = started[instances["flow child"]].points
     assert [(a["dashfrog.flow.name"], v) for a, v in parent_points] == [("order", 30)]
     assert [(a["dashfrog.flow.name"], v) for a, v in child_points] == [("child", 20)]
+
+
+COUNTS_SCRIPT = """
+import json, os
+import dashfrog_sdk
+from dashfrog_sdk.exporting import counts
+counts.counters["traces"].add("exported", 7)
+counts.counters["logs"].add("failed", 2)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, json.dumps(dashfrog_sdk.stats()).encode())
+    os._exit(0)
+os.close(write)
+child = json.loads(os.read(read, 65536))
+os.waitpid(pid, 0)
+print(json.dumps({"child": child, "parent": dashfrog_sdk.stats()}))
+"""
+
+
+def test_a_forked_childs_stats_start_at_zero() -> None:
+    # stats() in a forked child (Celery prefork, gunicorn) counts the child's own exports.
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, clean_env
+
+    out = subprocess.run(
+        [sys.executable, "-c", COUNTS_SCRIPT],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["parent"]["traces"]["exported"] == 7 and seen["parent"]["logs"]["failed"] == 2
+    assert seen["child"]["traces"]["exported"] == 0
+    assert seen["child"]["logs"]["failed"] == 0

@@ -1,4 +1,4 @@
-"""Point 2: the collector is down at start-up, killed mid-run, restarted. SDK calls never raise
+"""Collector outages: the collector is down at start-up, killed mid-run, restarted. SDK calls never raise
 and never block; what is produced meanwhile is buffered (bounded) and delivered afterwards;
 what exceeds the bound is dropped and counted; one warning per outage."""
 

@@ -1,4 +1,4 @@
-"""Point 1: spans, lifecycle events (logs) and metrics reach a real collector over gRPC and
+"""Spans, lifecycle events (logs) and metrics reach a real collector over gRPC and
 HTTP/protobuf, configured only by the standard OTEL_EXPORTER_OTLP_* variables."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Point 1, TLS: OTEL_EXPORTER_OTLP_CERTIFICATE trusts a private CA, over gRPC and HTTP.
+"""TLS: OTEL_EXPORTER_OTLP_CERTIFICATE trusts a private CA, over gRPC and HTTP.
 
 rotel's receivers speak plain text, so a small TLS-terminating proxy (a self-signed certificate
 made with the openssl CLI) sits in front of each of its ports.

@@ -40,7 +40,10 @@ from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.procs import ManagedProcess, wait_until
 
 # The test process makes one producer app per worker, each registering the same task names.
-pytestmark = pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning")
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning"),
+]
 BROKERS = {"redis": REDIS, "amqp": AMQP}
 CELERY = (PYTHON, "-m", "celery", "-A", "tests.integrations.apps.tasks", "worker", "-c", "2")
 CELERY += ("-l", "info", "--without-gossip", "--without-mingle")  # no chatter with other workers

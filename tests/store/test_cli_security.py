@@ -203,7 +203,7 @@ def test_mermaid_of_hostile_names_parses(hostile: str, store_path: Path, tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-# -- issue 12 #16: 80 columns, the --limit notice, tail times -----------------------------------
+# -- 80 columns, the --limit notice, tail times -----------------------------------
 
 
 def _flows(pipe: Pipe, n: int, name: str = "order_processing", tenant: str = "acme-corp") -> None:

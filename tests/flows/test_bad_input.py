@@ -1,4 +1,4 @@
-"""Bad input (issue 2, point 8): raise at once naming the argument, or keep locally and warn once."""
+"""Bad input at the call sites: raise at once naming the argument, or keep locally and warn once."""
 
 from __future__ import annotations
 

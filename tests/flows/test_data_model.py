@@ -1,4 +1,4 @@
-"""The wire contract: attribute names and values on spans, events and baggage (DESIGN.md)."""
+"""The wire contract: attribute names and values on spans, events and baggage (ARCHITECTURE.md, "Data model")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Point 4: the metrics API (Counter, Histogram, Gauge per tenant), the automatic flow metrics,
+"""The metrics API (Counter, Histogram, Gauge per tenant), the automatic flow metrics,
 and the cardinality bound on tenants."""
 
 from __future__ import annotations

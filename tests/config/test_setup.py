@@ -70,8 +70,8 @@ def test_console_shows_failed_step_error() -> None:
         {"DASHFROG_STORE": "off"},
     )
     assert proc.returncode == 0, proc.stderr
-    assert "✖ step parse  failed" in proc.stdout and "ValueError: bad row 7" in proc.stdout
-    assert "✖ flow import  failed" in proc.stdout
+    assert "✘ step parse  failed" in proc.stdout and "ValueError: bad row 7" in proc.stdout
+    assert "✘ flow import  failed" in proc.stdout
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -1,4 +1,4 @@
-"""Point 5: bad values of the export variables are a ValueError at setup() naming the variable;
+"""Configuration: bad values of the variables and keywords are a ValueError at setup() naming the variable;
 good values become the settings the exporters get (per-signal forms first)."""
 
 from __future__ import annotations
@@ -190,3 +190,61 @@ def test_keywords_override_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert cfg.export["traces"].url == "http://c:4318/v1/traces"
     assert cfg.flow_metrics is False and cfg.cardinality_limit == 50
     assert config.load().export == {}  # no endpoint: nothing exported over OTLP
+
+
+# -- the option table --------------------------------------------------------------------------
+
+# A bad value for each option of config.OPTIONS; None: any text is a valid value.
+BAD_VALUE = {
+    "service_name": None,
+    "store": None,
+    "endpoint": "collector:4317",
+    "protocol": "tcp",
+    "console": "maybe",
+    "store_max_age": "forever",
+    "store_max_flows": "-3",
+    "propagate_to": ",",
+    "propagation_key": "short",
+    "propagation_max_age": "forever",
+    "capture_logging": "perhaps",
+    "shutdown_timeout": "soon",
+    "flow_metrics": "maybe",
+    "cardinality_limit": "lots",
+    "handle_sigterm": "sure",
+}
+
+
+def test_setup_takes_exactly_the_options_of_the_table() -> None:
+    import inspect
+
+    from dashfrog_sdk.setup import setup
+
+    providers = {"tracer_provider", "logger_provider", "meter_provider"}
+    assert set(inspect.signature(setup).parameters) - providers == set(config.OPTIONS)
+    assert set(BAD_VALUE) == set(config.OPTIONS)  # every option has its bad-value case below
+    for keyword, option in config.OPTIONS.items():
+        assert option.variable in (setup.__doc__ or "") or option.variable.startswith(
+            "OTEL_EXPORTER_OTLP_"
+        ), f"setup()'s docstring does not name {option.variable} ({keyword})"
+
+
+@pytest.mark.parametrize("keyword", [k for k, bad in BAD_VALUE.items() if bad is not None], ids=str)
+def test_every_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, keyword: str) -> None:
+    variable = config.OPTIONS[keyword].variable
+    monkeypatch.setenv(variable, BAD_VALUE[keyword])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=variable):
+        config.load()
+
+
+def test_an_unknown_keyword_is_refused() -> None:
+    with pytest.raises(TypeError, match="unknown keyword.*store_max_ages"):
+        config.load(store_max_ages="1d")
+
+
+def test_durations_take_the_same_units_as_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One parser for config, store and CLI: `dashfrog flows --since 1w` and the variables.
+    monkeypatch.setenv("DASHFROG_STORE_MAX_AGE", "1w")
+    monkeypatch.setenv("DASHFROG_SHUTDOWN_TIMEOUT", "1500ms")
+    cfg = config.load()
+    assert cfg.store_max_age_s == 7 * 86400.0
+    assert cfg.shutdown_timeout_s == 1.5

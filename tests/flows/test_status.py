@@ -1,4 +1,4 @@
-"""Statuses (DESIGN.md "Status") and ending a flow from another context."""
+"""Statuses (ARCHITECTURE.md, "Status") and ending a flow from another context."""
 
 from __future__ import annotations
 

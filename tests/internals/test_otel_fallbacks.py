@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from dashfrog_sdk._otel import PUBLIC_ONLY, keys, log_records, metrics, spans
+from dashfrog_sdk._otel import PUBLIC_ONLY, attributes, histograms, keys, log_records, metrics, spans
 
 assert PUBLIC_ONLY
 assert keys.BAGGAGE_KEY == "" and keys.SPAN_KEY == ""
@@ -33,11 +33,17 @@ assert keys.SUPPRESS_INSTRUMENTATION_KEY is None
 assert keys.detach is context.detach
 span = TracerProvider().get_tracer("t").start_span("s")
 assert spans.writable(span, 1) is None
+span.set_attribute("k", "v")
+assert attributes.span_attributes(span) is not span._attributes._dict
 logger = LoggerProvider().get_logger("t")
 assert log_records.emitter(logger) == logger.emit
 reader = InMemoryMetricReader()
 assert metrics.preferences(reader) == (None, None)
-assert metrics.fresh_storage(MeterProvider(metric_readers=[reader]), reader) is False
+provider = MeterProvider(metric_readers=[reader])
+assert metrics.fresh_storage(provider, reader) is False
+histogram = provider.get_meter("t").create_histogram("h")
+histogram.record(1.0, {"a": "b"})
+assert histograms._aggregations(histogram, {"a": "b"}, 2.0) is None
 print("all fallbacks in force")
 """
 
@@ -51,10 +57,15 @@ def test_every_fallback_is_in_force_when_forced() -> None:
 
 
 def test_the_core_checks_pass_again_on_the_public_paths() -> None:
-    files = ["test_spans.py", "test_context.py", "test_propagation.py", "test_status.py"]
+    files = [
+        "flows/test_spans.py",
+        "flows/test_context.py",
+        "propagation/test_propagation.py",
+        "flows/test_status.py",
+    ]
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        + [f"tests/core/{name}" for name in files],
+        + [f"tests/{name}" for name in files],
         env=FORCED,
         cwd=ROOT,
         capture_output=True,

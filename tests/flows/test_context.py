@@ -1,4 +1,4 @@
-"""Context correctness: await, gather, tasks, threads, no leaks (issue 2, point 6)."""
+"""Context correctness: await, gather, tasks, threads, no context leaking between flows."""
 
 from __future__ import annotations
 
