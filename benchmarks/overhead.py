@@ -182,6 +182,101 @@ def dashfrog() -> tuple[Callable[[], None], Callable[[], None]]:
     return run_one, flush
 
 
+def open_memory(n: int = 2000) -> tuple[float, float]:
+    """(bytes per open bare span, bytes per open flow), measured with tracemalloc.
+
+    Each span or flow is entered in its own context (as concurrent requests would be) and left
+    open; the harness's own cost (an ExitStack and a context per item) is measured alone and
+    subtracted. The flow's queued lifecycle fields are delivered first (as the dispatcher does
+    within 100 ms), so this is what a flow costs while it stays open.
+    """
+    import contextlib
+    import contextvars
+    import tracemalloc
+
+    from dashfrog_sdk import flow
+    from dashfrog_sdk.lifecycle import bus
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpSpanExporter(), max_queue_size=QUEUE))
+    tracer = provider.get_tracer("bench")
+
+    def nothing(stack: contextlib.ExitStack) -> None:
+        return None
+
+    def bare(stack: contextlib.ExitStack) -> None:
+        stack.enter_context(tracer.start_as_current_span("flow"))
+
+    def dashfrog_flow(stack: contextlib.ExitStack) -> None:
+        stack.enter_context(flow.start("order", tenant="customer-123", region="eu", plan="pro"))
+
+    def per_item(open_one: Callable[[contextlib.ExitStack], None]) -> float:
+        gc.collect()
+        bus.flush()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        held = []
+        for _ in range(n):
+            stack, ctx = contextlib.ExitStack(), contextvars.copy_context()
+            ctx.run(open_one, stack)
+            held.append((stack, ctx))
+        bus.flush()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        for stack, ctx in held:
+            ctx.run(stack.close)
+        bus.flush()
+        provider.force_flush()
+        return sum(d.size_diff for d in after.compare_to(before, "filename")) / n
+
+    results: dict[str, list[float]] = {"none": [], "bare": [], "flow": []}
+    for _ in range(3):
+        for name, fn in (("none", nothing), ("bare", bare), ("flow", dashfrog_flow)):
+            results[name].append(per_item(fn))
+    harness = min(results["none"])
+    return min(results["bare"]) - harness, min(results["flow"]) - harness
+
+
+def step_scaling(total_steps: int = 6000) -> list[tuple[str, float]]:
+    """Calling-thread µs per step for flows of 1 to 1,000 sequential steps and for steps
+    nested 1 to 50 deep: a step's cost must not grow with its flow (best of 3)."""
+    from dashfrog_sdk import flow, step
+    from dashfrog_sdk.lifecycle import bus
+
+    def sequential(n: int) -> None:
+        with flow.start("order", tenant="customer-123", region="eu"):
+            for _ in range(n):
+                with step.start("s"):
+                    pass
+
+    def nested(depth: int) -> None:
+        with flow.start("order", tenant="customer-123", region="eu"):
+            scopes = [step.start("s") for _ in range(depth)]
+            for scope in scopes:
+                scope.__enter__()
+            for scope in reversed(scopes):
+                scope.__exit__(None, None, None)
+
+    out = []
+    for label, run, sizes in (
+        ("steps in a flow", sequential, (1, 10, 100, 1000)),
+        ("nesting depth", nested, (1, 10, 50)),
+    ):
+        for size in sizes:
+            flows = max(1, total_steps // size)
+            best = float("inf")
+            for _ in range(3):
+                gc.collect()
+                t0 = time.thread_time()
+                for _ in range(flows):
+                    run(size)
+                best = min(best, (time.thread_time() - t0) / (flows * size) * 1e6)
+                bus.flush()
+            out.append((f"{label}: {size}", best))
+    return out
+
+
 def logfire_spans() -> tuple[Callable[[], None], Callable[[], None]] | None:
     try:
         import logfire
@@ -295,6 +390,14 @@ def main() -> None:
     print(f"dropped: {lost} spans, log records or events (every one produced was exported)")
     if lost:
         raise SystemExit("some of what was measured was dropped: the figures are not valid")
+    print("calling-thread µs per step (the flow's own cost included, so 1 step is dearer):")
+    for label, us in step_scaling():
+        print(f"  {label:24} {us:8.1f}")
+    span_bytes, flow_bytes = open_memory()
+    print(
+        f"memory while open: bare span {span_bytes / 1024:.1f} KB, dashfrog flow "
+        f"{flow_bytes / 1024:.1f} KB ({flow_bytes / span_bytes:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -91,10 +91,10 @@ def make_exporter(signal: str, s: SignalExport) -> Any:
 
 def _grpc_span_exporter() -> type[Any]:
     """The stock OTLP/gRPC span exporter (channel, retries, errors) with dashfrog's encoder
-    (exporting/encode.py: the same request, each distinct string attribute encoded once)."""
+    (_otel/span_encoder.py: the same request, each distinct string attribute encoded once)."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    from dashfrog_sdk.exporting.encode import encode_spans
+    from dashfrog_sdk._otel.span_encoder import encode_spans
 
     class SpanExporter(OTLPSpanExporter):
         def _translate_data(self, data: Any) -> Any:

@@ -1,4 +1,4 @@
-"""dashfrog's OTLP span encoder (exporting/encode.py) gives the stock encoder's request."""
+"""dashfrog's OTLP span encoder (_otel/span_encoder.py) gives the stock encoder's request."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from opentelemetry.trace import (
 )
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.exporting import encode
-from dashfrog_sdk.exporting.encode import encode_spans
+from dashfrog_sdk._otel import span_encoder as encode
+from dashfrog_sdk._otel.span_encoder import encode_spans
 
 
 def _provider(
