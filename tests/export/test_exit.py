@@ -3,6 +3,7 @@ within DASHFROG_SHUTDOWN_TIMEOUT; a flow still open at exit is recorded as cance
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -161,7 +162,10 @@ def test_exit_during_outage_is_bounded_by_the_shutdown_timeout(
     assert app.wait() == 0, app.stderr
     took = time.monotonic() - t0
     assert took < 1 + 1.5, took  # the timeout, plus interpreter teardown
-    assert "100 spans and 100 log records could not be exported" in app.stderr, app.stderr
+    # (start events of flows that ended before they were sent are not sent: README, Data model)
+    assert re.search(r"100 spans( and \d+ log records)? could not be exported", app.stderr), (
+        app.stderr
+    )
 
 
 def test_an_outage_until_exit_is_one_warning_and_one_exit_line(
@@ -177,6 +181,6 @@ def test_an_outage_until_exit_is_one_warning_and_one_exit_line(
     lines = [line for line in app.stderr.splitlines() if "dashfrog_sdk:" in line]
     lost = [line for line in lines if "could not be exported" in line]
     assert len(lost) == 1, app.stderr
-    assert "40 spans and 40 log records could not be exported" in lost[0], lost[0]
+    assert re.search(r"40 spans( and \d+ log records)? could not be exported", lost[0]), lost[0]
     # At most the outage's one warning besides (if an export was tried before exit).
     assert len(lines) <= 2 and all("unreachable" in x for x in lines if x not in lost), lines
