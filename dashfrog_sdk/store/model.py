@@ -233,6 +233,25 @@ class FlowDurations:
     duration_ms: float | None
     steps: list[StepDuration]
 
+    @classmethod
+    def of(cls, detail: FlowDetail) -> FlowDurations:
+        """The flow's duration and each step's, with each step's share (both backends)."""
+        total = detail.duration_ms
+        return cls(
+            flow_id=detail.id,
+            duration_ms=total,
+            steps=[
+                StepDuration(
+                    name=s.name,
+                    service=s.service,
+                    status=s.status,
+                    duration_ms=s.duration_ms,
+                    share=(s.duration_ms / total) if s.duration_ms is not None and total else None,
+                )
+                for s in detail.steps
+            ],
+        )
+
     def by_step(self) -> dict[str, float]:
         """Total milliseconds per step name (repeated steps summed)."""
         totals: dict[str, float] = {}

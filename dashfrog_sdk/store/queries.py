@@ -29,7 +29,6 @@ from dashfrog_sdk.store.model import (
     Results,
     SpanRecord,
     Step,
-    StepDuration,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 from dashfrog_sdk.validation import received_timeout
@@ -428,22 +427,7 @@ class FlowStore:
 
     def durations(self, flow_id: str) -> FlowDurations:
         """The flow's duration and each step's, with each step's share of the flow."""
-        detail = self._detail(flow_id)
-        total = detail.duration_ms
-        return FlowDurations(
-            flow_id=detail.id,
-            duration_ms=total,
-            steps=[
-                StepDuration(
-                    name=s.name,
-                    service=s.service,
-                    status=s.status,
-                    duration_ms=s.duration_ms,
-                    share=(s.duration_ms / total) if s.duration_ms is not None and total else None,
-                )
-                for s in detail.steps
-            ],
-        )
+        return FlowDurations.of(self._detail(flow_id))
 
     # -- aggregates ----------------------------------------------------------------------------
     def stats(
