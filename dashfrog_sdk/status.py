@@ -14,8 +14,10 @@ and ``timed_out``, which only the store derives (a deadline passed with no end).
   the flow still open (recorded ``cancelled``, or ``failed`` if a step had failed).
 * **A flow's error** is its first failure's; `flow.fail(error)` names it explicitly and so
   replaces it (:func:`fail_flow`).
-* **A Celery retry** forgets the attempt's failure (:func:`forget_failure`): the final status must
-  not depend on which process runs the next attempt.
+* **A Celery retry** does not fail the flow: a step that `Retry` leaves is failed, its flow not
+  (:func:`fails_the_flow`), and a retried attempt's other failures are forgotten
+  (:func:`forget_failure`): the final status must not depend on which process or thread runs
+  the next attempt, or when.
 
 **Several records ending one flow** (a flow that crosses processes: the API's flow span, a
 worker's ``dashfrog.flow.end``, a downstream service's failure, see dashfrog_sdk.outcome) arrive
@@ -76,6 +78,24 @@ def sql_rank(column: str) -> str:
     """:func:`rank` as a SQL ``CASE`` expression over `column` (a trusted column name)."""
     whens = " ".join(f"WHEN '{status}' THEN {n}" for status, n in RANK.items() if n)
     return f"(CASE {column} {whens} ELSE 0 END)"
+
+
+# Exceptions that end a step failed without failing its flow: a task queue's "run this again"
+# (Celery's `Retry`, registered by integrations/celery.py). The next attempt decides; marking
+# the flow failed and forgetting it at task_retry raced with that next attempt when it ran in
+# another thread of the same worker before the retry hook (threads pool, countdown=0).
+_RETRYING: list[type[BaseException]] = []
+
+
+def register_retry(exc_type: type[BaseException]) -> None:
+    """`exc_type` means "this attempt will be retried": a step it leaves fails, its flow not."""
+    if exc_type not in _RETRYING:
+        _RETRYING.append(exc_type)
+
+
+def fails_the_flow(exc: BaseException) -> bool:
+    """Whether a failed step that `exc` left fails its (non-optional) flow."""
+    return not (_RETRYING and isinstance(exc, tuple(_RETRYING)))
 
 
 def of_exit(exc: BaseException | None) -> str:

@@ -26,7 +26,7 @@ from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.error_text import describe, error_attributes
 from dashfrog_sdk.lifecycle import records
 from dashfrog_sdk.lifecycle.scope import Scope
-from dashfrog_sdk.status import fail_flow, of_exit
+from dashfrog_sdk.status import fail_flow, fails_the_flow, of_exit
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
 
 logger = logging.getLogger("dashfrog_sdk")
@@ -100,9 +100,9 @@ class StepScope(Scope[None]):
             record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, describe(exc)))
             span.set_attributes(error_attributes(exc))
-            if state is not None and not self._protects_flow:
+            if state is not None and not self._protects_flow and fails_the_flow(exc):
                 # A failed step fails its flow even when the caller catches the exception
-                # (unless it, or a step around it, is optional).
+                # (unless it, or a step around it, is optional, or the exception is a retry).
                 fail_flow(state, exc)
         stamp_one(span, c.STEP_STATUS, status)
         end = time_ns()

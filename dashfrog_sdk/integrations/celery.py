@@ -28,11 +28,11 @@ from dashfrog_sdk.integrations._common import missing, tracer_provider
 from dashfrog_sdk.logs import install_logging_capture
 from dashfrog_sdk.propagation import TASK_QUEUE, clear_next_destination, set_next_destination
 from dashfrog_sdk.setup import flush, installed_config, installed_providers
-from dashfrog_sdk.status import forget_failure
+from dashfrog_sdk.status import forget_failure, register_retry
 
 try:
     from celery import Celery, signals
-    from celery.exceptions import WorkerLostError
+    from celery.exceptions import Retry, WorkerLostError
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.celery import celery_getter as celery_utils_getter
     from opentelemetry.instrumentation.celery import utils as celery_utils
@@ -157,6 +157,7 @@ def with_celery(app: Celery) -> Celery:
     _otel.instrument(tracer_provider=provider)
     for signal, handler in _HANDLERS:
         signal.connect(handler, weak=False)
+    register_retry(Retry)  # `raise self.retry()` fails the attempt's step, not the flow
     _wrapped = True
     return app
 

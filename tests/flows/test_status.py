@@ -213,3 +213,17 @@ def test_an_explicit_fail_names_the_flow_error(dashfrog_capture: Capture) -> Non
         flow.fail(ValueError("card expired"))
     end = [e for e in dashfrog_capture.events if e.name == c.EVENT_FLOW_END]
     assert end[0].attributes[c.ERROR_MESSAGE] == "card expired"
+
+
+def test_a_retry_fails_its_step_not_the_flow(dashfrog_capture: Capture) -> None:
+    """`raise self.retry()` inside a step (Celery's Retry, registered by with_celery): the
+    attempt's step is failed, the flow is not, so no later attempt can find it failed whatever
+    thread or process it runs in and whenever the retry hook runs."""
+    from celery.exceptions import Retry
+
+    status.register_retry(Retry)
+    with flow.start("retried", tenant="t"):
+        with pytest.raises(Retry), step.start("attempt"):
+            raise Retry("again")
+    f = dashfrog_capture.assert_flow("retried", status=c.COMPLETED)
+    assert [s.status for s in f.steps] == [c.FAILED]
