@@ -44,6 +44,8 @@ $(LOWEST)/.installed-$(OTEL_LOWEST): $(STAMP) pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python -e . \
 	    opentelemetry-api==$(OTEL_LOWEST) opentelemetry-sdk==$(OTEL_LOWEST) \
 	    opentelemetry-exporter-otlp==$(OTEL_LOWEST) \
+	    opentelemetry-propagator-jaeger==$(OTEL_LOWEST) opentelemetry-propagator-ot-trace \
+	    'hypothesis>=6.100' \
 	    $$(grep -E '^(pytest|pytest-asyncio|pytest-timeout|rotel|pyyaml)==' constraints.txt)
 	@touch $@
 
