@@ -36,16 +36,24 @@ def untrusted(header: str) -> str:
     return kept
 
 
-# Set on a FastAPI/Flask app by with_fastapi/with_flask: its trust_incoming setting.
-_MARK = "_dashfrog_trust_incoming"
+# How every integration remembers that it is applied, and with which setting: one mark, set on
+# what the wrapping belongs to. FastAPI and Flask wrap one app, so the mark is on the app (and
+# dies with it); Celery's signal receivers and the requests/httpx instrumentors are process-wide,
+# so their mark is on the integration's own module-level object (`PROCESS` for Celery, the
+# `ClientHooks` instance for the clients). The value is the wrapping's setting (trust_incoming).
+_MARK = "_dashfrog_applied"
 
 
-def already_wrapped(app: Any, trust_incoming: bool, framework: str) -> bool:
-    """True if `app` is wrapped with this `trust_incoming` already; ValueError if with another."""
-    done = getattr(app, _MARK, None)
+class Process:
+    """The target of a process-wide integration's mark (one instance per integration)."""
+
+
+def already_wrapped(target: Any, setting: bool, framework: str) -> bool:
+    """True if `target` is wrapped with this `setting` already; ValueError if with another."""
+    done = getattr(target, _MARK, None)
     if done is None:
         return False
-    if done != trust_incoming:
+    if done != setting:
         raise ValueError(
             f"with_{framework}(): app already wrapped with trust_incoming={done}; "
             f"call unwrap_{framework}(app) first to change it"
@@ -53,15 +61,15 @@ def already_wrapped(app: Any, trust_incoming: bool, framework: str) -> bool:
     return True
 
 
-def mark_wrapped(app: Any, trust_incoming: bool) -> None:
-    setattr(app, _MARK, trust_incoming)
+def mark_wrapped(target: Any, setting: bool = True) -> None:
+    setattr(target, _MARK, setting)
 
 
-def unmark_wrapped(app: Any) -> bool:
-    """Forget `app`'s wrapping; False if it was not wrapped."""
-    if getattr(app, _MARK, None) is None:
+def unmark_wrapped(target: Any) -> bool:
+    """Forget `target`'s wrapping; False if it was not wrapped."""
+    if getattr(target, _MARK, None) is None:
         return False
-    delattr(app, _MARK)
+    delattr(target, _MARK)
     return True
 
 
@@ -72,21 +80,22 @@ class ClientHooks:
     (`opentelemetry-instrument`) has no hooks, so it would carry no flow: we re-instrument it.
     """
 
-    def __init__(self, instrumentor: Any, **hooks: Any) -> None:
+    def __init__(self, framework: str, instrumentor: Any, **hooks: Any) -> None:
+        self.framework = framework
         self.instrumentor = instrumentor
         self.hooks = hooks
-        self.hooked = False
 
     def wrap(self) -> None:
         instrumentor = self.instrumentor
-        if self.hooked and instrumentor.is_instrumented_by_opentelemetry:
+        ours = already_wrapped(self, True, self.framework)
+        if ours and instrumentor.is_instrumented_by_opentelemetry:
             return
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
         instrumentor.instrument(tracer_provider=tracer_provider(), **self.hooks)
-        self.hooked = True
+        mark_wrapped(self)
 
     def unwrap(self) -> None:
         if self.instrumentor.is_instrumented_by_opentelemetry:
             self.instrumentor.uninstrument()
-        self.hooked = False
+        unmark_wrapped(self)

@@ -24,7 +24,14 @@ from opentelemetry import propagate, trace
 from dashfrog_sdk import flow, outcome
 from dashfrog_sdk.context import flow_state
 from dashfrog_sdk.conventions import TASK_ATTEMPT
-from dashfrog_sdk.integrations._common import missing, tracer_provider
+from dashfrog_sdk.integrations._common import (
+    Process,
+    already_wrapped,
+    mark_wrapped,
+    missing,
+    tracer_provider,
+    unmark_wrapped,
+)
 from dashfrog_sdk.logs import install_logging_capture
 from dashfrog_sdk.propagation import TASK_QUEUE, clear_next_destination, set_next_destination
 from dashfrog_sdk.setup import flush, installed_config, installed_providers
@@ -137,15 +144,15 @@ _HANDLERS = (
 )
 
 
-_wrapped = False
+# The signal receivers are process-wide: the integration's mark is on this, not on `app`.
+_PROCESS = Process()
 
 
 def with_celery(app: Celery) -> Celery:
     """Instrument Celery task publishing and execution in this process (idempotent)."""
-    global _wrapped
     if not isinstance(app, Celery):
         raise TypeError(f"with_celery(): app must be a celery.Celery application, got {app!r}")
-    if _wrapped:
+    if already_wrapped(_PROCESS, True, "celery"):
         return app
     provider = tracer_provider()
     # Signal receivers run in connection order: ours must come before OTel's inject (publish)
@@ -158,16 +165,14 @@ def with_celery(app: Celery) -> Celery:
     for signal, handler in _HANDLERS:
         signal.connect(handler, weak=False)
     register_retry(Retry)  # `raise self.retry()` fails the attempt's step, not the flow
-    _wrapped = True
+    mark_wrapped(_PROCESS)
     return app
 
 
 def unwrap_celery() -> None:
     """Undo `with_celery()`."""
-    global _wrapped
-    if _wrapped:
+    if unmark_wrapped(_PROCESS):
         _otel.uninstrument()
         signals.before_task_publish.disconnect(_before_publish)
         for signal, handler in _HANDLERS:
             signal.disconnect(handler)
-        _wrapped = False

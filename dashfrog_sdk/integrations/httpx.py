@@ -48,6 +48,7 @@ async def _async_response_hook(span: Any, request: Any, response: Any) -> None:
 
 
 _client = ClientHooks(
+    "httpx",
     HTTPXClientInstrumentor(),
     request_hook=_request_hook,
     async_request_hook=_async_request_hook,

@@ -34,7 +34,7 @@ def _response_hook(span: Any, request: Any, response: Any) -> None:
 
 
 _client = ClientHooks(
-    RequestsInstrumentor(), request_hook=_request_hook, response_hook=_response_hook
+    "requests", RequestsInstrumentor(), request_hook=_request_hook, response_hook=_response_hook
 )
 _original_rebuild_auth = requests.Session.rebuild_auth
 
