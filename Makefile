@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint typecheck unit test-otel-lowest bench clean
+.PHONY: install demo test lint typecheck unit test-otel-lowest test-py310 bench clean
 
 # constraints.txt pins the exact versions `make test` is known to pass with (a fresh resolve can
 # pick, say, an older celery to satisfy a newer python-dateutil); users get pyproject's ranges.
@@ -53,6 +53,15 @@ test-otel-lowest: $(LOWEST)/.installed-$(OTEL_LOWEST)
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider \
 	    tests/flows tests/propagation tests/config/test_setup.py tests/internals
 
+## make test-py310: `make test` again on Python 3.10, the oldest pyproject admits, in its own
+## venv (.venv-py310). PY310 names the interpreter (found under pyenv, else on PATH; pyenv's
+## shims answer with another version, so each candidate is asked).
+PY310 ?= $(shell for p in $$HOME/.pyenv/versions/3.10*/bin/python $$(command -v python3.10); do \
+    $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
+test-py310:
+	@test -n "$(PY310)" || { echo "test-py310: no Python 3.10 found; set PY310=/path/to/python3.10"; exit 1; }
+	$(MAKE) test PYTHON=$(PY310) VENV=.venv-py310
+
 # Mermaid itself (from npm) parses every diagram the CLI draws, when node/npm are there;
 # tests/store/test_render.py skips that one check otherwise.
 .cache/mermaid/.installed:
@@ -68,4 +77,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/export.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .dashfrog .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .venv-py310 .dashfrog .pytest_cache .mypy_cache .ruff_cache

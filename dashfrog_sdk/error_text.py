@@ -2,18 +2,20 @@
 
 An error is an exception or a message (`flow.fail("card expired")`). Its text is taken with
 :func:`safe_str`, so an exception whose ``__str__`` raises is still recorded, and the SDK never
-replaces the application's error with one of its own.
+replaces the application's error with one of its own; lone surrogates in it (an undecodable file
+name in an ``OSError``) are cleaned (dashfrog_sdk.text), so every exporter can encode it.
 """
 
 from __future__ import annotations
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk.text import clean
 
 
 def safe_str(value: object) -> str:
     """str(value), or a stand-in when its __str__ raises: an SDK must not replace the error."""
     try:
-        return str(value)
+        return clean(str(value))
     except Exception:
         return f"<{type(value).__name__}: str() failed>"
 
@@ -24,7 +26,7 @@ def describe(error: BaseException | str | None) -> str:
         return "a step failed"
     if isinstance(error, BaseException):
         return f"{_type_name(error, type(error).__name__)}: {safe_str(error)}"
-    return error
+    return clean(error)
 
 
 def error_attributes(error: BaseException | str) -> dict[str, str]:
@@ -34,7 +36,7 @@ def error_attributes(error: BaseException | str) -> dict[str, str]:
             c.ERROR_TYPE: _type_name(error, type(error).__qualname__),
             c.ERROR_MESSAGE: safe_str(error),
         }
-    return {c.ERROR_MESSAGE: error}  # flow.fail("message"): a message, no exception type
+    return {c.ERROR_MESSAGE: clean(error)}  # flow.fail("message"): a message, no exception type
 
 
 def _type_name(error: BaseException, default: str) -> str:

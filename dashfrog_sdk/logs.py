@@ -11,15 +11,17 @@ level (an application that leaves it at WARNING sends no INFO records to any han
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import traceback
 import warnings
 
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk._logs import LoggingHandler
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics
+from dashfrog_sdk import diagnostics, text
 from dashfrog_sdk.context import current_step_name, flow_state
 
 # Records from these loggers are never captured: exporting them could log again, forever.
@@ -61,6 +63,48 @@ class FlowLogFilter(logging.Filter):
             self._busy.on = False
 
 
+class FlowLogHandler(LoggingHandler):
+    """OTel's ``LoggingHandler``, given a cleaned copy of a record whose text has a lone
+    surrogate (dashfrog_sdk.text): such a record would make the OTLP encoder and the store
+    refuse the whole batch it travels in. Other handlers keep the record as it was."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record = _cleaned(record)
+        except Exception as error:  # instrumentation never breaks logging
+            diagnostics.internal_error("logs.filter_errors", error, "the flow log handler")
+            return
+        super().emit(record)
+
+
+def _cleaned(record: logging.LogRecord) -> logging.LogRecord:
+    message = record.getMessage()
+    exc = record.exc_info[1] if record.exc_info else None
+    exc_text = None if exc is None else _exc_str(exc)
+    if not text.has_lone_surrogate(message) and not (
+        exc_text is not None and text.has_lone_surrogate(exc_text)
+    ):
+        return record
+    out = copy.copy(record)
+    out.msg, out.args = text.clean(message), None
+    if exc is not None and record.exc_info is not None and exc_text is not None:
+        # What OTel's handler derives from exc_info, cleaned, as the record's own attributes.
+        kind, _, tb = record.exc_info
+        out.exc_info, out.exc_text = None, None
+        stack = "".join(traceback.format_exception(kind, exc, tb))
+        setattr(out, "exception.type", getattr(kind, "__name__", type(exc).__name__))
+        setattr(out, "exception.message", text.clean(exc_text))
+        setattr(out, "exception.stacktrace", text.clean(stack))
+    return out
+
+
+def _exc_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
 def install_logging_capture(
     logger_provider: LoggerProvider, level: int = logging.INFO
 ) -> logging.Handler:
@@ -83,7 +127,7 @@ def install_logging_capture(
             # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging,
             # which is not a dependency; it is the same translation.
             warnings.simplefilter("ignore", DeprecationWarning)
-            handler = LoggingHandler(level=level, logger_provider=logger_provider)
+            handler = FlowLogHandler(level=level, logger_provider=logger_provider)
         handler.addFilter(FlowLogFilter())
         root.addHandler(handler)
         _installed = handler

@@ -51,6 +51,11 @@ HEADER = c.OUTCOME_HEADER
 # Bound on the message carried back: a header, not a log. (Type names are short.)
 MAX_MESSAGE = 1024
 
+# The three entry points run inside the application's requests and tasks (server middleware,
+# client response hooks that OTel's instrumentors call unguarded): nothing they raise may reach
+# the application. A failure is counted as outcome.errors and warned about once.
+_guard = diagnostics.capture_internal_errors("outcome.errors", "the flow outcome header")
+
 __all__ = ["HEADER", "DownstreamFailure", "on_response", "response_header", "settle"]
 
 
@@ -89,6 +94,12 @@ def settle(state: FlowState | None = None) -> bool:
     Emits the ``dashfrog.flow.end`` event (status ``failed``, the downstream error) unless the
     flow already ended here (``flow.fail()`` / ``flow.end()`` did it). True if it did.
     """
+    with _guard:
+        return _settle(state)
+    return False
+
+
+def _settle(state: FlowState | None) -> bool:
     state = _failed_here(flow_state() if state is None else state)
     if state is None or state.ended:
         return False
@@ -104,6 +115,12 @@ def response_header() -> str | None:
     Only a flow joined from the caller's (trusted) baggage can have failed here: a flow the
     server started itself is local, and untrusted baggage never becomes a flow.
     """
+    with _guard:
+        return _response_header()
+    return None
+
+
+def _response_header() -> str | None:
     state = _failed_here(flow_state())
     if state is None:
         return None
@@ -128,6 +145,12 @@ def on_response(url: str, value: str | None) -> bool:
     flow is sent to, names the current flow, and, when a key is set, carries a signature that
     passes the checks incoming baggage passes (canonical form, MAC, age).
     """
+    with _guard:
+        return _on_response(url, value)
+    return False
+
+
+def _on_response(url: str, value: str | None) -> bool:
     if not value:
         return False
     state = flow_state()

@@ -134,8 +134,14 @@ def start(name: str, *, optional: bool = False, **attributes: Any) -> StepScope:
         **attributes: attributes of the step span (str/int/float/bool or lists of them).
     """
     # The checks of dashfrog_sdk.validation, inlined for the common case (this runs per step);
-    # anything unusual goes through validation, which raises with the full message.
-    if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH or name.isspace():
+    # anything unusual (non-ASCII too: it may hold a lone surrogate) goes through validation,
+    # which raises with the full message; tests/flows/test_surrogates.py checks both paths.
+    if (
+        type(name) is not str
+        or not 0 < len(name) <= MAX_NAME_LENGTH
+        or not name.isascii()
+        or name.isspace()
+    ):
         name = validation.name("step.start()", "name", name)
     if optional is not False and optional is not True:
         validation.boolean("step.start()", "optional", optional)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import text
 
 MAX_NAME_LENGTH = 256
 # OTel's default span attribute count limit is 128 and it evicts the *oldest* attribute first,
@@ -28,6 +29,9 @@ def name(where: str, argument: str, value: object) -> str:
             f"{where}: {argument} must be at most {MAX_NAME_LENGTH} characters, got "
             f"{len(value)}; put long data in a label or step attribute instead"
         )
+    refused = text.refusal(argument, value)
+    if refused is not None:
+        raise ValueError(f"{where}: {refused}")
     return _plain(value)
 
 
@@ -52,6 +56,9 @@ def label_value(where: str, label: str, value: object) -> str:
     if isinstance(value, bool):
         return c.bool_text(value)
     if isinstance(value, str):
+        refused = text.refusal(f"label {label!r}", value)
+        if refused is not None:
+            raise ValueError(f"{where}: {refused}")
         return _plain(value)
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
@@ -79,7 +86,9 @@ def labels(where: str, given: Mapping[str, object]) -> dict[str, str]:
 def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
     """Step and event attributes: OTel attribute values (str/int/float/bool or a list of them).
 
-    Returned clean (lists as tuples, as the OTel SDK stores them), so spans can take them as-is.
+    Returned clean (lists as tuples, as the OTel SDK stores them), so spans can take them as-is;
+    strings with lone surrogates are cleaned (dashfrog_sdk.text), not refused: attribute values
+    are the run's data (a file name, a payload field), not the caller's choice.
     """
     if not given:
         return {}
@@ -91,7 +100,10 @@ def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attr, value in given.items():
         key(where, "attribute", attr)
-        if isinstance(value, str | bool | int | float):
+        if isinstance(value, str):
+            out[attr] = text.clean(value)
+            continue
+        if isinstance(value, bool | int | float):
             out[attr] = value
             continue
         if isinstance(value, list | tuple) and (
@@ -99,7 +111,7 @@ def attributes(where: str, given: Mapping[str, object]) -> dict[str, Any]:
             or all(isinstance(v, bool) for v in value)
             or all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         ):
-            out[attr] = tuple(value)
+            out[attr] = tuple(text.clean(v) if isinstance(v, str) else v for v in value)
             continue
         raise TypeError(
             f"{where}: attribute {attr!r} must be str, int, float, bool or a list of one of them, got "

@@ -10,12 +10,14 @@ that both paths give the same attributes.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.trace import Span
 
 from dashfrog_sdk._otel import PUBLIC_ONLY
+from dashfrog_sdk.text import clean, has_lone_surrogate
 
 
 def writable(span: Span, count: int) -> dict[str, Any] | None:
@@ -61,9 +63,19 @@ def stamp_one(span: Span, key: str, value: Any) -> None:
 
 
 def record_exception(span: Span, exc: BaseException) -> None:
-    """`span.record_exception(exc)`, even for an exception whose `__str__` raises."""
+    """`span.record_exception(exc)`, even for an exception whose `__str__` raises, and with
+    its message and stack trace cleaned when they hold a lone surrogate (dashfrog_sdk.text:
+    the OTLP encoder would refuse the whole batch of spans)."""
     try:
-        span.record_exception(exc)
+        message = str(exc)
+        if not has_lone_surrogate(message):
+            span.record_exception(exc)
+            return
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        span.record_exception(
+            exc,
+            attributes={"exception.message": clean(message), "exception.stacktrace": clean(stack)},
+        )
     except Exception:
         span.add_event(
             "exception",

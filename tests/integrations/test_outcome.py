@@ -36,6 +36,7 @@ HOWS = {
     "caught": ("ValueError", "card exploded"),  # a failed step whose exception B catches
     "raise": ("ValueError", "card exploded"),  # the step's exception escapes: HTTP 500
     "flow": ("ValueError", "card declined"),  # flow.fail(error)
+    "surrogate": ("ValueError", "card \ufffd exploded"),  # caught, a lone surrogate in it
 }
 
 

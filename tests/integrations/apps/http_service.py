@@ -32,13 +32,14 @@ from tests.integrations.apps.common import seen
 def fail(how: str) -> None:
     """The ways a downstream service fails its caller's flow (or, `optional`, does not):
     `caught` a failed step whose exception is caught, `raise` one that escapes (HTTP 500),
-    `flow` flow.fail(error), `optional` a failed optional step."""
+    `flow` flow.fail(error), `optional` a failed optional step, `surrogate` a caught failure
+    whose message holds a lone surrogate (cleaned to U+FFFD on its way back)."""
     if how == "flow":
         flow.fail(ValueError("card declined"))
         return
     try:
         with step.start("charge", optional=how == "optional"):
-            raise ValueError("card exploded")
+            raise ValueError("card \ud800 exploded" if how == "surrogate" else "card exploded")
     except ValueError:
         if how == "raise":
             raise
