@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dashfrog_sdk.config import DEFAULT_STORE
 from dashfrog_sdk.store.backend import FlowBackend
 from dashfrog_sdk.store.errors import FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import (
@@ -60,7 +61,7 @@ def __getattr__(name: str) -> Any:
     return getattr(writer if name == "StoreWriter" else exporter, name)
 
 
-DEFAULT_PATH = ".dashfrog/flows.db"
+DEFAULT_PATH = DEFAULT_STORE  # where setup() writes when nothing says otherwise
 
 __all__ = [
     "DEFAULT_PATH",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dashfrog_sdk.config import DEFAULT_STORE
 from dashfrog_sdk.timeutil import parse_duration
 from dashfrog_sdk.ui import settings
 from dashfrog_sdk.ui.links import make_link
@@ -14,7 +15,7 @@ from dashfrog_sdk.ui.links import make_link
     "--store",
     "store_path",
     envvar="DASHFROG_STORE",
-    default=".dashfrog/flows.db",
+    default=DEFAULT_STORE,
     show_default=True,
     metavar="PATH",
     help="The flow store (env DASHFROG_STORE).",
