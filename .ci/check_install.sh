@@ -13,7 +13,7 @@ PYTHON=${1:-python3}
 RESOLVE_LIMIT=${RESOLVE_LIMIT:-600}
 # [all] and the combinations users type; the extras not capped in pyproject.toml together (a
 # lag among them shows there). Each resolution downloads metadata: keep the list short.
-SPECS=("[all]" "[flask,requests]" "[flask,httpx]" "[fastapi,celery,requests,httpx]" "[examples]")
+SPECS=("[all]" "[flask,requests]" "[flask,httpx]" "[fastapi,celery,requests,httpx]" "[examples]" "[fastapi,ui,clickhouse]")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -95,6 +95,9 @@ def test_a_foreign_host_header_is_refused(viewer: Viewer) -> None:
     r = viewer.get("/flows", headers={"Host": "attacker.example"})
     assert r.status_code == 400
     assert viewer.get("/flows", headers={"Host": f"localhost:{viewer.port}"}).status_code == 200
+    # IPv6 loopback in its URL form (Starlette before Kludex/starlette#3357 read it as "[").
+    assert viewer.get("/flows", headers={"Host": f"[::1]:{viewer.port}"}).status_code == 200
+    assert viewer.get("/flows", headers={"Host": f"[::2]:{viewer.port}"}).status_code == 400
 
 
 def test_off_loopback_it_refuses_to_start_without_a_token(filled: Filled) -> None:
