@@ -138,3 +138,16 @@ def step_status(detail: FlowDetail, step: Step) -> str:
     if step.status == c.RUNNING and detail.status not in c.OPEN:
         return c.CANCELLED
     return step.status
+
+
+def step_notes(step: Step) -> str:
+    """What a step's options say, for the CLI and the Markdown document: retried, its timeout,
+    error isolation (empty for a step with none)."""
+    notes = []
+    if step.retried:
+        notes.append("retried")
+    if step.timeout_s is not None:
+        notes.append(f"timeout {duration(step.timeout_s * 1000)}")
+    if not step.raise_on_error:
+        notes.append("raise_on_error=False: the flow went on")
+    return f" ({', '.join(notes)})" if notes else ""

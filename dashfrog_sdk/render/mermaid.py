@@ -79,7 +79,7 @@ def sequence_diagram(detail: FlowDetail) -> str:
         src = participant(parent.service if parent else detail.service)
         dst = participant(step.service)
         status = _fmt.step_status(detail, step)
-        label = ("↳ " * min(step.depth, 1)) + text(step.name, 60)
+        label = ("↳ " * min(step.depth, 1)) + text(step.label, 60)
         if status == c.FAILED:
             arrow = "-x"
             label += " FAILED"
