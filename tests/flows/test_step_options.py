@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import flow, step
+from dashfrog_sdk import flow, status, step
 from dashfrog_sdk import step as step_module
 from dashfrog_sdk.testing import Capture, CapturedStep
 
@@ -394,3 +394,23 @@ def test_sync_step_within_its_timeout_or_failing_keeps_its_status(
 def test_wrong_arguments_raise_at_once_naming_them(kwargs: dict[str, object], named: str) -> None:
     with pytest.raises((TypeError, ValueError), match=named):
         step.start("s", **kwargs)  # type: ignore[call-overload]
+
+
+class _QueueRetry(Exception):
+    """A task queue's "run this again" (as Celery's Retry, registered by with_celery)."""
+
+
+def test_a_task_queue_retry_is_never_retried_by_the_step(dashfrog_capture: Capture) -> None:
+    status.register_retry(_QueueRetry)
+    calls = []
+
+    @step.start("fetch", retries=3)
+    def fetch() -> None:
+        calls.append(1)
+        raise _QueueRetry
+
+    with flow.start("pricing", tenant="t"):
+        with pytest.raises(_QueueRetry):
+            fetch()
+    assert len(calls) == 1  # the queue runs the attempt again, not the step
+    dashfrog_capture.assert_flow("pricing", status="completed")  # and it fails no flow
