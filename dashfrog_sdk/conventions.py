@@ -79,6 +79,7 @@ StepStatus = Literal["completed", "failed", "cancelled", "timed_out"]
 
 # -- instrumentation scope ------------------------------------------------------------------
 SCOPE_NAME: Final = "dashfrog_sdk"
+PRINT_LOGGER: Final = "print"  # the scope of captured print() lines (DASHFROG_CAPTURE_PRINT)
 
 # Span names: "flow <name>" and "step <name>" keep flows and steps apart in any trace UI.
 FLOW_SPAN_PREFIX: Final = "flow "
