@@ -184,7 +184,7 @@ def _performance(detail: FlowDetail) -> list[str]:
             else "-"
         )
         name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0))
-        name += _code(step.name, cell=True)
+        name += _code(step.label, cell=True)
         service = _code(step.service, cell=True) if step.service else "-"
         out.append(
             f"| {name} | {service} "

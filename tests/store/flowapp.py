@@ -9,6 +9,7 @@
     python tests/store/flowapp.py steps N           # one flow with N steps, as fast as possible
     python tests/store/flowapp.py phases N GATE     # N flows, flush, wait for GATE, N more flows
     python tests/store/flowapp.py fill N            # N flows with 2 KB labels (a full disk)
+    python tests/store/flowapp.py options           # retries, raise_on_error=False, a timeout
 
 Configuration comes from the environment (DASHFROG_STORE, OTEL_SERVICE_NAME), as in a real
 deployment; `setup()` is left to the first flow, so this also tests the automatic setup.
@@ -157,6 +158,29 @@ def timeout() -> str:
     return fid
 
 
+def options() -> dict[str, str]:
+    """Steps with options: a step retried twice, an isolated failure, a sync step timed out."""
+    ids: dict[str, str] = {}
+    calls: list[int] = []
+
+    @step.start("fetch_rates", retries=2, retry_on=(TimeoutError,), currency="EUR")
+    def fetch_rates() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError(f"rates service slow #{len(calls)}")
+
+    with flow.start("pricing", tenant="acme-corp") as fid:
+        ids["retried"] = fid
+        fetch_rates()
+        with step.start("enrich", raise_on_error=False):
+            raise ConnectionError("geo service down")
+    with flow.start("report", tenant="acme-corp") as fid:
+        ids["step_timed_out"] = fid
+        with step.start("crunch", timeout=0.01):
+            time.sleep(0.05)
+    return ids
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     command = argv[0]
@@ -176,6 +200,8 @@ def main(argv: list[str]) -> None:
         finish_remote(json.loads(argv[1]))
     elif command == "hold":
         hold(argv[1])
+    elif command == "options":
+        print(json.dumps(options()))
     elif command == "timeout":
         print(json.dumps({"flow_id": timeout()}))
     else:
