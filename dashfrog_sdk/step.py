@@ -336,7 +336,11 @@ class StepScope(Scope[None]):
         options = self._options
         if options is not None and options.timeout_ns is not None and self._span is not None:
             timer = _async_timeout(options.timeout_ns / 1e9)
-            await timer.__aenter__()
+            try:
+                await timer.__aenter__()  # RuntimeError outside a task
+            except BaseException as error:
+                self._leave(type(error), error, error.__traceback__)
+                raise
             self._timer = timer
         return value
 

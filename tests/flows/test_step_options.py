@@ -20,7 +20,11 @@ from dashfrog_sdk.testing import Capture, CapturedStep
 
 
 def _steps(capture: Capture, flow_name: str, name: str) -> list[CapturedStep]:
-    return [s for s in capture.flow(flow_name).steps if s.name == name]
+    attempts = capture.flow(flow_name).attempts(name)
+    assert [s.attempt for s in attempts] == [
+        s.attributes.get(c.STEP_ATTEMPT) for s in attempts
+    ]  # the testing helper reads the wire name
+    return attempts
 
 
 @pytest.fixture(params=["asyncio.timeout", "3.10 fallback"])
