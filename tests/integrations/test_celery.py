@@ -251,8 +251,10 @@ def test_step_retries_inside_celery_retries_do_not_double_count(
         tasks = flow_spans(receiver, flow_id, worker.service, n, kind="CONSUMER")
         return sorted(t.attributes[TASK_ATTEMPT] for t in tasks)
 
-    for flow_id in sent.values():
-        assert flow_end(receiver, flow_id, worker.service).attributes[c.FLOW_STATUS] == c.COMPLETED
+    ends = {task: flow_end(receiver, flow_id, worker.service) for task, flow_id in sent.items()}
+    assert {task: end.attributes[c.FLOW_STATUS] for task, end in ends.items()} == dict.fromkeys(
+        sent, c.COMPLETED
+    ), {task: end.attributes.get(c.ERROR_MESSAGE) for task, end in ends.items()}
     # The step retried twice inside one task run.
     assert task_attempts(sent["step_retries"], 1) == [1]
     assert attempts(sent["step_retries"], 3) == [
