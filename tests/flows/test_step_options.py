@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import itertools
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -17,6 +20,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import flow, status, step
 from dashfrog_sdk import step as step_module
 from dashfrog_sdk.testing import Capture, CapturedStep
+from tests.support import ROOT
 
 
 def _steps(capture: Capture, flow_name: str, name: str) -> list[CapturedStep]:
@@ -418,3 +422,32 @@ def test_a_task_queue_retry_is_never_retried_by_the_step(dashfrog_capture: Captu
             fetch()
     assert len(calls) == 1  # the queue runs the attempt again, not the step
     dashfrog_capture.assert_flow("pricing", status="completed")  # and it fails no flow
+
+
+def test_type_checkers_know_which_steps_may_swallow(tmp_path: Path) -> None:
+    """A plain step's `with` never suppresses (a function returning inside one needs no return
+    after it); `raise_on_error=False` gives an IsolatedStepScope, whose `with` may."""
+    pytest.importorskip("mypy")
+    user = tmp_path / "user_code.py"
+    user.write_text(
+        "from typing_extensions import assert_type\n"
+        "from dashfrog_sdk import step\n"
+        "from dashfrog_sdk.step import IsolatedStepScope, StepScope\n"
+        "def plain() -> int:\n"
+        "    with step.start('s', retries=0, timeout=1.0):\n"
+        "        return 1\n"
+        "def isolated() -> int | None:\n"
+        "    with step.start('s', raise_on_error=False):\n"
+        "        return 1\n"
+        "    return None\n"
+        "assert_type(step.start('s'), StepScope)\n"
+        "assert_type(step.start('s', raise_on_error=False), IsolatedStepScope)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
