@@ -51,6 +51,8 @@ __all__ = ["IsolatedStepScope", "StepScope", "start"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+MAX_BACKOFF_S = 600.0  # the longest wait between two attempts that doubling reaches
+
 
 class _Options:
     """What a step was given beyond its name, `optional` and attributes: `raise_on_error=False`,
@@ -86,8 +88,9 @@ class _Options:
         return None if self.timeout_ns is None else self.timeout_ns / 1e9
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt `attempt` (1, 2, ...): backoff, doubling."""
-        return self.backoff * 2.0 ** (attempt - 1)
+        """Seconds to wait after failed attempt `attempt` (1, 2, ...): backoff, doubling, at
+        most MAX_BACKOFF_S (or backoff itself, when larger)."""
+        return min(self.backoff * 2.0 ** (attempt - 1), max(self.backoff, MAX_BACKOFF_S))
 
 
 class _Deadline:

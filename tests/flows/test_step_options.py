@@ -212,6 +212,15 @@ def test_backoff_waits_and_doubles(dashfrog_capture: Capture) -> None:
     assert gaps[0] >= 0.05e9 and gaps[1] >= 0.1e9
 
 
+def test_backoff_doubles_up_to_a_bound() -> None:
+    options = step.start("s", retries=100, backoff=0.5)._options
+    assert options is not None
+    assert [options.delay(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert options.delay(100) == step_module.MAX_BACKOFF_S  # never an overflowing sleep
+    big = step.start("s", retries=3, backoff=1000)._options
+    assert big is not None and big.delay(3) == 1000
+
+
 async def test_async_retries(dashfrog_capture: Capture) -> None:
     calls = []
 
