@@ -233,7 +233,7 @@ class StepScope(Scope[None]):
                 sc.trace_id,
                 sc.span_id,
                 depth,
-                None if options is None or not self._attempt else self._attempt_attributes(),
+                None if options is None else self._start_attributes(options),
             )
 
     def _exit(self, exc: BaseException | None) -> bool | None:
@@ -325,6 +325,13 @@ class StepScope(Scope[None]):
         return (
             exc is not None and status != c.CANCELLED and not retry and not options.raise_on_error
         )
+
+    def _start_attributes(self, options: _Options) -> dict[str, Any]:
+        """What the dashfrog.step.start event says of a step with options: its attempt and its
+        options (a running step's timeout, so a viewer can say it is past it)."""
+        if not self._attempt:
+            return options.attributes
+        return {**options.attributes, c.STEP_ATTEMPT: self._attempt}
 
     def _attempt_attributes(self, retried: bool = False) -> dict[str, Any]:
         assert self._options is not None

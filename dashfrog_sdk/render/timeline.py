@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
@@ -70,7 +72,7 @@ def _step_label(detail: FlowDetail, step: Step) -> Text:
         text.append(f"  {_fmt.duration(step.duration_ms)}")
     if step.optional:
         text.append("  (optional)", style=_DIM)
-    if notes := _fmt.step_notes(step):
+    if notes := _fmt.step_notes(step, time.time_ns()):
         text.append(" " + notes, style=_DIM)
     if step.attributes:
         text.append("  " + _fmt.kv(step.attributes), style=_DIM)

@@ -4,7 +4,8 @@
     python tests/store/flowapp.py many N TAG        # N flows with 3 steps each
     python tests/store/flowapp.py start_remote      # end_on_exit=False; prints the carrier
     python tests/store/flowapp.py finish_remote CARRIER_JSON   # a "worker" ends that flow
-    python tests/store/flowapp.py hold GATE_FILE    # a flow that waits in a step for GATE_FILE
+    python tests/store/flowapp.py hold GATE_FILE [S]  # a flow that waits in a step for GATE_FILE
+                                                    # (S: the step's timeout)
     python tests/store/flowapp.py timeout           # a flow with a 0.2 s timeout never ended
     python tests/store/flowapp.py steps N           # one flow with N steps, as fast as possible
     python tests/store/flowapp.py phases N GATE     # N flows, flush, wait for GATE, N more flows
@@ -138,12 +139,12 @@ def finish_remote(carrier: dict[str, str]) -> None:
         otel_context.detach(token)
 
 
-def hold(gate: str) -> None:
+def hold(gate: str, step_timeout: float | None = None) -> None:
     with flow.start("long_job", tenant="initech") as fid:
         print(json.dumps({"flow_id": fid}), flush=True)
         with step.start("prepare"):
             pass
-        with step.start("crunch"):
+        with step.start("crunch", timeout=step_timeout):
             deadline = time.monotonic() + 60
             while not os.path.exists(gate) and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> None:
     elif command == "finish_remote":
         finish_remote(json.loads(argv[1]))
     elif command == "hold":
-        hold(argv[1])
+        hold(argv[1], float(argv[2]) if len(argv) > 2 else None)
     elif command == "options":
         print(json.dumps(options()))
     elif command == "timeout":

@@ -202,3 +202,58 @@ def test_steps_options_in_the_store_and_the_cli(tmp_path: Path) -> None:
     assert "1. `fetch_rates (attempt 1/3)` in `api`" in markdown
     assert "raised `TimeoutError: rates service slow #1`: it was retried." in markdown
     assert "| `fetch_rates (attempt 3/3)` | `api` | ✔ completed |" in markdown
+
+
+def test_a_running_sync_step_past_its_timeout(tmp_path: Path) -> None:
+    """A sync step is never interrupted: while it runs past its timeout, `dashfrog flow` says so;
+    once it returns it is recorded timed_out, and its flow failed."""
+    store_path, gate = tmp_path / "flows.db", tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, str(FLOWAPP), "hold", str(gate), "0.2"],
+        env=flowapp_env(store_path, "batch"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    env = {"DASHFROG_STORE": str(store_path)}
+    try:
+        assert proc.stdout is not None
+        flow_id = json.loads(proc.stdout.readline())["flow_id"]
+
+        def crunch_running() -> bool:
+            if not store_path.exists():
+                return False
+            with FlowStore(store_path) as store:
+                try:
+                    detail = store.flow(flow_id)
+                except LookupError:
+                    return False
+            current = detail.current
+            return current is not None and current.name == "crunch" and current.timeout_s == 0.2
+
+        wait_until(crunch_running, timeout=15, message="crunch not running in the store")
+
+        def says_past() -> bool:
+            return "past its timeout" in run_cli("flow", flow_id, env=env).stdout
+
+        wait_until(says_past, timeout=15, message="the CLI does not say crunch is past it")
+        gate.write_text("go")
+        assert proc.wait(timeout=30) == 0
+
+        def ended() -> str | None:
+            with FlowStore(store_path) as store:
+                detail = store.flow(flow_id)
+            return None if detail.status == "running" else detail.status
+
+        assert wait_until(ended, timeout=15) == "failed"
+        with FlowStore(store_path) as store:
+            crunch = next(s for s in store.flow(flow_id).steps if s.name == "crunch")
+        assert (crunch.status, crunch.error_type) == ("timed_out", "TimeoutError")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
