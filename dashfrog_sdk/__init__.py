@@ -18,8 +18,9 @@ from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 
 if TYPE_CHECKING:
-    from dashfrog_sdk import flow, metrics, step
+    from dashfrog_sdk import events, flow, metrics, step
     from dashfrog_sdk.context import FlowInfo
+    from dashfrog_sdk.events import LifecycleEvent
     from dashfrog_sdk.exporting import stats
     from dashfrog_sdk.integrations import (
         with_celery,
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FlowInfo",
+    "LifecycleEvent",
     "__version__",
+    "events",
     "flow",
     "flush",
     "metrics",
@@ -53,6 +56,7 @@ __all__ = [
 # OpenTelemetry SDK, its exporters and every integration (most of `dashfrog --version`).
 _HOMES = {
     "FlowInfo": "dashfrog_sdk.context",
+    "LifecycleEvent": "dashfrog_sdk.events",
     "flush": "dashfrog_sdk.setup",
     "shutdown": "dashfrog_sdk.setup",
     "stats": "dashfrog_sdk.exporting",
@@ -65,7 +69,7 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("flow", "metrics", "step"):  # submodules: importing one binds it here
+    if name in ("events", "flow", "metrics", "step"):  # submodules: importing one binds it here
         module = importlib.import_module(f"dashfrog_sdk.{name}")
     elif name in _HOMES:
         module = getattr(importlib.import_module(_HOMES[name]), name)

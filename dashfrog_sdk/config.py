@@ -66,6 +66,7 @@ class Config:
     # How old a dashfrog.sig may be when it arrives; None: no limit (DASHFROG_PROPAGATION_MAX_AGE)
     propagation_max_age_s: float | None = 7 * 86400.0
     propagators: str | None = None  # OTEL_PROPAGATORS, as given (None: the default set)
+    capture_print: bool = False  # print() inside a flow becomes log records of it
 
     @property
     def distributed(self) -> bool:
@@ -190,6 +191,7 @@ OPTIONS: dict[str, Option] = {
         Option("propagation_key", "DASHFROG_PROPAGATION_KEY", _as_is, None, "HMAC key"),
         Option("propagation_max_age", "DASHFROG_PROPAGATION_MAX_AGE", _as_is, "7d", "sig age"),
         Option("capture_logging", "DASHFROG_CAPTURE_LOGGING", _switch, "on", "flow logs"),
+        Option("capture_print", "DASHFROG_CAPTURE_PRINT", _switch, "off", "print() in flows"),
         Option("shutdown_timeout", "DASHFROG_SHUTDOWN_TIMEOUT", _duration, "5s", "exit flush"),
         Option("flow_metrics", "DASHFROG_FLOW_METRICS", _switch, "on", "automatic metrics"),
         Option(
@@ -311,6 +313,7 @@ def load(**overrides: Any) -> Config:
         max_age_arg if max_age_arg is not None else (max_age_text or "7d"),
     )
     capture = _option("capture_logging", overrides)
+    capture_print = _option("capture_print", overrides)
     timeout = _option("shutdown_timeout", overrides)
     cardinality = _option("cardinality_limit", overrides)
     flow_metrics = _option("flow_metrics", overrides)
@@ -342,6 +345,7 @@ def load(**overrides: Any) -> Config:
         handle_sigterm=True if sigterm is None else sigterm,
         propagation_max_age_s=max_age,
         propagators=_env("OTEL_PROPAGATORS"),
+        capture_print=bool(capture_print),
     )
 
 

@@ -22,6 +22,12 @@ FLOW_TIMEOUT: Final = "dashfrog.flow.timeout_s"  # flow span, flow.start event, 
 STEP_NAME: Final = "dashfrog.step.name"  # step span, step events
 STEP_STATUS: Final = "dashfrog.step.status"  # step span at its end
 STEP_OPTIONAL: Final = "dashfrog.step.optional"  # step span when optional
+# A step given raise_on_error=False / retries / timeout (dashfrog_sdk.step): only then.
+STEP_RAISE_ON_ERROR: Final = "dashfrog.step.raise_on_error"  # False: its error is swallowed
+STEP_ATTEMPT: Final = "dashfrog.step.attempt"  # 1, 2, ...: one step span per attempt
+STEP_ATTEMPTS: Final = "dashfrog.step.attempts"  # retries + 1: the most attempts it may take
+STEP_RETRIED: Final = "dashfrog.step.retried"  # True: this attempt failed and another follows
+STEP_TIMEOUT: Final = "dashfrog.step.timeout_s"  # the step's timeout, seconds
 EVENT_NAME_ATTR: Final = "dashfrog.event.name"  # dashfrog.flow.event records
 TASK_ATTEMPT: Final = "dashfrog.task.attempt"  # Celery task span: 1, 2, ... across retries
 
@@ -63,14 +69,17 @@ RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
-TIMED_OUT: Final = "timed_out"  # derived by the store: a deadline passed with no end
-OPEN: Final = (RUNNING, TIMED_OUT)  # no end yet
+# A flow: derived by the store (its deadline passed with no end). A step: it ended past its
+# timeout (dashfrog_sdk.status, "A step's timeout").
+TIMED_OUT: Final = "timed_out"
+OPEN: Final = (RUNNING, TIMED_OUT)  # a flow with no end yet (a timed-out step has ended)
 
 FlowStatus = Literal["running", "completed", "failed", "cancelled"]
-StepStatus = Literal["completed", "failed", "cancelled"]
+StepStatus = Literal["completed", "failed", "cancelled", "timed_out"]
 
 # -- instrumentation scope ------------------------------------------------------------------
 SCOPE_NAME: Final = "dashfrog_sdk"
+PRINT_LOGGER: Final = "print"  # the scope of captured print() lines (DASHFROG_CAPTURE_PRINT)
 
 # Span names: "flow <name>" and "step <name>" keep flows and steps apart in any trace UI.
 FLOW_SPAN_PREFIX: Final = "flow "

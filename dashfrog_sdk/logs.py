@@ -7,17 +7,26 @@ name, so a backend, or ``dashfrog flow ID --logs``, can show them under their fl
 
 Loggers' own levels still decide what is emitted: capture does not lower the root logger's
 level (an application that leaves it at WARNING sends no INFO records to any handler).
+
+``install_print_capture(logger_provider)`` (opt-in, ``DASHFROG_CAPTURE_PRINT``) does the same for
+``print()``: it replaces ``sys.stdout`` with a stream that writes everything to the stream it
+replaced first, then turns each complete line written inside a flow into a log record of the
+instrumentation scope ``print`` (c.PRINT_LOGGER), with the flow's attributes and step name.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 import traceback
 import warnings
+from time import time_ns
+from typing import Any, TextIO
 
-from opentelemetry._logs import LoggerProvider
+from opentelemetry import context as otel_context
+from opentelemetry._logs import Logger, LoggerProvider, LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggingHandler
 
 from dashfrog_sdk import conventions as c
@@ -143,3 +152,109 @@ def uninstall_logging_capture() -> None:
             logging.getLogger().removeHandler(_installed)
             _installed = None
             diagnostics.set_capture_handler(None)
+
+
+# -- print() -------------------------------------------------------------------------------------
+
+MAX_PRINT_LINE = 8192  # characters: a longer line without a newline is sent in pieces this long
+
+
+class FlowStdout:
+    """``sys.stdout`` while print() capture is on (see the module docstring).
+
+    Thread-safe: each thread keeps its own partial line (``print(..., end="")``), tied to the
+    flow it was written in. Never raises into the application: the write to the real stream
+    happens first and as before; capture trouble is counted (``logs.print_errors``).
+    """
+
+    def __init__(self, wrapped: TextIO, logger: Logger) -> None:
+        self.dashfrog_wrapped = wrapped  # the real stream (the console sink writes to it)
+        self._logger = logger
+        self._local = threading.local()
+        self.capturing = True
+
+    def write(self, text: str) -> int:
+        written = self.dashfrog_wrapped.write(text)
+        if self.capturing and text:
+            try:
+                self._capture(text)
+            except Exception as error:  # print() must never fail because of the SDK
+                diagnostics.internal_error("logs.print_errors", error, "print() capture")
+        return written
+
+    def _capture(self, text: str) -> None:
+        local = self._local
+        if getattr(local, "busy", False):
+            return
+        state = flow_state()
+        if state is None:
+            return
+        flow_id = state.attributes.get(c.FLOW_ID)
+        pending = getattr(local, "pending", None)
+        buffer = pending[1] + text if pending is not None and pending[0] == flow_id else text
+        *lines, rest = buffer.split("\n")
+        while len(rest) >= MAX_PRINT_LINE:
+            lines.append(rest[:MAX_PRINT_LINE])
+            rest = rest[MAX_PRINT_LINE:]
+        local.pending = (flow_id, rest) if rest else None
+        if not lines:
+            return
+        local.busy = True
+        try:
+            attributes: dict[str, Any] = dict(state.attributes)
+            step = current_step_name()
+            if step is not None:
+                attributes[c.STEP_NAME] = step
+            now = time_ns()
+            context = otel_context.get_current()
+            for line in lines:
+                self._logger.emit(
+                    LogRecord(
+                        timestamp=now,
+                        observed_timestamp=now,
+                        context=context,
+                        severity_text="INFO",
+                        severity_number=SeverityNumber.INFO,
+                        body=line,
+                        attributes=attributes,
+                    )
+                )
+        finally:
+            local.busy = False
+
+    def flush(self) -> None:
+        self.dashfrog_wrapped.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer...
+        return getattr(self.dashfrog_wrapped, name)
+
+
+_print_lock = threading.Lock()
+_print_installed: FlowStdout | None = None
+
+
+def install_print_capture(logger_provider: LoggerProvider) -> FlowStdout:
+    """Replace ``sys.stdout`` with a :class:`FlowStdout` writing to it (once); return it."""
+    global _print_installed
+    with _print_lock:
+        logger = logger_provider.get_logger(c.PRINT_LOGGER)
+        current = sys.stdout
+        if isinstance(current, FlowStdout):
+            current._logger, current.capturing = logger, True
+            _print_installed = current
+            return current
+        _print_installed = sys.stdout = FlowStdout(current, logger)
+        return _print_installed
+
+
+def uninstall_print_capture() -> None:
+    """Give ``sys.stdout`` back (or, if something replaced it since, stop capturing)."""
+    global _print_installed
+    with _print_lock:
+        installed = _print_installed
+        if installed is None:
+            return
+        installed.capturing = False
+        if sys.stdout is installed:
+            sys.stdout = installed.dashfrog_wrapped
+        _print_installed = None

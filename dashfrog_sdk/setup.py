@@ -87,6 +87,7 @@ def setup(
     propagation_key: str | bytes | None = None,
     propagation_max_age: str | float | None = None,
     capture_logging: bool | None = None,
+    capture_print: bool | None = None,
     shutdown_timeout: float | None = None,
     flow_metrics: bool | None = None,
     cardinality_limit: int | None = None,
@@ -101,6 +102,7 @@ def setup(
     `OTEL_BSP_*`, `OTEL_BLRP_*`, `OTEL_METRIC_EXPORT_*`, `DASHFROG_STORE`, `DASHFROG_CONSOLE`,
     `DASHFROG_STORE_MAX_AGE`, `DASHFROG_STORE_MAX_FLOWS`, `DASHFROG_PROPAGATE_TO`,
     `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`, `DASHFROG_CAPTURE_LOGGING`,
+    `DASHFROG_CAPTURE_PRINT`,
     `DASHFROG_SHUTDOWN_TIMEOUT`, `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`,
     `DASHFROG_HANDLE_SIGTERM` (one table: `dashfrog_sdk.config.OPTIONS`). A bad value raises
     `ValueError` naming the variable or keyword; an unknown keyword raises `TypeError`.
@@ -299,6 +301,11 @@ def _wire_optional(inst: _Installed) -> None:
             return
         install_logging_capture(inst.logger_provider)
         inst.extras.append(uninstall_logging_capture)
+    if cfg.capture_print:
+        from dashfrog_sdk.logs import install_print_capture, uninstall_print_capture
+
+        install_print_capture(inst.logger_provider)
+        inst.extras.append(uninstall_print_capture)
 
 
 def flush(timeout_s: float = 5.0) -> bool:

@@ -1,12 +1,29 @@
 """Where the status of a flow or a step is decided: every rule, and one precedence.
 
 Statuses (conventions.py): ``running`` (no end yet), ``completed``, ``cancelled``, ``failed``,
-and ``timed_out``, which only the store derives (a deadline passed with no end).
+and ``timed_out``: for a flow, derived by the store (a deadline passed with no end); for a step,
+recorded when it ended past its ``timeout`` (below).
 
 * **A step** ends ``completed`` when its block exits normally, ``cancelled`` when a cancelling
   exception leaves it (:data:`CANCELLING`: stopped, not broken), ``failed`` for any other
   exception. A failed step that is not optional (and not inside an optional step) fails its
   flow, even when the caller catches the exception.
+* **A step's timeout** (``step.start(timeout=s)``): an async step (``async with`` or a decorated
+  coroutine function) is cancelled when it runs out and ends ``timed_out`` with a
+  ``TimeoutError``, which propagates; a sync step cannot be interrupted, so one whose block
+  returns after its timeout ends ``timed_out`` (its result is kept, nothing is raised). An
+  exception wins over an overrun: a sync block that raised ends ``failed`` or ``cancelled``.
+  A timed-out step counts as a failure for its flow (:func:`step_fails_flow`).
+* **Error isolation** (``raise_on_error=False``): a step that fails or times out is recorded so
+  and its exception is swallowed; like ``optional=True`` it does not fail its flow, and neither
+  does a step inside it. ``optional=True`` re-raises; given both, the exception is swallowed.
+  Cancelling exceptions are never swallowed.
+* **A step's retries** (``retries=N``, decorator form): each attempt is its own step span with
+  its number; an attempt that fails with an exception of ``retry_on`` and has attempts left is
+  retried (:func:`retries_attempt`): it is recorded ``failed`` and does not fail the flow; the
+  last attempt's status is the step's. Cancelling exceptions and a task queue's retry
+  (Celery's ``Retry``, :func:`register_retry`) are never retried by the step: the task queue
+  runs the attempt again, and counting it twice would multiply the runs.
 * **A flow** ends with the worst of what happened to it, by one precedence:
   ``failed`` > ``cancelled`` > ``completed`` (:func:`worst`). A step that failed before a
   cancellation arrived makes the flow failed: the failure happened first. This holds however the
@@ -96,6 +113,32 @@ def register_retry(exc_type: type[BaseException]) -> None:
 def fails_the_flow(exc: BaseException) -> bool:
     """Whether a failed step that `exc` left fails its (non-optional) flow."""
     return not (_RETRYING and isinstance(exc, tuple(_RETRYING)))
+
+
+def step_fails_flow(status: str, error: BaseException | str | None, protected: bool) -> bool:
+    """Whether a step that ended with `status` fails its flow: failed or timed out, not
+    `protected` (optional, ``raise_on_error=False``, inside such a step, or an attempt to be
+    retried), and not left by a task queue's retry."""
+    if (status != c.FAILED and status != c.TIMED_OUT) or protected:
+        return False
+    return not isinstance(error, BaseException) or fails_the_flow(error)
+
+
+def retries_attempt(
+    exc: BaseException | None,
+    attempt: int,
+    retries: int,
+    retry_on: tuple[type[BaseException], ...],
+) -> bool:
+    """Whether attempt number `attempt` (from 1) of a step with `retries` retries, which
+    exited with `exc`, is run again."""
+    return (
+        exc is not None
+        and attempt <= retries
+        and isinstance(exc, retry_on)
+        and not isinstance(exc, CANCELLING)
+        and fails_the_flow(exc)
+    )
 
 
 def of_exit(exc: BaseException | None) -> str:

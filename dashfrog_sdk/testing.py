@@ -53,6 +53,12 @@ class CapturedStep:
     span: ReadableSpan
 
     @property
+    def attempt(self) -> int | None:
+        """This span's attempt (1, 2, ...) for a step with retries, else None."""
+        value = self.attributes.get(c.STEP_ATTEMPT)
+        return value if isinstance(value, int) else None
+
+    @property
     def error(self) -> str | None:
         """``"ValueError: message"`` for a failed step, else None."""
         err = self.attributes.get(c.ERROR_TYPE)
@@ -70,6 +76,10 @@ class CapturedFlow:
     span: ReadableSpan | None
     steps: list[CapturedStep] = field(default_factory=list)
     events: list[CapturedEvent] = field(default_factory=list)
+
+    def attempts(self, name: str) -> list[CapturedStep]:
+        """Every span of step `name`, in order: a step with retries has one per attempt."""
+        return [s for s in self.steps if s.name == name]
 
     def step(self, name: str) -> CapturedStep:
         found = [s for s in self.steps if s.name == name]

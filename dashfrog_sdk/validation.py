@@ -156,3 +156,39 @@ def boolean(where: str, argument: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{where}: {argument} must be True or False, got {value!r}")
     return value
+
+
+MAX_RETRIES = 100
+
+
+def retries(where: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise ValueError(
+            f"{where}: retries must be a whole number of retries from 0 to {MAX_RETRIES}, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def backoff(where: str, value: object) -> float:
+    # `not 0 <= value <= MAX` also refuses NaN.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_TIMEOUT_S
+    ):
+        raise ValueError(
+            f"{where}: backoff must be a finite number of seconds of at least 0 (the wait "
+            f"before the second attempt; it doubles for each one after), got {value!r}"
+        )
+    return float(value)
+
+
+def exception_types(where: str, argument: str, value: object) -> tuple[type[Exception], ...]:
+    types = value if isinstance(value, tuple) else (value,)
+    if not types or not all(isinstance(t, type) and issubclass(t, Exception) for t in types):
+        raise TypeError(
+            f"{where}: {argument} must be an exception class or a tuple of them (subclasses of "
+            f"Exception, e.g. (TimeoutError, ConnectionError)), got {value!r}"
+        )
+    return types

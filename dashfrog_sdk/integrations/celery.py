@@ -38,7 +38,7 @@ from dashfrog_sdk.setup import flush, installed_config, installed_providers
 from dashfrog_sdk.status import forget_failure, register_retry
 
 try:
-    from celery import Celery, signals
+    from celery import Celery, current_task, signals
     from celery.exceptions import Retry, WorkerLostError
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.celery import celery_getter as celery_utils_getter
@@ -50,8 +50,22 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 _otel = CeleryInstrumentor()  # type: ignore[no-untyped-call]
 
 
-def _before_publish(**_: Any) -> None:
+def _before_publish(headers: Any = None, **_: Any) -> None:
     set_next_destination(TASK_QUEUE)  # consumed by OTel's inject, connected after this
+    if isinstance(headers, dict) and _retry_of_current_task(headers):
+        # The task is re-publishing itself (`self.retry()`, autoretry_for): the next attempt
+        # decides, and may start (another thread of this worker, countdown=0) before Celery
+        # sends task_retry here; forget this attempt's failure now, before it can see it.
+        _retry()
+
+
+def _retry_of_current_task(headers: dict[str, Any]) -> bool:
+    request = getattr(current_task, "request", None)
+    task_id = getattr(request, "id", None)
+    if task_id is None or headers.get("id") != task_id:
+        return False
+    retries = headers.get("retries")
+    return isinstance(retries, int) and retries > (getattr(request, "retries", 0) or 0)
 
 
 def _after_publish(**_: Any) -> None:

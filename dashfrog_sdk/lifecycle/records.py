@@ -120,9 +120,16 @@ def flow_started(state: FlowState, depth: int) -> None:
 
 
 def step_started(
-    state: FlowState, name: str, time_ns: int, trace_id: int, span_id: int, depth: int
+    state: FlowState,
+    name: str,
+    time_ns: int,
+    trace_id: int,
+    span_id: int,
+    depth: int,
+    attributes: Mapping[str, Any] | None = None,
 ) -> None:
-    """`step.start()` entered inside a flow."""
+    """`step.start()` entered inside a flow (`attributes`: its attempt, for a step with
+    retries, on the wire with the dashfrog.step.start event)."""
     queue = pending.fields
     if len(queue) >= _MAX_FIELDS:
         _full()
@@ -135,7 +142,7 @@ def step_started(
             span_id,
             state.attributes,
             name,
-            None,
+            attributes,
             None,
             0,
             None,
@@ -155,8 +162,10 @@ def step_ended(
     duration_ns: int,
     error: BaseException | None,
     depth: int,
+    attributes: Mapping[str, Any] | None = None,
 ) -> None:
-    """A step's block exited with `status` (for the console and the step metrics)."""
+    """A step's block exited with `status` (for the console and the step metrics;
+    `attributes`: its attempt and whether it is retried, for a step with retries)."""
     queue = pending.fields
     if len(queue) >= _MAX_FIELDS:
         _full()
@@ -169,7 +178,7 @@ def step_ended(
             span_id,
             state.attributes,
             name,
-            None,
+            attributes,
             status,
             duration_ns,
             error,

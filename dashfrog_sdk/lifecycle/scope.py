@@ -20,6 +20,11 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class UsageError(TypeError):
+    """A scope used in a way it cannot be (`step.start(retries=...)` on a `with` block): raised
+    to the caller as it enters, unlike the SDK's own errors there, which are reported."""
+
+
 class Scope(ABC, Generic[T]):
     """Base of the flow and step scopes: subclasses implement `_enter`, `_exit` and `_copy`."""
 
@@ -33,8 +38,8 @@ class Scope(ABC, Generic[T]):
         """Subclass hook."""
 
     @abstractmethod
-    def _exit(self, exc: BaseException | None) -> None:
-        """Subclass hook."""
+    def _exit(self, exc: BaseException | None) -> bool | None:
+        """Subclass hook (a true value: the exception is swallowed, where a subclass allows)."""
 
     @abstractmethod
     def _copy(self) -> Scope[T]:
@@ -54,6 +59,8 @@ class Scope(ABC, Generic[T]):
         # The guard of diagnostics, as a plain try: this runs for every flow and step.
         try:
             value = self._enter()
+        except UsageError:
+            raise
         except Exception as error:  # the application's block runs on, unrecorded
             diagnostics.internal_error("scope.enter_errors", error, "starting a flow or step")
             value = self._stand_in()
@@ -85,14 +92,7 @@ class Scope(ABC, Generic[T]):
 
     # -- decorator ------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
-        if not callable(func):
-            raise TypeError(f"{type(self).__name__} decorates functions, got {func!r}")
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"cannot decorate generator function {func.__name__!r}: the flow or step would "
-                "end when the generator is created; use `with flow.start(...)` / "
-                "`with step.start(...)` inside it instead"
-            )
+        self._check_decorates(func)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -108,3 +108,13 @@ class Scope(ABC, Generic[T]):
                 return func(*args, **kwargs)
 
         return cast(F, wrapper)
+
+    def _check_decorates(self, func: Callable[..., Any]) -> None:
+        if not callable(func):
+            raise TypeError(f"{type(self).__name__} decorates functions, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"cannot decorate generator function {func.__name__!r}: the flow or step would "
+                "end when the generator is created; use `with flow.start(...)` / "
+                "`with step.start(...)` inside it instead"
+            )

@@ -138,3 +138,24 @@ def step_status(detail: FlowDetail, step: Step) -> str:
     if step.status == c.RUNNING and detail.status not in c.OPEN:
         return c.CANCELLED
     return step.status
+
+
+def step_notes(step: Step, now_ns: int | None = None) -> str:
+    """What a step's options say, for the CLI and the Markdown document: retried, its timeout
+    (and, for a step still running at `now_ns`, that it is past it), error isolation (empty for
+    a step with none)."""
+    notes = []
+    if step.retried:
+        notes.append("retried")
+    if step.timeout_s is not None:
+        notes.append(f"timeout {duration(step.timeout_s * 1000)}")
+        running_for = (
+            now_ns - step.start_ns
+            if now_ns is not None and step.status == c.RUNNING and step.start_ns is not None
+            else None
+        )
+        if running_for is not None and running_for > step.timeout_s * 1e9:
+            notes.append("past its timeout")
+    if not step.raise_on_error:
+        notes.append("raise_on_error=False: the flow went on")
+    return f" ({', '.join(notes)})" if notes else ""

@@ -105,9 +105,9 @@ def _end_state(detail: FlowDetail) -> list[str]:
     error = _fmt.error_text(detail.error_type, detail.error_message)
     if error:
         text += f" Error: {_code(error)}."
-    failed = [s for s in detail.steps if s.status == c.FAILED and not s.optional]
+    failed = [s for s in detail.steps if s.failed_flow]
     if failed:
-        text += f" Failed at step {_code(failed[0].name)}."
+        text += f" Failed at step {_code(failed[0].label)}."
     return [text]
 
 
@@ -119,7 +119,7 @@ def _trace(detail: FlowDetail) -> list[str]:
         numbers[step.depth] = numbers.get(step.depth, 0) + 1
         indent = "   " * step.depth
         status = _fmt.step_status(detail, step)
-        line = f"{indent}{numbers[step.depth]}. {_code(step.name)}"
+        line = f"{indent}{numbers[step.depth]}. {_code(step.label)}"
         if step.service:
             line += f" in {_code(step.service)}"
         line += f" at +{_fmt.offset(step.start_ns, detail.start_ns).lstrip('+') or '?'}"
@@ -128,6 +128,7 @@ def _trace(detail: FlowDetail) -> list[str]:
             line += f" in {_fmt.duration(step.duration_ms)}"
         if step.optional:
             line += " (optional)"
+        line += _fmt.step_notes(step)
         out.append(line)
         if step.attributes:
             inputs = ", ".join(_code(f"{k}={v}") for k, v in step.attributes.items())
@@ -148,12 +149,20 @@ def _trace(detail: FlowDetail) -> list[str]:
 def _errors(detail: FlowDetail) -> list[str]:
     out = []
     for step in detail.steps:
-        if step.status != c.FAILED:
+        if step.status not in (c.FAILED, c.TIMED_OUT):
             continue
         error = _fmt.error_text(step.error_type, step.error_message) or "no error recorded"
-        effect = "the flow went on (optional step)" if step.optional else "the flow failed"
+        if step.retried:
+            effect = "it was retried"
+        elif step.optional:
+            effect = "the flow went on (optional step)"
+        elif not step.raise_on_error:
+            effect = "the flow went on (raise_on_error=False)"
+        else:
+            effect = "the flow failed"
         where = f" in {_code(step.service)}" if step.service else ""
-        out.append(f"- {_code(step.name)}{where} raised {_code(error)}: {effect}.")
+        verb = "timed out with" if step.status == c.TIMED_OUT else "raised"
+        out.append(f"- {_code(step.label)}{where} {verb} {_code(error)}: {effect}.")
     flow_error = _fmt.error_text(detail.error_type, detail.error_message)
     if flow_error and not out:
         out.append(f"- The flow itself ended with {_code(flow_error)}.")
@@ -175,7 +184,7 @@ def _performance(detail: FlowDetail) -> list[str]:
             else "-"
         )
         name = ("↳ " * min(step.depth, 1)) + ("  " * max(step.depth - 1, 0))
-        name += _code(step.name, cell=True)
+        name += _code(step.label, cell=True)
         service = _code(step.service, cell=True) if step.service else "-"
         out.append(
             f"| {name} | {service} "

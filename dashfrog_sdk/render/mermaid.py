@@ -79,13 +79,15 @@ def sequence_diagram(detail: FlowDetail) -> str:
         src = participant(parent.service if parent else detail.service)
         dst = participant(step.service)
         status = _fmt.step_status(detail, step)
-        label = ("↳ " * min(step.depth, 1)) + text(step.name, 60)
-        if status == c.FAILED:
+        label = ("↳ " * min(step.depth, 1)) + text(step.label, 60)
+        if status in (c.FAILED, c.TIMED_OUT):
             arrow = "-x"
-            label += " FAILED"
+            label += " FAILED" if status == c.FAILED else " TIMED OUT"
             error = _fmt.error_text(step.error_type, step.error_message)
             label += f": {text(error, 80)}" if error else ""
-            if step.optional:
+            if step.retried:
+                label += " (retried)"
+            elif step.optional or not step.raise_on_error:
                 label += " (optional, flow went on)"
         elif status == c.RUNNING:
             arrow, label = "-)", label + " (running)"
@@ -136,7 +138,7 @@ def flowchart(detail: FlowDetail) -> str:
     tree = _fmt.children_of(detail)
     for step in _fmt.walk(detail):
         status = _fmt.step_status(detail, step)
-        label = text(step.name, 60)
+        label = text(step.label, 60)
         if status == c.RUNNING:
             label += "<br/>running"
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
@@ -58,7 +60,7 @@ def _header(detail: FlowDetail) -> Text:
 def _step_label(detail: FlowDetail, step: Step) -> Text:
     status = _fmt.step_status(detail, step)
     style = _fmt.STYLES.get(status, "")
-    text = Text.assemble((f"{_fmt.symbol(status)} ", style), (_v(step.name), "bold " + style))
+    text = Text.assemble((f"{_fmt.symbol(status)} ", style), (_v(step.label), "bold " + style))
     if step.service:
         text.append(f"  [{_v(step.service)}]", style="cyan")
     text.append(f"  {_fmt.offset(step.start_ns, detail.start_ns)}", style=_DIM)
@@ -70,6 +72,8 @@ def _step_label(detail: FlowDetail, step: Step) -> Text:
         text.append(f"  {_fmt.duration(step.duration_ms)}")
     if step.optional:
         text.append("  (optional)", style=_DIM)
+    if notes := _fmt.step_notes(step, time.time_ns()):
+        text.append(" " + notes, style=_DIM)
     if step.attributes:
         text.append("  " + _fmt.kv(step.attributes), style=_DIM)
     if step.error_type or step.error_message:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.error_text import describe
@@ -26,6 +26,7 @@ _MARKS = {
         (c.FAILED, "31"),
         (c.CANCELLED, "33"),
         (c.RUNNING, "36"),
+        (c.TIMED_OUT, "35"),
     )
 }
 
@@ -38,7 +39,9 @@ class ConsoleSink:
         self._color = color
 
     def _out(self) -> TextIO:
-        return self.stream or sys.stdout
+        # Past print() capture (dashfrog_sdk.logs): the console is no print() of a flow.
+        out = self.stream or sys.stdout
+        return getattr(out, "dashfrog_wrapped", out)
 
     def _use_color(self, out: TextIO) -> bool:
         if self._color is not None:
@@ -67,6 +70,15 @@ def _error(error: BaseException | str | None) -> str:
     return "" if error is None else f"  {describe(error)}"
 
 
+def _attempt(attributes: Mapping[str, Any]) -> str:
+    """`` attempt 2/4`` for a step with retries (``, retrying`` when another attempt follows)."""
+    attempt = attributes.get(c.STEP_ATTEMPT)
+    if attempt is None:
+        return ""
+    retrying = ", retrying" if attributes.get(c.STEP_RETRIED) else ""
+    return f" (attempt {attempt}/{attributes.get(c.STEP_ATTEMPTS, '?')}{retrying})"
+
+
 def render_line(event: Lifecycle, color: bool = False) -> str | None:
     """One console line for `event`, or None for kinds the console does not show."""
     flow = event.flow
@@ -83,11 +95,11 @@ def render_line(event: Lifecycle, color: bool = False) -> str | None:
         tenant = flow.get(c.TENANT)
         return f"{clock} {indent}{head}  tenant={tenant}{labels}  id={flow_id}{parent}"
     if event.kind == c.EVENT_STEP_START:
-        return f"{clock} {indent}▶ step {event.step}"
+        return f"{clock} {indent}▶ step {event.step}{_attempt(extra)}"
     status = event.status or c.COMPLETED
     mark, code = _MARKS.get(status, ("•", "0"))
     if event.kind == c.STEP_END:
-        text = f"{mark} step {event.step}  {status}  {_ms(event.duration_ns)}"
+        text = f"{mark} step {event.step}{_attempt(extra)}  {status}  {_ms(event.duration_ns)}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
     if event.kind == c.FLOW_CLOSE:
         if status == c.RUNNING:

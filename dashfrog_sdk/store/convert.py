@@ -150,6 +150,25 @@ def user_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in attrs.items() if not k.startswith(_PLUMBING)}
 
 
+# A step's options, kept with its attributes (store.model.step_options reads them back).
+_STEP_OPTIONS = (
+    c.STEP_ATTEMPT,
+    c.STEP_ATTEMPTS,
+    c.STEP_RETRIED,
+    c.STEP_TIMEOUT,
+    c.STEP_RAISE_ON_ERROR,
+)
+
+
+def step_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A step's stored attributes: the user's, and its options (attempt, timeout...)."""
+    stored = user_attributes(attrs)
+    for key in _STEP_OPTIONS:
+        if key in attrs:
+            stored[key] = jsonable(attrs[key])
+    return stored
+
+
 def stored_labels(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The flow's labels by label key, as JSON values (conventions.labels_of, made storable)."""
     return {k: jsonable(v) for k, v in c.labels_of(attrs).items()}
@@ -246,7 +265,7 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
                 end_ns=span.end_time,
                 error_type=etype,
                 error_message=emsg,
-                attributes=user_attributes(attrs),
+                attributes=step_attributes(attrs),
             )
         )
     elif c.FLOW_STATUS in attrs or span.name == f"{c.FLOW_SPAN_PREFIX}{flow_name}":
@@ -331,6 +350,7 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
                     service=service,
                     optional=bool(attrs.get(c.STEP_OPTIONAL, False)),
                     start_ns=ts,
+                    attributes=step_attributes(attrs),
                 )
             )
     elif event:

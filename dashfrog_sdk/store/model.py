@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from dashfrog_sdk import conventions as c
+
 LabelValue = str | int | float | bool
 AttrValue = Any  # JSON-compatible attribute value (str, number, bool or a list of them)
 
@@ -114,7 +116,7 @@ class Step(_Timed):
     span_id: str
     name: str
     service: str | None
-    status: str  # running / completed / failed / cancelled
+    status: str  # running / completed / failed / cancelled / timed_out
     start_ns: int | None
     end_ns: int | None
     duration_ms: float | None
@@ -126,6 +128,65 @@ class Step(_Timed):
     parent_step_id: str | None  # the enclosing step's span id, through any spans between
     depth: int  # 0 for a step directly under the flow
     trace_id: str | None
+    # A step given retries / timeout / raise_on_error=False (None / defaults otherwise).
+    attempt: int | None = None  # 1, 2, ...: this span is that attempt of the step
+    attempts: int | None = None  # the most attempts the step may take (retries + 1)
+    retried: bool = False  # this attempt failed and another one followed
+    timeout_s: float | None = None
+    raise_on_error: bool = True  # False: its error was swallowed, the flow went on
+
+    @property
+    def failed_flow(self) -> bool:
+        """Whether this step's end failed its flow (dashfrog_sdk.status): failed or timed out,
+        not optional, not error-isolated, not an attempt that was retried."""
+        return (
+            self.status in (c.FAILED, c.TIMED_OUT)
+            and not self.optional
+            and self.raise_on_error
+            and not self.retried
+        )
+
+    @property
+    def label(self) -> str:
+        """The step's name, with its attempt for a step with retries: ``fetch (attempt 2/4)``."""
+        if self.attempt is None:
+            return self.name
+        return f"{self.name} (attempt {self.attempt}/{self.attempts or '?'})"
+
+
+# Where a stored step's options are kept: under their wire names among its stored attributes
+# (no column of their own), read back into Step's fields by step_options().
+_STEP_OPTIONS = {
+    c.STEP_ATTEMPT: "attempt",
+    c.STEP_ATTEMPTS: "attempts",
+    c.STEP_RETRIED: "retried",
+    c.STEP_TIMEOUT: "timeout_s",
+    c.STEP_RAISE_ON_ERROR: "raise_on_error",
+}
+
+
+def step_options(attributes: dict[str, AttrValue]) -> dict[str, Any]:
+    """Take a step's options out of its stored `attributes` (in place), as Step keywords."""
+    found: dict[str, Any] = {}
+    for key, field_name in _STEP_OPTIONS.items():
+        if key in attributes:
+            value = attributes.pop(key)
+            found[field_name] = _option_value(field_name, value)
+    return found
+
+
+def _option_value(field_name: str, value: Any) -> Any:
+    # Written by our SDK (ints, a float, bools) or, through ClickHouse's string maps, as text.
+    try:
+        if field_name in ("attempt", "attempts"):
+            return int(value)
+        if field_name == "timeout_s":
+            return float(value)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return bool(value)
 
 
 @dataclass

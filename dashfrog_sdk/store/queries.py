@@ -29,6 +29,7 @@ from dashfrog_sdk.store.model import (
     Results,
     SpanRecord,
     Step,
+    step_options,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 from dashfrog_sdk.validation import received_timeout
@@ -363,6 +364,7 @@ class FlowStore:
                 parent, hops = span_parents.get(parent), hops + 1
             parent_step = parent if parent in ids else None
             depth = steps[parent_step].depth + 1 if parent_step in steps else 0
+            attributes = _loads(row["attributes"])
             steps[row["span_id"]] = Step(
                 span_id=row["span_id"],
                 name=row["name"],
@@ -374,11 +376,12 @@ class FlowStore:
                 optional=bool(row["optional"]),
                 error_type=row["error_type"],
                 error_message=row["error_message"],
-                attributes=_loads(row["attributes"]),
+                attributes=attributes,
                 parent_span_id=row["parent_span_id"],
                 parent_step_id=parent_step,
                 depth=depth,
                 trace_id=row["trace_id"],
+                **step_options(attributes),
             )
         return list(steps.values())
 

@@ -92,8 +92,9 @@ ON CONFLICT (span_id) DO UPDATE SET
     end_ns = COALESCE(excluded.end_ns, steps.end_ns),
     error_type = COALESCE(excluded.error_type, steps.error_type),
     error_message = COALESCE(excluded.error_message, steps.error_message),
-    attributes = CASE WHEN excluded.attributes != '{}' THEN excluded.attributes
-                      ELSE steps.attributes END
+    attributes = CASE WHEN excluded.attributes != '{}'
+                           AND (excluded.status != 'running' OR steps.status = 'running')
+                      THEN excluded.attributes ELSE steps.attributes END
 """
 
 _INSERT_SPAN = """
@@ -187,6 +188,8 @@ def _coalesce_steps(rows: list[StepRow]) -> list[StepRow]:
             merged[row.span_id] = row
             continue
         ended = row.status != c.RUNNING
+        # A start event's attributes (a step's attempt) never replace its span's.
+        keeps = prev.status != c.RUNNING and not ended
         if row.trace_id is not None:
             prev.trace_id = row.trace_id
         if row.parent_span_id is not None:
@@ -204,7 +207,7 @@ def _coalesce_steps(rows: list[StepRow]) -> list[StepRow]:
             prev.error_type = row.error_type
         if row.error_message is not None:
             prev.error_message = row.error_message
-        if row.attributes:
+        if row.attributes and not keeps:
             prev.attributes = row.attributes
     return list(merged.values())
 

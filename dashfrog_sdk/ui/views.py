@@ -229,7 +229,7 @@ def where(detail: FlowDetail) -> tuple[str, str | None] | None:
     current = detail.current
     if current is not None:
         return current.name, current.service
-    failed = [s for s in detail.steps if s.status == c.FAILED and not s.optional]
+    failed = [s for s in detail.steps if s.failed_flow]
     if not failed:
         return None
     step = max(failed, key=lambda s: (s.depth, -(s.start_ns or 0)))

@@ -207,6 +207,7 @@ BAD_VALUE = {
     "propagation_key": "short",
     "propagation_max_age": "forever",
     "capture_logging": "perhaps",
+    "capture_print": "perhaps",
     "shutdown_timeout": "soon",
     "flow_metrics": "maybe",
     "cardinality_limit": "lots",

@@ -219,6 +219,64 @@ def test_retries_keep_the_flow(worker: Worker, receiver: OtlpReceiver) -> None:
     assert len({s.trace_id for s in (*tasks, *steps)}) == 1
 
 
+def test_step_retries_inside_celery_retries_do_not_double_count(
+    worker: Worker, receiver: OtlpReceiver
+) -> None:
+    """A step's own retries (step.start(retries=...)) run inside one task attempt; Celery's
+    retry (`self.retry()`, autoretry_for) is never retried by the step, and each task attempt
+    numbers its step attempts from 1: attempts multiply nowhere, and the last one decides."""
+    sent = {}
+    for task, args in (
+        ("step_retries", (2,)),
+        ("step_raises_retry", ()),
+        ("step_then_task_retry", ()),
+    ):
+        with flow.start("pricing", tenant=TENANT, end_on_exit=False) as flow_id:
+            worker.send(task, *args)
+        sent[task] = flow_id
+
+    def attempts(flow_id: str, n: int) -> list[tuple[object, ...]]:
+        steps = flow_spans(receiver, flow_id, worker.service, n, name="step fetch")
+        return sorted(
+            (
+                s.attributes["test.attempt"],  # the task's attempt (Celery's)
+                s.attributes[c.STEP_ATTEMPT],  # the step's attempt within it
+                s.attributes[c.STEP_STATUS],
+                s.attributes.get(c.STEP_RETRIED, False),
+            )
+            for s in steps
+        )
+
+    def task_attempts(flow_id: str, n: int) -> list[object]:
+        tasks = flow_spans(receiver, flow_id, worker.service, n, kind="CONSUMER")
+        return sorted(t.attributes[TASK_ATTEMPT] for t in tasks)
+
+    ends = {task: flow_end(receiver, flow_id, worker.service) for task, flow_id in sent.items()}
+    assert {task: end.attributes[c.FLOW_STATUS] for task, end in ends.items()} == dict.fromkeys(
+        sent, c.COMPLETED
+    ), {task: end.attributes.get(c.ERROR_MESSAGE) for task, end in ends.items()}
+    # The step retried twice inside one task run.
+    assert task_attempts(sent["step_retries"], 1) == [1]
+    assert attempts(sent["step_retries"], 3) == [
+        (1, 1, c.FAILED, True),
+        (1, 2, c.FAILED, True),
+        (1, 3, c.COMPLETED, False),
+    ]
+    # Celery's Retry left the step: the step did not run it again, Celery did, once.
+    assert task_attempts(sent["step_raises_retry"], 2) == [1, 2]
+    assert attempts(sent["step_raises_retry"], 2) == [
+        (1, 1, c.FAILED, False),
+        (2, 1, c.COMPLETED, False),
+    ]
+    # The step's attempts ran out, Celery retried the task: its step starts again at 1.
+    assert task_attempts(sent["step_then_task_retry"], 2) == [1, 2]
+    assert attempts(sent["step_then_task_retry"], 3) == [
+        (1, 1, c.FAILED, True),
+        (1, 2, c.FAILED, False),
+        (2, 1, c.COMPLETED, False),
+    ]
+
+
 # -- prefork children and shutdown: nothing lost ---------------------------------------------------
 
 

@@ -4,11 +4,13 @@
     python tests/store/flowapp.py many N TAG        # N flows with 3 steps each
     python tests/store/flowapp.py start_remote      # end_on_exit=False; prints the carrier
     python tests/store/flowapp.py finish_remote CARRIER_JSON   # a "worker" ends that flow
-    python tests/store/flowapp.py hold GATE_FILE    # a flow that waits in a step for GATE_FILE
+    python tests/store/flowapp.py hold GATE_FILE [S]  # a flow that waits in a step for GATE_FILE
+                                                    # (S: the step's timeout)
     python tests/store/flowapp.py timeout           # a flow with a 0.2 s timeout never ended
     python tests/store/flowapp.py steps N           # one flow with N steps, as fast as possible
     python tests/store/flowapp.py phases N GATE     # N flows, flush, wait for GATE, N more flows
     python tests/store/flowapp.py fill N            # N flows with 2 KB labels (a full disk)
+    python tests/store/flowapp.py options           # retries, raise_on_error=False, a timeout
 
 Configuration comes from the environment (DASHFROG_STORE, OTEL_SERVICE_NAME), as in a real
 deployment; `setup()` is left to the first flow, so this also tests the automatic setup.
@@ -137,12 +139,12 @@ def finish_remote(carrier: dict[str, str]) -> None:
         otel_context.detach(token)
 
 
-def hold(gate: str) -> None:
+def hold(gate: str, step_timeout: float | None = None) -> None:
     with flow.start("long_job", tenant="initech") as fid:
         print(json.dumps({"flow_id": fid}), flush=True)
         with step.start("prepare"):
             pass
-        with step.start("crunch"):
+        with step.start("crunch", timeout=step_timeout):
             deadline = time.monotonic() + 60
             while not os.path.exists(gate) and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -155,6 +157,29 @@ def timeout() -> str:
     ):
         pass
     return fid
+
+
+def options() -> dict[str, str]:
+    """Steps with options: a step retried twice, an isolated failure, a sync step timed out."""
+    ids: dict[str, str] = {}
+    calls: list[int] = []
+
+    @step.start("fetch_rates", retries=2, retry_on=(TimeoutError,), currency="EUR")
+    def fetch_rates() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError(f"rates service slow #{len(calls)}")
+
+    with flow.start("pricing", tenant="acme-corp") as fid:
+        ids["retried"] = fid
+        fetch_rates()
+        with step.start("enrich", raise_on_error=False):
+            raise ConnectionError("geo service down")
+    with flow.start("report", tenant="acme-corp") as fid:
+        ids["step_timed_out"] = fid
+        with step.start("crunch", timeout=0.01):
+            time.sleep(0.05)
+    return ids
 
 
 def main(argv: list[str]) -> None:
@@ -175,7 +200,9 @@ def main(argv: list[str]) -> None:
     elif command == "finish_remote":
         finish_remote(json.loads(argv[1]))
     elif command == "hold":
-        hold(argv[1])
+        hold(argv[1], float(argv[2]) if len(argv) > 2 else None)
+    elif command == "options":
+        print(json.dumps(options()))
     elif command == "timeout":
         print(json.dumps({"flow_id": timeout()}))
     else:

@@ -438,6 +438,7 @@ def twin(
         )
         ids["remote"] = started["flow_id"]
         ids["timed_out"] = json.loads(run_flowapp("timeout", store=sqlite, env=otlp))["flow_id"]
+        ids.update(json.loads(run_flowapp("options", store=sqlite, env=otlp)))
         assert not receiver.errors
         requests = list(receiver.requests)
     db = new_database(chdb_dir)
@@ -503,6 +504,18 @@ def test_real_sdk_flows_read_the_same_on_both_backends(
         assert ids["timed_out"] in {f.id for f in right.flows(status="timed_out")}
         remote = right.flow(ids["remote"])
         assert remote.status == "completed" and remote.services == ["api", "worker"]
+        # Steps' options: every attempt is a step on both; a timed-out step reads timed_out.
+        for store in (left, right):
+            retried, timed_out = store.flow(ids["retried"]), store.flow(ids["step_timed_out"])
+            assert (retried.status, timed_out.status) == ("completed", "failed")
+            assert [(s.name, s.status) for s in retried.steps] == [
+                ("fetch_rates", "failed"),
+                ("fetch_rates", "failed"),
+                ("fetch_rates", "completed"),
+                ("enrich", "failed"),
+            ]
+            assert [(s.name, s.status) for s in timed_out.steps] == [("crunch", "timed_out")]
+            assert (timed_out.error_type, timed_out.steps[0].error_type) == ("TimeoutError",) * 2
 
 
 def test_newest_first_across_hours_and_days(backend: Backend) -> None:

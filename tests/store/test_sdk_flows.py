@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from dashfrog_sdk.store import FlowStore
-from tests.store.conftest import FLOWAPP, ROOT, DemoStore, flowapp_env, run_flowapp
+from tests.store.conftest import FLOWAPP, ROOT, DemoStore, flowapp_env, run_cli, run_flowapp
 from tests.support.procs import wait_until
 
 
@@ -154,3 +154,106 @@ def test_two_processes_write_one_store_at_once(tmp_path: Path) -> None:
             conn.execute("SELECT COUNT(*) FROM steps WHERE status != 'completed'").fetchone()[0]
             == 0
         )
+
+
+def test_steps_options_in_the_store_and_the_cli(tmp_path: Path) -> None:
+    """Retries (one step per attempt, numbered), raise_on_error=False and a sync step's
+    timeout, as the store, `dashfrog flow` (tree, --json, --markdown) show them."""
+    store_path = tmp_path / "flows.db"
+    ids = json.loads(run_flowapp("options", store=store_path))
+    with FlowStore(store_path) as store:
+        retried = store.flow(ids["retried"])
+        timed_out = store.flow(ids["step_timed_out"])
+    assert retried.status == "completed"
+    assert [
+        (s.name, s.attempt, s.attempts, s.retried, s.status, s.error_message) for s in retried.steps
+    ] == [
+        ("fetch_rates", 1, 3, True, "failed", "rates service slow #1"),
+        ("fetch_rates", 2, 3, True, "failed", "rates service slow #2"),
+        ("fetch_rates", 3, 3, False, "completed", None),
+        ("enrich", None, None, False, "failed", "geo service down"),
+    ]
+    assert retried.steps[0].attributes == {"currency": "EUR"}  # options are fields, not inputs
+    assert retried.steps[3].raise_on_error is False and not retried.steps[3].failed_flow
+    crunch = timed_out.steps[0]
+    assert (timed_out.status, crunch.status, crunch.timeout_s) == ("failed", "timed_out", 0.01)
+    assert crunch.failed_flow and timed_out.error_type == "TimeoutError"
+
+    env = {"DASHFROG_STORE": str(store_path)}
+    tree = run_cli("flow", ids["retried"], env=env)
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    assert any("fetch_rates (attempt 1/3)" in line and "retried" in line for line in lines)
+    assert any("fetch_rates (attempt 3/3)" in line for line in lines)
+    assert any("enrich" in line and "raise_on_error=False" in line for line in lines)
+    steps = json.loads(run_cli("flow", ids["retried"], "--json", env=env).stdout)["steps"]
+    assert [(s["attempt"], s["retried"], s["status"]) for s in steps[:3]] == [
+        (1, True, "failed"),
+        (2, True, "failed"),
+        (3, False, "completed"),
+    ]
+    report = run_cli("flow", ids["step_timed_out"], env=env).stdout
+    (line,) = [line for line in report.splitlines() if "crunch" in line and "+" in line]
+    assert "⏱ crunch" in line and "(timeout 10.0 ms)" in line  # status.SYMBOLS["timed_out"]
+    markdown = run_cli("flow", ids["step_timed_out"], "--markdown", env=env).stdout
+    assert "timed out with `TimeoutError: step 'crunch' took" in markdown
+    assert "over its timeout of 0.01 s`: the flow failed." in markdown
+    markdown = run_cli("flow", ids["retried"], "--markdown", env=env).stdout
+    assert "1. `fetch_rates (attempt 1/3)` in `api`" in markdown
+    assert "raised `TimeoutError: rates service slow #1`: it was retried." in markdown
+    assert "| `fetch_rates (attempt 3/3)` | `api` | ✔ completed |" in markdown
+
+
+def test_a_running_sync_step_past_its_timeout(tmp_path: Path) -> None:
+    """A sync step is never interrupted: while it runs past its timeout, `dashfrog flow` says so;
+    once it returns it is recorded timed_out, and its flow failed."""
+    store_path, gate = tmp_path / "flows.db", tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, str(FLOWAPP), "hold", str(gate), "0.2"],
+        env=flowapp_env(store_path, "batch"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    env = {"DASHFROG_STORE": str(store_path)}
+    try:
+        assert proc.stdout is not None
+        flow_id = json.loads(proc.stdout.readline())["flow_id"]
+
+        def crunch_running() -> bool:
+            if not store_path.exists():
+                return False
+            with FlowStore(store_path) as store:
+                try:
+                    detail = store.flow(flow_id)
+                except LookupError:
+                    return False
+            current = detail.current
+            return current is not None and current.name == "crunch" and current.timeout_s == 0.2
+
+        wait_until(crunch_running, timeout=15, message="crunch not running in the store")
+
+        def says_past() -> bool:
+            return "past its timeout" in run_cli("flow", flow_id, env=env).stdout
+
+        wait_until(says_past, timeout=15, message="the CLI does not say crunch is past it")
+        gate.write_text("go")
+        assert proc.wait(timeout=30) == 0
+
+        def ended() -> str | None:
+            with FlowStore(store_path) as store:
+                detail = store.flow(flow_id)
+            return None if detail.status == "running" else detail.status
+
+        assert wait_until(ended, timeout=15) == "failed"
+        with FlowStore(store_path) as store:
+            crunch = next(s for s in store.flow(flow_id).steps if s.name == "crunch")
+        assert (crunch.status, crunch.error_type) == ("timed_out", "TimeoutError")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

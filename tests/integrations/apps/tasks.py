@@ -88,6 +88,46 @@ def make_app(broker: str, queue: str) -> Celery:
                 raise self.retry(countdown=0)  # fails this attempt's step, not the flow
         flow.end()
 
+    # Retries of a step (step.start(retries=...)) inside tasks that Celery retries too.
+    @app.task(bind=True, name="tests.step_retries")
+    def step_retries(self: Task, failures: int) -> None:
+        calls: list[int] = []
+
+        @step.start("fetch", retries=2, **_seen(self))
+        def fetch() -> None:
+            calls.append(1)
+            if len(calls) <= failures:
+                raise ConnectionError(f"reset #{len(calls)}")
+
+        fetch()
+        flow.end()
+
+    @app.task(bind=True, name="tests.step_raises_retry", max_retries=3)
+    def step_raises_retry(self: Task) -> None:
+        @step.start("fetch", retries=3, **_seen(self))
+        def fetch() -> None:
+            if self.request.retries == 0:
+                raise self.retry(countdown=0)  # Celery's retry: never the step's
+
+        fetch()
+        flow.end()
+
+    @app.task(
+        bind=True,
+        name="tests.step_then_task_retry",
+        autoretry_for=(ConnectionError,),
+        max_retries=1,
+        default_retry_delay=0,
+    )
+    def step_then_task_retry(self: Task) -> None:
+        @step.start("fetch", retries=1, **_seen(self))
+        def fetch() -> None:
+            if self.request.retries == 0:
+                raise ConnectionError("down")  # both step attempts; then Celery retries
+
+        fetch()
+        flow.end()
+
     return with_celery(app)
 
 
