@@ -50,6 +50,11 @@ from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 # The rollup ranks statuses 1..4 in this order (sql/001_flow_rollup.sql, indexOf([...])): the
 # highest one seen wins, status.RANK's precedence (tests/store/test_clickhouse.py checks the SQL).
 RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
+# The rank of each ended status in dashfrog_flow_status (sql/002_flow_indexes.sql).
+_ENDED_RANKS = {s: i + 1 for i, s in enumerate(RANKED_STATUSES) if i > 0}
+# The oldest rollup these queries read (002 adds the status and label indexes and the hourly
+# pre-aggregate).
+NEEDS_VERSION = 2
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
 # would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
@@ -125,6 +130,11 @@ def _ms(start: int | None, end: int | None) -> float | None:
     return None if start is None or end is None else (end - start) / 1e6
 
 
+def _hour(ns: int) -> str:
+    """The start of the hour holding the instant ``ns``, as SQL (the rollup's ``hour``)."""
+    return f"toStartOfHour(fromUnixTimestamp64Nano({literal(ns)}))"
+
+
 def _quantile(value: Any) -> float | None:
     if value is None:
         return None
@@ -159,6 +169,13 @@ class ClickHouseFlowStore:
             raise StoreError(
                 f"no dashfrog flow rollup in {self.target.describe()}: run "
                 f"`dashfrog clickhouse init --url {self.path} --database {db}` once"
+            )
+        if version < NEEDS_VERSION:
+            raise StoreError(
+                f"the flow rollup in {self.target.describe()} is version {version}; this "
+                f"dashfrog_sdk reads version {NEEDS_VERSION} and later: run `dashfrog clickhouse "
+                f"init --url {self.path} --database {db}` once to upgrade it (idempotent; it "
+                "fills the new tables from the flows already there)"
             )
         if version > migrate.SCHEMA_VERSION:
             raise StoreError(
@@ -254,21 +271,15 @@ class ClickHouseFlowStore:
             outer.append(f"f_parent_id = {literal(parent_id)}")
         if _ids is not None:
             inner.append(f"flow_id IN {literal(_ids)}")
-        # The label table's key is (key, value, tenant, flow_id): with a tenant the subquery
-        # reads that tenant's ids only, not every flow that has the label.
-        in_tenant = "" if tenant is None else f" AND tenant = {literal(tenant)}"
-        for key, value in (labels or {}).items():
-            inner.append(
-                f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
-                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))}{in_tenant})"
-            )
         # Rows of one flow share its start hour, so an hour bound prunes by the table's key
         # without losing a flow; the exact bound applies to the flow's merged start.
-        for bound, op in ((since, ">="), (until, "<=")):
-            if bound is not None:
-                ns = literal(to_ns(bound, now_ns=now))
-                inner.append(f"hour {op} toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-                outer.append(f"start_ns {op} {ns}")
+        since_ns = None if since is None else to_ns(since, now_ns=now)
+        until_ns = None if until is None else to_ns(until, now_ns=now)
+        for ns, op in ((since_ns, ">="), (until_ns, "<=")):
+            if ns is not None:
+                inner.append(f"hour {op} {_hour(ns)}")
+                outer.append(f"start_ns {op} {literal(ns)}")
+        statuses = None
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
             outer.append(f"status IN {literal(statuses)}" if statuses else "0")
@@ -278,35 +289,152 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC"
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
+        if (
+            statuses
+            and all(s in _ENDED_RANKS for s in statuses)
+            and not labels
+            and parent_id is None
+            and _ids is None
+            and running_longer_than is None
+        ):
+            rows = self._by_status(
+                statuses, tenant, name, since_ns, until_ns, inner, outer, now, limit
+            )
+        else:
+            rows = self._by_window(
+                inner,
+                outer,
+                now,
+                limit,
+                tail,
+                tenant,
+                labels,
+                windowed=tenant is None and since is None and _ids is None and not parent_id,
+                since_ns=since_ns,
+                until_ns=until_ns,
+            )
+        flows = Results([self._flow(row, now) for row in rows])
+        self._fill_current_steps(flows)
+        return flows
+
+    def _by_window(
+        self,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+        tail: str,
+        tenant: str | None,
+        labels: Mapping[str, LabelValue] | None,
+        *,
+        windowed: bool,
+        since_ns: int | None,
+        until_ns: int | None,
+    ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         # Newest first with a limit and no lower bound: look at the last hour, then the last
         # day, then everything. A window that already holds `limit` matches holds the newest
         # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
         # keeps the common case (the latest flows) from reading the whole table. With a tenant
         # the key already narrows the read to that tenant's rows: one query.
-        windows: tuple[int | None, ...] = (None,)
-        if (
-            limit is not None
-            and tenant is None
-            and since is None
-            and _ids is None
-            and not parent_id
-        ):
-            windows = (3600, 86400, None)
+        windows: tuple[int | None, ...] = (3600, 86400, None) if windowed and limit else (None,)
         for window in windows:
             bounded = list(inner)
+            outer_bounded = list(outer)
+            low = since_ns
             if window is not None:
-                ns = literal(now - window * 1_000_000_000)
-                bounded.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-                outer_bounded = [*outer, f"start_ns >= {ns}"]
-            else:
-                outer_bounded = outer
+                low = now - window * 1_000_000_000
+                bounded.append(f"hour >= {_hour(low)}")
+                outer_bounded.append(f"start_ns >= {literal(low)}")
+            bounded.extend(self._label_filters(labels, tenant, low, until_ns))
             rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
             if limit is None or len(rows) >= limit:
                 break
-        flows = Results([self._flow(row, now) for row in rows])
-        self._fill_current_steps(flows)
-        return flows
+        return rows
+
+    def _label_filters(
+        self,
+        labels: Mapping[str, LabelValue] | None,
+        tenant: str | None,
+        low: int | None,
+        high: int | None,
+    ) -> list[str]:
+        # With a tenant, dashfrog_flow_labels (key, value, tenant, flow_id) reads that tenant's
+        # ids only; without one, dashfrog_flow_labels_by_hour (key, value, hour, flow_id) reads
+        # the ids in the time bounds only, not every flow that has the label.
+        out = []
+        for key, value in (labels or {}).items():
+            where = f"key = {literal(key)} AND value = {literal(label_text(value))}"
+            if tenant is not None:
+                table = "dashfrog_flow_labels"
+                where += f" AND tenant = {literal(tenant)}"
+            else:
+                table = "dashfrog_flow_labels_by_hour"
+                if low is not None:
+                    where += f" AND hour >= {_hour(low)}"
+                if high is not None:
+                    where += f" AND hour <= {_hour(high)}"
+            out.append(f"flow_id IN (SELECT flow_id FROM {self._db}.{table} WHERE {where})")
+        return out
+
+    def _by_status(
+        self,
+        statuses: list[str],
+        tenant: str | None,
+        name: str | None,
+        since_ns: int | None,
+        until_ns: int | None,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """Ended flows by status through dashfrog_flow_status: the candidates (flows with a
+        record of that rank, newest first), then their merged rows from dashfrog_flows, where
+        the status is decided as everywhere else (a cancelled candidate may have failed).
+
+        A record starts no earlier than its flow, so `start >= since` on the index loses no
+        flow. With a limit, the newest `k` candidates hold the answer when at least `limit`
+        of them have that status and start no earlier than the oldest candidate (any flow left
+        out started before it); otherwise `k` grows, up to every candidate."""
+        where = [f"rank IN {literal(sorted({_ENDED_RANKS[s] for s in statuses}))}"]
+        if tenant is not None:
+            where.append(f"tenant = {literal(tenant)}")
+        if name is not None:
+            where.append(f"name = {literal(name)}")
+        if since_ns is not None:
+            where.append(f"hour >= {_hour(since_ns)}")
+            where.append(f"start >= fromUnixTimestamp64Nano({literal(since_ns)})")
+        if until_ns is not None:
+            where.append(f"hour <= {_hour(until_ns)}")
+        tail = "ORDER BY start_ns DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
+        k = limit
+        while True:
+            found = self._rows(
+                "SELECT flow_id, tenant, name, toUInt32(hour) AS h, "
+                "toUnixTimestamp64Nano(max(start)) AS s "
+                f"FROM {self._db}.dashfrog_flow_status WHERE {' AND '.join(where)} "
+                "GROUP BY flow_id, tenant, name, hour ORDER BY s DESC"
+                + ("" if k is None else f" LIMIT {int(k)}")
+            )
+            if not found:
+                return []
+            keys = ", ".join(
+                f"({literal(str(r['tenant']))}, {literal(str(r['name']))}, "
+                f"toDateTime({int(r['h'])}), {literal(str(r['flow_id']))})"
+                for r in found
+            )
+            rows = self._rows(
+                self._flow_sql(
+                    [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"], outer, now, tail
+                )
+            )
+            if k is None or len(found) < k or limit is None:
+                return rows
+            oldest = min(int(r["s"]) for r in found)
+            if sum(1 for r in rows if int(r["start_ns"]) >= oldest) >= limit:
+                return rows
+            k = None if k >= 16 * limit else k * 4
 
     def _fill_current_steps(self, flows: list[Flow]) -> None:
         open_flows = {f.id: f for f in flows if f.status in c.OPEN}
@@ -502,33 +630,81 @@ class ClickHouseFlowStore:
         self, *, since: TimeArg = None, tenant: str | None = None, name: str | None = None
     ) -> Results[FlowStats]:
         """Per flow name and tenant: counts by status, failure rate, p50/p95 duration (ended
-        flows). The failure rate is (failed + timed out) over flows that ended or timed out."""
+        flows). The failure rate is (failed + timed out) over flows that ended or timed out.
+
+        Hours wholly inside the window come from the hourly pre-aggregate
+        (dashfrog_flow_hourly): counts from its id sets, durations from its merged quantile
+        states. The hour holding `since`, and any hour whose records do not add up to one
+        ending record per ended flow, or hold a dashfrog.flow.end event or a deadline (the
+        pre-aggregate cannot tell those flows' final duration or timed_out), are read flow by
+        flow from dashfrog_flows. Both halves meet as quantile states, so p50/p95 are exact
+        over all of them, as on SQLite."""
         now = time.time_ns()
-        inner: list[str] = []
+        keys: list[str] = []
+        for column, value in (("tenant", tenant), ("name", name)):
+            if value is not None:
+                keys.append(f"{column} = {literal(value)}")
+        hourly_where = list(keys)
+        exact_inner = list(keys)
         outer: list[str] = []
-        if tenant is not None:
-            inner.append(f"tenant = {literal(tenant)}")
-        if name is not None:
-            inner.append(f"name = {literal(name)}")
+        irregular = (
+            "(tenant, name, hour) IN (SELECT tenant, name, hour FROM {hours} "
+            "WHERE h_irregular > 0 OR h_ending != n_ended)"
+        )
         if since is not None:
-            ns = literal(to_ns(since, now_ns=now))
-            inner.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-            outer.append(f"start_ns >= {ns}")
-        flows = self._flow_sql(inner, outer, now, tail="")
+            ns = to_ns(since, now_ns=now)
+            hourly_where.append(f"hour > {_hour(ns)}")
+            exact_inner.append(f"hour >= {_hour(ns)}")
+            exact_inner.append(f"(hour = {_hour(ns)} OR {irregular})")
+            outer.append(f"start_ns >= {literal(ns)}")
+        else:
+            exact_inner.append(irregular)
+        # Aliases are named apart from the columns (h_*): an aggregate over an alias equal to
+        # a column name would see the aggregate, not the column.
+        hours = (
+            "(SELECT hour, tenant, name, uniqExactMergeState(flows) AS h_flows, "
+            "uniqExactMergeState(ended) AS h_ended, uniqExactMergeState(stopped) AS h_stopped, "
+            "uniqExactMergeState(failed) AS h_failed, uniqExactMerge(ended) AS n_ended, "
+            "sum(ending_records) AS h_ending, sum(irregular) AS h_irregular, "
+            "quantilesExactInclusiveMergeState(0.5, 0.95)(durations) AS h_durations "
+            f"FROM {self._db}.dashfrog_flow_hourly WHERE {' AND '.join(hourly_where) or '1'} "
+            "GROUP BY hour, tenant, name)"
+        )
+        exact = self._flow_sql(
+            [c.replace("{hours}", hours) for c in exact_inner], outer, now, tail=""
+        )
+        ended = "status NOT IN ('running', 'timed_out')"
         rows = self._rows(
-            "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
-            + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
-            + ", quantileExactInclusiveIf(0.5)((toInt64(f_outcome.2) - start_ns) / 1e6, "
-            "status NOT IN ('running', 'timed_out')) AS p50, "
-            "quantileExactInclusiveIf(0.95)((toInt64(f_outcome.2) - start_ns) / 1e6, "
-            "status NOT IN ('running', 'timed_out')) AS p95 "
-            f"FROM ({flows}) GROUP BY f_name, f_tenant"
+            "SELECT name, tenant, sum(n) AS n, sum(running) AS running, "
+            "sum(completed) AS completed, sum(cancelled) AS cancelled, sum(failed) AS failed, "
+            "sum(timed_out) AS timed_out, "
+            "quantilesExactInclusiveMerge(0.5, 0.95)(durations) AS q FROM ("
+            # the pre-aggregated hours: sets of ids, merged over the hours of each group
+            "SELECT name, tenant, toInt64(uniqExactMerge(h_flows)) AS n, "
+            "n - toInt64(uniqExactMerge(h_ended)) AS running, "
+            "toInt64(uniqExactMerge(h_ended)) - toInt64(uniqExactMerge(h_stopped)) AS completed, "
+            "toInt64(uniqExactMerge(h_stopped)) - toInt64(uniqExactMerge(h_failed)) AS cancelled, "
+            "toInt64(uniqExactMerge(h_failed)) AS failed, toInt64(0) AS timed_out, "
+            "quantilesExactInclusiveMergeState(0.5, 0.95)(h_durations) AS durations "
+            f"FROM {hours} WHERE h_irregular = 0 AND h_ending = n_ended "
+            "GROUP BY name, tenant "
+            "UNION ALL "
+            # the rest, flow by flow
+            "SELECT f_name AS name, f_tenant AS tenant, toInt64(count()) AS n, "
+            + ", ".join(
+                f"toInt64(countIf(status = '{s}')) AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT)
+            )
+            + ", quantilesExactInclusiveStateIf(0.5, 0.95)("
+            f"(toInt64(f_outcome.2) - start_ns) / 1e6, {ended}) AS durations "
+            f"FROM ({exact}) GROUP BY f_name, f_tenant"
+            ") GROUP BY name, tenant"
         )
         out: Results[FlowStats] = Results()
         for r in sorted(rows, key=lambda r: (str(_none(r["name"])), str(_none(r["tenant"])))):
             count, running = int(r["n"]), int(r["running"])
             failed, timed_out = int(r["failed"]), int(r["timed_out"])
-            ended = count - running
+            ended_count = count - running
+            p50, p95 = r["q"] or (None, None)
             out.append(
                 FlowStats(
                     name=_none(r["name"]),
@@ -539,9 +715,9 @@ class ClickHouseFlowStore:
                     failed=failed,
                     cancelled=int(r["cancelled"]),
                     timed_out=timed_out,
-                    failure_rate=(failed + timed_out) / ended if ended else 0.0,
-                    p50_ms=_quantile(r["p50"]),
-                    p95_ms=_quantile(r["p95"]),
+                    failure_rate=(failed + timed_out) / ended_count if ended_count else 0.0,
+                    p50_ms=_quantile(p50),
+                    p95_ms=_quantile(p95),
                 )
             )
         return out
