@@ -77,13 +77,14 @@ _FLOW_ROWS_END = " GROUP BY flow_id"
 
 # `stored` is the rollup's status; `status` adds timed_out (no end, deadline passed), as
 # dashfrog_sdk.status.effective_status does for the SQLite store.
-_FLOWS = """
+_STATUS = """
 SELECT *,
        multiIf(f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled',
                f_outcome.1 = 2, 'completed', 'running') AS stored,
        if(stored = 'running' AND f_timeout_s > 0
           AND start_ns + toInt64(f_timeout_s * 1e9) < {{now}}, 'timed_out', stored) AS status
 FROM ("""
+
 _FLOWS_WHERE = ") WHERE "
 
 _STEPS = """
@@ -206,7 +207,7 @@ class ClickHouseFlowStore:
         # no placeholder is ever looked for inside a value.
         db = self._db
         return (
-            _FLOWS.replace("{db}", db).replace("{{now}}", literal(now))
+            _STATUS.replace("{db}", db).replace("{{now}}", literal(now))
             + _FLOW_ROWS.replace("{db}", db)
             + (" AND ".join(inner) or "1")
             + _FLOW_ROWS_END
@@ -632,72 +633,31 @@ class ClickHouseFlowStore:
         """Per flow name and tenant: counts by status, failure rate, p50/p95 duration (ended
         flows). The failure rate is (failed + timed out) over flows that ended or timed out.
 
-        Hours wholly inside the window come from the hourly pre-aggregate
-        (dashfrog_flow_hourly): counts from its id sets, durations from its merged quantile
-        states. The hour holding `since`, and any hour whose records do not add up to one
-        ending record per ended flow, or hold a dashfrog.flow.end event or a deadline (the
-        pre-aggregate cannot tell those flows' final duration or timed_out), are read flow by
-        flow from dashfrog_flows. Both halves meet as quantile states, so p50/p95 are exact
-        over all of them, as on SQLite."""
+        One pass over the window's rows of dashfrog_flows, merged per flow on the columns the
+        counts need only (no labels, ids or error text: the per-flow merge is the cost)."""
         now = time.time_ns()
-        keys: list[str] = []
-        for column, value in (("tenant", tenant), ("name", name)):
-            if value is not None:
-                keys.append(f"{column} = {literal(value)}")
-        hourly_where = list(keys)
-        exact_inner = list(keys)
-        outer: list[str] = []
-        irregular = (
-            "(tenant, name, hour) IN (SELECT tenant, name, hour FROM {hours} "
-            "WHERE h_irregular > 0 OR h_ending != n_ended)"
-        )
-        if since is not None:
-            ns = to_ns(since, now_ns=now)
-            hourly_where.append(f"hour > {_hour(ns)}")
-            exact_inner.append(f"hour >= {_hour(ns)}")
-            exact_inner.append(f"(hour = {_hour(ns)} OR {irregular})")
-            outer.append(f"start_ns >= {literal(ns)}")
-        else:
-            exact_inner.append(irregular)
-        # Aliases are named apart from the columns (h_*): an aggregate over an alias equal to
-        # a column name would see the aggregate, not the column.
-        hours = (
-            "(SELECT hour, tenant, name, uniqExactMergeState(flows) AS h_flows, "
-            "uniqExactMergeState(ended) AS h_ended, uniqExactMergeState(stopped) AS h_stopped, "
-            "uniqExactMergeState(failed) AS h_failed, uniqExactMerge(ended) AS n_ended, "
-            "sum(ending_records) AS h_ending, sum(irregular) AS h_irregular, "
-            "quantilesExactInclusiveMergeState(0.5, 0.95)(durations) AS h_durations "
-            f"FROM {self._db}.dashfrog_flow_hourly WHERE {' AND '.join(hourly_where) or '1'} "
-            "GROUP BY hour, tenant, name)"
-        )
-        exact = self._flow_sql(
-            [c.replace("{hours}", hours) for c in exact_inner], outer, now, tail=""
-        )
+        where: list[str] = []
+        having = "1"
+        if tenant is not None:
+            where.append(f"tenant = {literal(tenant)}")
+        if name is not None:
+            where.append(f"name = {literal(name)}")
+        ns = None if since is None else to_ns(since, now_ns=now)
+        if ns is not None:
+            where.append(f"hour >= {_hour(ns)}")
+            having = f"start_ns >= {literal(ns)}"
         ended = "status NOT IN ('running', 'timed_out')"
         rows = self._rows(
-            "SELECT name, tenant, sum(n) AS n, sum(running) AS running, "
-            "sum(completed) AS completed, sum(cancelled) AS cancelled, sum(failed) AS failed, "
-            "sum(timed_out) AS timed_out, "
-            "quantilesExactInclusiveMerge(0.5, 0.95)(durations) AS q FROM ("
-            # the pre-aggregated hours: sets of ids, merged over the hours of each group
-            "SELECT name, tenant, toInt64(uniqExactMerge(h_flows)) AS n, "
-            "n - toInt64(uniqExactMerge(h_ended)) AS running, "
-            "toInt64(uniqExactMerge(h_ended)) - toInt64(uniqExactMerge(h_stopped)) AS completed, "
-            "toInt64(uniqExactMerge(h_stopped)) - toInt64(uniqExactMerge(h_failed)) AS cancelled, "
-            "toInt64(uniqExactMerge(h_failed)) AS failed, toInt64(0) AS timed_out, "
-            "quantilesExactInclusiveMergeState(0.5, 0.95)(h_durations) AS durations "
-            f"FROM {hours} WHERE h_irregular = 0 AND h_ending = n_ended "
-            "GROUP BY name, tenant "
-            "UNION ALL "
-            # the rest, flow by flow
-            "SELECT f_name AS name, f_tenant AS tenant, toInt64(count()) AS n, "
-            + ", ".join(
-                f"toInt64(countIf(status = '{s}')) AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT)
-            )
-            + ", quantilesExactInclusiveStateIf(0.5, 0.95)("
-            f"(toInt64(f_outcome.2) - start_ns) / 1e6, {ended}) AS durations "
-            f"FROM ({exact}) GROUP BY f_name, f_tenant"
-            ") GROUP BY name, tenant"
+            "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
+            + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
+            + ", quantilesExactInclusiveIf(0.5, 0.95)("
+            f"(f_outcome.2 - start_ns) / 1e6, {ended}) AS q FROM ("
+            + _STATUS.replace("{{now}}", literal(now))
+            + "SELECT flow_id, anyIf(tenant, tenant != '') AS f_tenant, "
+            "anyIf(name, name != '') AS f_name, toUnixTimestamp64Nano(min(start)) AS start_ns, "
+            "max((outcome.1, outcome.2)) AS f_outcome, max(timeout_s) AS f_timeout_s "
+            f"FROM {self._db}.dashfrog_flows WHERE {' AND '.join(where) or '1'} "
+            f"GROUP BY flow_id HAVING {having})) GROUP BY f_name, f_tenant"
         )
         out: Results[FlowStats] = Results()
         for r in sorted(rows, key=lambda r: (str(_none(r["name"])), str(_none(r["tenant"])))):
