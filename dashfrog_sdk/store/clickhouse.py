@@ -109,7 +109,7 @@ SELECT flow_id, argMax(name, start_ns) AS name
 FROM (
     SELECT flow_id, span_id, argMax(name, final) AS name, argMax(status, final) AS status,
            toUnixTimestamp64Nano(argMax(start, final)) AS start_ns
-    FROM {db}.dashfrog_steps
+    FROM {db}.dashfrog_step_states
     WHERE flow_id IN """
 _CURRENT_STEPS_END = """
     GROUP BY flow_id, span_id
@@ -347,36 +347,52 @@ class ClickHouseFlowStore:
                 low = now - window * 1_000_000_000
                 bounded.append(f"hour >= {_hour(low)}")
                 outer_bounded.append(f"start_ns >= {literal(low)}")
-            bounded.extend(self._label_filters(labels, tenant, low, until_ns))
-            rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+            if labels and tenant is None:
+                # Flows with every label in the window, from dashfrog_flow_labels_by_hour:
+                # `limit` of them read by key, not the window's rows of every tenant.
+                rows = self._newest(
+                    self._labelled(labels, low, until_ns), bounded, outer_bounded, now, limit
+                )
+            else:
+                bounded.extend(self._label_filters(labels, tenant))
+                rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
             if limit is None or len(rows) >= limit:
                 break
         return rows
 
     def _label_filters(
-        self,
-        labels: Mapping[str, LabelValue] | None,
-        tenant: str | None,
-        low: int | None,
-        high: int | None,
+        self, labels: Mapping[str, LabelValue] | None, tenant: str | None
     ) -> list[str]:
-        # With a tenant, dashfrog_flow_labels (key, value, tenant, flow_id) reads that tenant's
-        # ids only; without one, dashfrog_flow_labels_by_hour (key, value, hour, flow_id) reads
-        # the ids in the time bounds only, not every flow that has the label.
-        out = []
-        for key, value in (labels or {}).items():
-            where = f"key = {literal(key)} AND value = {literal(label_text(value))}"
-            if tenant is not None:
-                table = "dashfrog_flow_labels"
-                where += f" AND tenant = {literal(tenant)}"
-            else:
-                table = "dashfrog_flow_labels_by_hour"
-                if low is not None:
-                    where += f" AND hour >= {_hour(low)}"
-                if high is not None:
-                    where += f" AND hour <= {_hour(high)}"
-            out.append(f"flow_id IN (SELECT flow_id FROM {self._db}.{table} WHERE {where})")
-        return out
+        # dashfrog_flow_labels is keyed (key, value, tenant, flow_id): with a tenant the
+        # subquery reads that tenant's ids only, not every flow that has the label (without
+        # one, `_labelled` serves).
+        if tenant is None:
+            return []
+        return [
+            f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
+            f"WHERE key = {literal(key)} AND value = {literal(label_text(value))} "
+            f"AND tenant = {literal(tenant)})"
+            for key, value in (labels or {}).items()
+        ]
+
+    def _labelled(self, labels: Mapping[str, LabelValue], low: int | None, high: int | None) -> str:
+        """Candidates for `_newest`: flows carrying every label, in the hour bounds."""
+        pairs = sorted({(key, label_text(value)) for key, value in labels.items()})
+        where = [
+            f"(key, value) IN ({', '.join(f'({literal(k)}, {literal(v)})' for k, v in pairs)})"
+        ]
+        if low is not None:
+            where.append(f"hour >= {_hour(low)}")
+            where.append(f"start >= fromUnixTimestamp64Nano({literal(low)})")
+        if high is not None:
+            where.append(f"hour <= {_hour(high)}")
+        return (
+            "SELECT flow_id, tenant, name, toUInt32(hour) AS h, "
+            "toUnixTimestamp64Nano(max(start)) AS s "
+            f"FROM {self._db}.dashfrog_flow_labels_by_hour WHERE {' AND '.join(where)} "
+            f"GROUP BY flow_id, tenant, name, hour HAVING uniqExact(key) = {len(pairs)} "
+            "ORDER BY s DESC"
+        )
 
     def _by_status(
         self,
@@ -395,9 +411,7 @@ class ClickHouseFlowStore:
         the status is decided as everywhere else (a cancelled candidate may have failed).
 
         A record starts no earlier than its flow, so `start >= since` on the index loses no
-        flow. With a limit, the newest `k` candidates hold the answer when at least `limit`
-        of them have that status and start no earlier than the oldest candidate (any flow left
-        out started before it); otherwise `k` grows, up to every candidate."""
+        flow (see `_newest`)."""
         where = [f"rank IN {literal(sorted({_ENDED_RANKS[s] for s in statuses}))}"]
         if tenant is not None:
             where.append(f"tenant = {literal(tenant)}")
@@ -408,22 +422,43 @@ class ClickHouseFlowStore:
             where.append(f"start >= fromUnixTimestamp64Nano({literal(since_ns)})")
         if until_ns is not None:
             where.append(f"hour <= {_hour(until_ns)}")
+        # No GROUP BY: a flow seen twice is one key below (grouping 100k ids cost more than
+        # the rest of the query).
+        candidates = (
+            "SELECT flow_id, tenant, name, toUInt32(hour) AS h, toUnixTimestamp64Nano(start) AS s "
+            f"FROM {self._db}.dashfrog_flow_status WHERE {' AND '.join(where)} ORDER BY start DESC"
+        )
+        return self._newest(candidates, inner, outer, now, limit)
+
+    def _newest(
+        self,
+        candidates: str,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` flows among `candidates` (SQL returning flow_id, tenant, name,
+        h = the hour, s = the record's start; newest first) that match every filter.
+
+        A record starts no earlier than its flow. With a limit, the newest `k` candidates hold
+        the answer when at least `limit` of them match and start no earlier than the oldest
+        candidate (any flow left out started before it); otherwise `k` grows, up to every
+        candidate. Each round reads `k` flows by dashfrog_flows' full key."""
         tail = "ORDER BY start_ns DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
         k = limit
         while True:
-            found = self._rows(
-                "SELECT flow_id, tenant, name, toUInt32(hour) AS h, "
-                "toUnixTimestamp64Nano(max(start)) AS s "
-                f"FROM {self._db}.dashfrog_flow_status WHERE {' AND '.join(where)} "
-                "GROUP BY flow_id, tenant, name, hour ORDER BY s DESC"
-                + ("" if k is None else f" LIMIT {int(k)}")
-            )
+            found = self._rows(candidates + ("" if k is None else f" LIMIT {int(k)}"))
             if not found:
                 return []
             keys = ", ".join(
-                f"({literal(str(r['tenant']))}, {literal(str(r['name']))}, "
-                f"toDateTime({int(r['h'])}), {literal(str(r['flow_id']))})"
-                for r in found
+                sorted(
+                    {
+                        f"({literal(str(r['tenant']))}, {literal(str(r['name']))}, "
+                        f"toDateTime({int(r['h'])}), {literal(str(r['flow_id']))})"
+                        for r in found
+                    }
+                )
             )
             rows = self._rows(
                 self._flow_sql(
