@@ -52,8 +52,8 @@ from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
 # The rank of each ended status in dashfrog_flow_status (sql/002_flow_indexes.sql).
 _ENDED_RANKS = {s: i + 1 for i, s in enumerate(RANKED_STATUSES) if i > 0}
-# The oldest rollup these queries read (002 adds the status and label indexes and the hourly
-# pre-aggregate).
+# The oldest rollup these queries read (002 adds the status and label indexes and the step
+# states).
 NEEDS_VERSION = 2
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
@@ -376,7 +376,8 @@ class ClickHouseFlowStore:
         ]
 
     def _labelled(self, labels: Mapping[str, LabelValue], low: int | None, high: int | None) -> str:
-        """Candidates for `_newest`: flows carrying every label, in the hour bounds."""
+        """Candidates for `_newest`: flows carrying every label, in the hour bounds, by their
+        earliest record (the closest to the flow's start, which no record precedes)."""
         pairs = sorted({(key, label_text(value)) for key, value in labels.items()})
         where = [
             f"(key, value) IN ({', '.join(f'({literal(k)}, {literal(v)})' for k, v in pairs)})"
@@ -388,7 +389,7 @@ class ClickHouseFlowStore:
             where.append(f"hour <= {_hour(high)}")
         return (
             "SELECT flow_id, tenant, name, toUInt32(hour) AS h, "
-            "toUnixTimestamp64Nano(max(start)) AS s "
+            "toUnixTimestamp64Nano(min(start)) AS s "
             f"FROM {self._db}.dashfrog_flow_labels_by_hour WHERE {' AND '.join(where)} "
             f"GROUP BY flow_id, tenant, name, hour HAVING uniqExact(key) = {len(pairs)} "
             "ORDER BY s DESC"
@@ -448,7 +449,13 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
         k = limit
         while True:
-            found = self._rows(candidates + ("" if k is None else f" LIMIT {int(k)}"))
+            if k is None:  # every candidate: a set built in ClickHouse, however many
+                every = (
+                    "(tenant, name, hour, flow_id) IN (SELECT tenant, name, toDateTime(h), "
+                    f"flow_id FROM ({candidates}))"
+                )
+                return self._rows(self._flow_sql([*inner, every], outer, now, tail))
+            found = self._rows(f"{candidates} LIMIT {int(k)}")
             if not found:
                 return []
             keys = ", ".join(
@@ -465,7 +472,7 @@ class ClickHouseFlowStore:
                     [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"], outer, now, tail
                 )
             )
-            if k is None or len(found) < k or limit is None:
+            if len(found) < k or limit is None:
                 return rows
             oldest = min(int(r["s"]) for r in found)
             if sum(1 for r in rows if int(r["start_ns"]) >= oldest) >= limit:
