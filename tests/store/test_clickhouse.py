@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -383,17 +384,14 @@ def test_init_upgrades_a_database_at_version_1(chdb_dir: str) -> None:  # noqa: 
     } == before
 
 
-class pipe_and_store:
-    def __init__(self, db: ChDatabase) -> None:
-        self.pipe = ChPipe(db)
-        self.store: FlowBackend = FlowStore(db.url)
-
-    def __enter__(self) -> tuple[ChPipe, FlowBackend]:
-        return self.pipe, self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
-        self.pipe.close()
+@contextmanager
+def pipe_and_store(db: ChDatabase) -> Iterator[tuple[ChPipe, FlowBackend]]:
+    pipe, store = ChPipe(db), FlowStore(db.url)
+    try:
+        yield pipe, store
+    finally:
+        store.close()
+        pipe.close()
 
 
 def test_newest_by_status_looks_past_candidates_a_later_record_changed(
