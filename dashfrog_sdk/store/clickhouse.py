@@ -69,8 +69,7 @@ SELECT flow_id,
        max(trace_id) AS f_trace_id,
        max(span_id) AS f_span_id,
        max(timeout_s) AS f_timeout_s,
-       anyIf(labels, notEmpty(labels)) AS f_labels,
-       toUnixTimestamp64Nano(max(seen)) AS seen_ns
+       anyIf(labels, notEmpty(labels)) AS f_labels
 FROM {db}.dashfrog_flows
 WHERE """
 _FLOW_ROWS_END = " GROUP BY flow_id"
@@ -467,9 +466,14 @@ class ClickHouseFlowStore:
                     }
                 )
             )
+            # The full key names every granule to read: the skip indexes (the flow id's bloom
+            # filter) would only be checked again for each of them.
             rows = self._rows(
                 self._flow_sql(
-                    [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"], outer, now, tail
+                    [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"],
+                    outer,
+                    now,
+                    tail + " SETTINGS use_skip_indexes = 0",
                 )
             )
             if len(found) < k or limit is None:
