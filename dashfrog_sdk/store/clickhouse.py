@@ -7,8 +7,10 @@ Same methods, arguments and result types as the SQLite :class:`dashfrog_sdk.stor
 attribute and label values come back as the strings the exporter stored (``"2"``, ``"true"``),
 and a flow is listed once its span or its ``dashfrog.flow.start`` event has arrived.
 
-Every query reads the rollup tables by their keys: flows by (tenant, name, hour), a flow's
-steps, spans, events and logs by flow id; nothing scans ``otel_traces`` or ``otel_logs``.
+Every query reads the rollup tables by their keys: flows by (tenant, name, hour), ended flows
+by status and labels by hour through migration 2's indexes (the candidates they give are then
+read by ``dashfrog_flows``' full key), a flow's steps, spans, events and logs by flow id;
+nothing scans ``otel_traces`` or ``otel_logs`` (ARCHITECTURE.md, "Flows in ClickHouse").
 """
 
 from __future__ import annotations
