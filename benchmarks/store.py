@@ -3,7 +3,7 @@ retention and CLI start-up, each against a baseline measured in the same run.
 
     .venv/bin/python benchmarks/store.py [--flows 1000000] [--otel-flows 2000]
         [--process-flows 20000] [--rate 5000] [--path FILE]
-    .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000]   # + ClickHouse (chDB)
+    .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000] [--data-dir DIR]  # + chDB
 
 1. Writes ``--flows`` flows (3 steps and 2 labels each; 500 tenants; 85 % completed, 10 % failed,
    5 % still running) straight through the store writer, in batches as the exporters do.
@@ -327,11 +327,15 @@ def main() -> int:
     )
     parser.add_argument("--sizes", default="100000,1000000", help="with --chdb: flow counts")
     parser.add_argument("--sqlite-up-to", help="with --chdb: skip SQLite above this many flows")
+    parser.add_argument(
+        "--data-dir", help="with --chdb: keep the generated stores here, reuse them"
+    )
     args = parser.parse_args()
     if args.chdb:
         import store_backends
 
         extra = ["--sqlite-up-to", args.sqlite_up_to] if args.sqlite_up_to else []
+        extra += ["--data-dir", args.data_dir] if args.data_dir else []
         return store_backends.main(["--sizes", args.sizes, *extra])
     tmp = None
     if args.path:

@@ -1,8 +1,11 @@
 """``dashfrog clickhouse init``: the exporter's tables if missing, then the flow rollup.
 
 Migrations are the numbered files ``sql/NNN_*.sql`` (also under ``integrations/clickhouse/`` in
-the repository). ``dashfrog_schema_version`` records each one applied; every statement is
-idempotent, so running ``init`` again, or from two places at once, changes nothing.
+the repository). ``dashfrog_schema_version`` records each one applied, and ``init`` applies only
+the ones a database lacks, so running it again changes nothing. Every statement creates only
+what is missing, except a migration's backfill (``INSERT ... SELECT`` into a table it created,
+after that table's view): two ``init`` runs at once may write some rows twice, which those
+tables are built to tolerate (see ``sql/002_flow_indexes.sql``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ Same methods, arguments and result types as the SQLite :class:`dashfrog_sdk.stor
 attribute and label values come back as the strings the exporter stored (``"2"``, ``"true"``),
 and a flow is listed once its span or its ``dashfrog.flow.start`` event has arrived.
 
-Every query reads the rollup tables by their keys: flows by (tenant, name, hour), a flow's
-steps, spans, events and logs by flow id; nothing scans ``otel_traces`` or ``otel_logs``.
+Every query reads the rollup tables by their keys: flows by (tenant, name, hour), ended flows
+by status and labels by hour through migration 2's indexes (the candidates they give are then
+read by ``dashfrog_flows``' full key), a flow's steps, spans, events and logs by flow id;
+nothing scans ``otel_traces`` or ``otel_logs`` (ARCHITECTURE.md, "Flows in ClickHouse").
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 # The rollup ranks statuses 1..4 in this order (sql/001_flow_rollup.sql, indexOf([...])): the
 # highest one seen wins, status.RANK's precedence (tests/store/test_clickhouse.py checks the SQL).
 RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
+# The rank of each ended status in dashfrog_flow_status (sql/002_flow_indexes.sql).
+_ENDED_RANKS = {s: i + 1 for i, s in enumerate(RANKED_STATUSES) if i > 0}
+# The oldest rollup these queries read (002 adds the status and label indexes and the step
+# states).
+NEEDS_VERSION = 2
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
 # would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
@@ -64,21 +71,21 @@ SELECT flow_id,
        max(trace_id) AS f_trace_id,
        max(span_id) AS f_span_id,
        max(timeout_s) AS f_timeout_s,
-       anyIf(labels, notEmpty(labels)) AS f_labels,
-       toUnixTimestamp64Nano(max(seen)) AS seen_ns
+       anyIf(labels, notEmpty(labels)) AS f_labels
 FROM {db}.dashfrog_flows
 WHERE """
 _FLOW_ROWS_END = " GROUP BY flow_id"
 
 # `stored` is the rollup's status; `status` adds timed_out (no end, deadline passed), as
 # dashfrog_sdk.status.effective_status does for the SQLite store.
-_FLOWS = """
+_STATUS = """
 SELECT *,
        multiIf(f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled',
                f_outcome.1 = 2, 'completed', 'running') AS stored,
        if(stored = 'running' AND f_timeout_s > 0
           AND start_ns + toInt64(f_timeout_s * 1e9) < {{now}}, 'timed_out', stored) AS status
 FROM ("""
+
 _FLOWS_WHERE = ") WHERE "
 
 _STEPS = """
@@ -103,7 +110,7 @@ SELECT flow_id, argMax(name, start_ns) AS name
 FROM (
     SELECT flow_id, span_id, argMax(name, final) AS name, argMax(status, final) AS status,
            toUnixTimestamp64Nano(argMax(start, final)) AS start_ns
-    FROM {db}.dashfrog_steps
+    FROM {db}.dashfrog_step_states
     WHERE flow_id IN """
 _CURRENT_STEPS_END = """
     GROUP BY flow_id, span_id
@@ -123,6 +130,11 @@ def _int(value: Any) -> int | None:
 
 def _ms(start: int | None, end: int | None) -> float | None:
     return None if start is None or end is None else (end - start) / 1e6
+
+
+def _hour(ns: int) -> str:
+    """The start of the hour holding the instant ``ns``, as SQL (the rollup's ``hour``)."""
+    return f"toStartOfHour(fromUnixTimestamp64Nano({literal(ns)}))"
 
 
 def _quantile(value: Any) -> float | None:
@@ -160,6 +172,13 @@ class ClickHouseFlowStore:
                 f"no dashfrog flow rollup in {self.target.describe()}: run "
                 f"`dashfrog clickhouse init --url {self.path} --database {db}` once"
             )
+        if version < NEEDS_VERSION:
+            raise StoreError(
+                f"the flow rollup in {self.target.describe()} is version {version}; this "
+                f"dashfrog_sdk reads version {NEEDS_VERSION} and later: run `dashfrog clickhouse "
+                f"init --url {self.path} --database {db}` once to upgrade it (idempotent; it "
+                "fills the new tables from the flows already there)"
+            )
         if version > migrate.SCHEMA_VERSION:
             raise StoreError(
                 f"the flow rollup in {self.target.describe()} is version {version}, newer than "
@@ -189,7 +208,7 @@ class ClickHouseFlowStore:
         # no placeholder is ever looked for inside a value.
         db = self._db
         return (
-            _FLOWS.replace("{db}", db).replace("{{now}}", literal(now))
+            _STATUS.replace("{db}", db).replace("{{now}}", literal(now))
             + _FLOW_ROWS.replace("{db}", db)
             + (" AND ".join(inner) or "1")
             + _FLOW_ROWS_END
@@ -254,21 +273,15 @@ class ClickHouseFlowStore:
             outer.append(f"f_parent_id = {literal(parent_id)}")
         if _ids is not None:
             inner.append(f"flow_id IN {literal(_ids)}")
-        # The label table's key is (key, value, tenant, flow_id): with a tenant the subquery
-        # reads that tenant's ids only, not every flow that has the label.
-        in_tenant = "" if tenant is None else f" AND tenant = {literal(tenant)}"
-        for key, value in (labels or {}).items():
-            inner.append(
-                f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
-                f"WHERE key = {literal(key)} AND value = {literal(label_text(value))}{in_tenant})"
-            )
         # Rows of one flow share its start hour, so an hour bound prunes by the table's key
         # without losing a flow; the exact bound applies to the flow's merged start.
-        for bound, op in ((since, ">="), (until, "<=")):
-            if bound is not None:
-                ns = literal(to_ns(bound, now_ns=now))
-                inner.append(f"hour {op} toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-                outer.append(f"start_ns {op} {ns}")
+        since_ns = None if since is None else to_ns(since, now_ns=now)
+        until_ns = None if until is None else to_ns(until, now_ns=now)
+        for ns, op in ((since_ns, ">="), (until_ns, "<=")):
+            if ns is not None:
+                inner.append(f"hour {op} {_hour(ns)}")
+                outer.append(f"start_ns {op} {literal(ns)}")
+        statuses = None
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
             outer.append(f"status IN {literal(statuses)}" if statuses else "0")
@@ -278,35 +291,199 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC"
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
+        if (
+            statuses
+            and all(s in _ENDED_RANKS for s in statuses)
+            and not labels
+            and parent_id is None
+            and _ids is None
+            and running_longer_than is None
+        ):
+            rows = self._by_status(
+                statuses, tenant, name, since_ns, until_ns, inner, outer, now, limit
+            )
+        else:
+            rows = self._by_window(
+                inner,
+                outer,
+                now,
+                limit,
+                tail,
+                tenant,
+                labels,
+                windowed=tenant is None and since is None and _ids is None and not parent_id,
+                since_ns=since_ns,
+                until_ns=until_ns,
+            )
+        flows = Results([self._flow(row, now) for row in rows])
+        self._fill_current_steps(flows)
+        return flows
+
+    def _by_window(
+        self,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+        tail: str,
+        tenant: str | None,
+        labels: Mapping[str, LabelValue] | None,
+        *,
+        windowed: bool,
+        since_ns: int | None,
+        until_ns: int | None,
+    ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         # Newest first with a limit and no lower bound: look at the last hour, then the last
         # day, then everything. A window that already holds `limit` matches holds the newest
         # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
         # keeps the common case (the latest flows) from reading the whole table. With a tenant
         # the key already narrows the read to that tenant's rows: one query.
-        windows: tuple[int | None, ...] = (None,)
-        if (
-            limit is not None
-            and tenant is None
-            and since is None
-            and _ids is None
-            and not parent_id
-        ):
-            windows = (3600, 86400, None)
+        windows: tuple[int | None, ...] = (3600, 86400, None) if windowed and limit else (None,)
         for window in windows:
             bounded = list(inner)
+            outer_bounded = list(outer)
+            low = since_ns
             if window is not None:
-                ns = literal(now - window * 1_000_000_000)
-                bounded.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-                outer_bounded = [*outer, f"start_ns >= {ns}"]
+                low = now - window * 1_000_000_000
+                bounded.append(f"hour >= {_hour(low)}")
+                outer_bounded.append(f"start_ns >= {literal(low)}")
+            if labels and tenant is None:
+                # Flows with every label in the window, from dashfrog_flow_labels_by_hour:
+                # `limit` of them read by key, not the window's rows of every tenant.
+                rows = self._newest(
+                    self._labelled(labels, low, until_ns), bounded, outer_bounded, now, limit
+                )
             else:
-                outer_bounded = outer
-            rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+                bounded.extend(self._label_filters(labels, tenant))
+                rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
             if limit is None or len(rows) >= limit:
                 break
-        flows = Results([self._flow(row, now) for row in rows])
-        self._fill_current_steps(flows)
-        return flows
+        return rows
+
+    def _label_filters(
+        self, labels: Mapping[str, LabelValue] | None, tenant: str | None
+    ) -> list[str]:
+        # dashfrog_flow_labels is keyed (key, value, tenant, flow_id): with a tenant the
+        # subquery reads that tenant's ids only, not every flow that has the label (without
+        # one, `_labelled` serves).
+        if tenant is None:
+            return []
+        return [
+            f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flow_labels "
+            f"WHERE key = {literal(key)} AND value = {literal(label_text(value))} "
+            f"AND tenant = {literal(tenant)})"
+            for key, value in (labels or {}).items()
+        ]
+
+    def _labelled(self, labels: Mapping[str, LabelValue], low: int | None, high: int | None) -> str:
+        """Candidates for `_newest`: flows carrying every label, in the hour bounds, by their
+        earliest record (the closest to the flow's start, which no record precedes)."""
+        pairs = sorted({(key, label_text(value)) for key, value in labels.items()})
+        where = [
+            f"(key, value) IN ({', '.join(f'({literal(k)}, {literal(v)})' for k, v in pairs)})"
+        ]
+        if low is not None:
+            where.append(f"hour >= {_hour(low)}")
+            where.append(f"start >= fromUnixTimestamp64Nano({literal(low)})")
+        if high is not None:
+            where.append(f"hour <= {_hour(high)}")
+        return (
+            "SELECT flow_id, tenant, name, toUInt32(hour) AS h, "
+            "toUnixTimestamp64Nano(min(start)) AS s "
+            f"FROM {self._db}.dashfrog_flow_labels_by_hour WHERE {' AND '.join(where)} "
+            f"GROUP BY flow_id, tenant, name, hour HAVING uniqExact(key) = {len(pairs)} "
+            "ORDER BY s DESC"
+        )
+
+    def _by_status(
+        self,
+        statuses: list[str],
+        tenant: str | None,
+        name: str | None,
+        since_ns: int | None,
+        until_ns: int | None,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """Ended flows by status through dashfrog_flow_status: the candidates (flows with a
+        record of that rank, newest first), then their merged rows from dashfrog_flows, where
+        the status is decided as everywhere else (a cancelled candidate may have failed).
+
+        A record starts no earlier than its flow, so `start >= since` on the index loses no
+        flow (see `_newest`)."""
+        where = [f"rank IN {literal(sorted({_ENDED_RANKS[s] for s in statuses}))}"]
+        if tenant is not None:
+            where.append(f"tenant = {literal(tenant)}")
+        if name is not None:
+            where.append(f"name = {literal(name)}")
+        if since_ns is not None:
+            where.append(f"hour >= {_hour(since_ns)}")
+            where.append(f"start >= fromUnixTimestamp64Nano({literal(since_ns)})")
+        if until_ns is not None:
+            where.append(f"hour <= {_hour(until_ns)}")
+        # No GROUP BY: a flow seen twice is one key below (grouping 100k ids cost more than
+        # the rest of the query).
+        candidates = (
+            "SELECT flow_id, tenant, name, toUInt32(hour) AS h, toUnixTimestamp64Nano(start) AS s "
+            f"FROM {self._db}.dashfrog_flow_status WHERE {' AND '.join(where)} ORDER BY start DESC"
+        )
+        return self._newest(candidates, inner, outer, now, limit)
+
+    def _newest(
+        self,
+        candidates: str,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` flows among `candidates` (SQL returning flow_id, tenant, name,
+        h = the hour, s = the record's start; newest first) that match every filter.
+
+        A record starts no earlier than its flow. With a limit, the newest `k` candidates hold
+        the answer when at least `limit` of them match and start no earlier than the oldest
+        candidate (any flow left out started before it); otherwise `k` grows, up to every
+        candidate. Each round reads `k` flows by dashfrog_flows' full key."""
+        tail = "ORDER BY start_ns DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
+        k = limit
+        while True:
+            if k is None:  # every candidate: a set built in ClickHouse, however many
+                every = (
+                    "(tenant, name, hour, flow_id) IN (SELECT tenant, name, toDateTime(h), "
+                    f"flow_id FROM ({candidates}))"
+                )
+                return self._rows(self._flow_sql([*inner, every], outer, now, tail))
+            found = self._rows(f"{candidates} LIMIT {int(k)}")
+            if not found:
+                return []
+            keys = ", ".join(
+                sorted(
+                    {
+                        f"({literal(str(r['tenant']))}, {literal(str(r['name']))}, "
+                        f"toDateTime({int(r['h'])}), {literal(str(r['flow_id']))})"
+                        for r in found
+                    }
+                )
+            )
+            # The full key names every granule to read: the skip indexes (the flow id's bloom
+            # filter) would only be checked again for each of them.
+            rows = self._rows(
+                self._flow_sql(
+                    [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"],
+                    outer,
+                    now,
+                    tail + " SETTINGS use_skip_indexes = 0",
+                )
+            )
+            if len(found) < k or limit is None:
+                return rows
+            oldest = min(int(r["s"]) for r in found)
+            if sum(1 for r in rows if int(r["start_ns"]) >= oldest) >= limit:
+                return rows
+            k = None if k >= 16 * limit else k * 4
 
     def _fill_current_steps(self, flows: list[Flow]) -> None:
         open_flows = {f.id: f for f in flows if f.status in c.OPEN}
@@ -502,33 +679,40 @@ class ClickHouseFlowStore:
         self, *, since: TimeArg = None, tenant: str | None = None, name: str | None = None
     ) -> Results[FlowStats]:
         """Per flow name and tenant: counts by status, failure rate, p50/p95 duration (ended
-        flows). The failure rate is (failed + timed out) over flows that ended or timed out."""
+        flows). The failure rate is (failed + timed out) over flows that ended or timed out.
+
+        One pass over the window's rows of dashfrog_flows, merged per flow on the columns the
+        counts need only (no labels, ids or error text: the per-flow merge is the cost)."""
         now = time.time_ns()
-        inner: list[str] = []
-        outer: list[str] = []
+        where: list[str] = []
+        having = "1"
         if tenant is not None:
-            inner.append(f"tenant = {literal(tenant)}")
+            where.append(f"tenant = {literal(tenant)}")
         if name is not None:
-            inner.append(f"name = {literal(name)}")
-        if since is not None:
-            ns = literal(to_ns(since, now_ns=now))
-            inner.append(f"hour >= toStartOfHour(fromUnixTimestamp64Nano({ns}))")
-            outer.append(f"start_ns >= {ns}")
-        flows = self._flow_sql(inner, outer, now, tail="")
+            where.append(f"name = {literal(name)}")
+        ns = None if since is None else to_ns(since, now_ns=now)
+        if ns is not None:
+            where.append(f"hour >= {_hour(ns)}")
+            having = f"start_ns >= {literal(ns)}"
+        ended = "status NOT IN ('running', 'timed_out')"
         rows = self._rows(
             "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
             + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
-            + ", quantileExactInclusiveIf(0.5)((toInt64(f_outcome.2) - start_ns) / 1e6, "
-            "status NOT IN ('running', 'timed_out')) AS p50, "
-            "quantileExactInclusiveIf(0.95)((toInt64(f_outcome.2) - start_ns) / 1e6, "
-            "status NOT IN ('running', 'timed_out')) AS p95 "
-            f"FROM ({flows}) GROUP BY f_name, f_tenant"
+            + ", quantilesExactInclusiveIf(0.5, 0.95)("
+            f"(f_outcome.2 - start_ns) / 1e6, {ended}) AS q FROM ("
+            + _STATUS.replace("{{now}}", literal(now))
+            + "SELECT flow_id, anyIf(tenant, tenant != '') AS f_tenant, "
+            "anyIf(name, name != '') AS f_name, toUnixTimestamp64Nano(min(start)) AS start_ns, "
+            "max((outcome.1, outcome.2)) AS f_outcome, max(timeout_s) AS f_timeout_s "
+            f"FROM {self._db}.dashfrog_flows WHERE {' AND '.join(where) or '1'} "
+            f"GROUP BY flow_id HAVING {having})) GROUP BY f_name, f_tenant"
         )
         out: Results[FlowStats] = Results()
         for r in sorted(rows, key=lambda r: (str(_none(r["name"])), str(_none(r["tenant"])))):
             count, running = int(r["n"]), int(r["running"])
             failed, timed_out = int(r["failed"]), int(r["timed_out"])
-            ended = count - running
+            ended_count = count - running
+            p50, p95 = r["q"] or (None, None)
             out.append(
                 FlowStats(
                     name=_none(r["name"]),
@@ -539,9 +723,9 @@ class ClickHouseFlowStore:
                     failed=failed,
                     cancelled=int(r["cancelled"]),
                     timed_out=timed_out,
-                    failure_rate=(failed + timed_out) / ended if ended else 0.0,
-                    p50_ms=_quantile(r["p50"]),
-                    p95_ms=_quantile(r["p95"]),
+                    failure_rate=(failed + timed_out) / ended_count if ended_count else 0.0,
+                    p50_ms=_quantile(p50),
+                    p95_ms=_quantile(p95),
                 )
             )
         return out

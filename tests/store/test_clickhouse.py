@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,12 @@ from dashfrog_sdk.clickhouse.connection import (
     literal,
     parse_url,
     redact,
+    render,
 )
 from dashfrog_sdk.store import FlowStore, StoreError
 from dashfrog_sdk.store.backend import FlowBackend
 from tests.store.conftest import run_cli
-from tests.store.test_backends import ChPipe, chdb_dir  # noqa: F401 - the session's chDB
+from tests.store.test_backends import ChPipe, _order, chdb_dir  # noqa: F401 - the session's chDB
 from tests.support import ROOT
 from tests.support.clickhouse import ChDatabase, endpoint, new_database, wait_ready
 
@@ -77,11 +80,24 @@ def test_store_without_rollup_says_how_to_create_it(chdb_dir: str) -> None:  # n
 
 
 def test_migrations_are_numbered_and_idempotent_statements() -> None:
+    """Every statement creates only what is missing, except a backfill: an INSERT ... SELECT
+    into a table its own migration created, after that table's view (a row the two both
+    write is seen twice, which those tables are built to tolerate)."""
     found = migrate.migrations()
     assert [v for v, _, _ in found] == list(range(1, len(found) + 1))
     for _, _, sql in found:
+        created: list[str] = []
         for statement in migrate.statements(sql):
+            backfill = re.match(r"INSERT INTO \{db\}\.(\w+)\s+SELECT ", statement)
+            if backfill:
+                table = backfill.group(1)
+                assert table in created, statement[:80]
+                assert f"TO {{db}}.{table} AS" in sql.split(statement)[0], statement[:80]
+                continue
             assert "IF NOT EXISTS" in statement.split("(")[0].split(" AS")[0], statement[:80]
+            made = re.match(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)", statement)
+            if made:
+                created.append(made.group(1))
 
 
 def test_rollup_sql_spells_only_conventions_names() -> None:
@@ -290,3 +306,138 @@ def test_rollup_ranks_statuses_by_the_one_precedence() -> None:
     assert rollup.count(f"indexOf({listed}") == 2  # the flow span's and the events' view
     store_sql = (ROOT / "dashfrog_sdk" / "store" / "clickhouse.py").read_text()
     assert "f_outcome.1 = 4, 'failed', f_outcome.1 = 3, 'cancelled'" in store_sql
+
+
+# -- migration 2: the list indexes, on a new database and on one upgraded from version 1 --------
+
+
+def _at_version_1(path: str) -> ChDatabase:
+    """A database as `dashfrog clickhouse init` left it before migration 2 existed."""
+    db = new_database(path, rollup=False)
+    version, name, sql = migrate.migrations()[0]
+    assert (version, name) == (1, "001_flow_rollup.sql")
+    db.transport.command(render(migrate.VERSION_TABLE, database=db.database))
+    for statement in migrate.statements(sql):
+        db.transport.command(render(statement, database=db.database))
+    db.transport.command(
+        render(
+            "INSERT INTO {db}.dashfrog_schema_version (version, name) VALUES (1, {n})",
+            {"n": name},
+            database=db.database,
+        )
+    )
+    return db
+
+
+def _mixed_flows(pipe: ChPipe) -> dict[str, str]:
+    ids = {"done": _order(pipe, "acme", plan="pro"), "failed": _order(pipe, "acme", fail=True)}
+    with pipe.flow("checkout", "globex", plan="pro") as late_fail:
+        pass
+    pipe.flush()
+    pipe.end(late_fail, "failed", error=("RuntimeError", "worker lost"))
+    ids["late_fail"] = late_fail.id
+    pipe.flush()
+    return ids
+
+
+def _answers(store: FlowBackend) -> dict[str, object]:
+    return {
+        "failed": [f.id for f in store.flows(status="failed")],
+        "completed": [f.id for f in store.flows(status="completed")],
+        "pro": [f.id for f in store.flows(labels={"plan": "pro"})],
+        "pro_failed": [f.id for f in store.flows(labels={"plan": "pro"}, status="failed")],
+        "acme_failed": [f.id for f in store.flows(tenant="acme", status="failed", since="1d")],
+        "stats": [(s.name, s.tenant, s.count, s.failed, s.completed) for s in store.stats()],
+    }
+
+
+def test_init_upgrades_a_database_at_version_1(chdb_dir: str) -> None:  # noqa: F811
+    old = _at_version_1(chdb_dir)
+    ids = _mixed_flows(ChPipe(old))  # written while only migration 1's views existed
+    with pytest.raises(StoreError, match="version 1.*dashfrog clickhouse init"):
+        FlowStore(old.url)
+    upgraded = migrate.apply(old.transport, old.database)
+    assert (upgraded.applied, upgraded.version) == (["002_flow_indexes.sql"], 2)
+    assert migrate.apply(old.transport, old.database).applied == []  # idempotent
+    with pipe_and_store(old) as (pipe, store):
+        before = _answers(store)
+        with pipe.flow("long_job", "acme", plan="pro") as busy:  # after the upgrade
+            with pipe.step(busy, "crunch"):
+                pipe.flush()
+                running = store.flows(status="running", labels={"plan": "pro"})
+    assert before == {
+        "failed": [ids["late_fail"], ids["failed"]],
+        "completed": [ids["done"]],
+        "pro": [ids["late_fail"], ids["done"]],
+        "pro_failed": [ids["late_fail"]],
+        "acme_failed": [ids["failed"]],
+        "stats": [("checkout", "globex", 1, 1, 0), ("order_processing", "acme", 2, 1, 1)],
+    }
+    assert [(f.id, f.current_step) for f in running] == [(busy.id, "crunch")]
+    fresh = new_database(chdb_dir)  # the same records into a database created at version 2
+    fresh_ids = _mixed_flows(ChPipe(fresh))
+    with FlowStore(fresh.url) as store:
+        again = _answers(store)
+    rename = {new: ids[key] for key, new in fresh_ids.items()}
+    assert {
+        k: [rename.get(x, x) for x in v] if k != "stats" else v for k, v in again.items()
+    } == before
+
+
+@contextmanager
+def pipe_and_store(db: ChDatabase) -> Iterator[tuple[ChPipe, FlowBackend]]:
+    pipe, store = ChPipe(db), FlowStore(db.url)
+    try:
+        yield pipe, store
+    finally:
+        store.close()
+        pipe.close()
+
+
+def test_newest_by_status_looks_past_candidates_a_later_record_changed(
+    chdb_dir: str,  # noqa: F811
+) -> None:
+    """status=completed reads the newest flows with a completed record; a newer flow whose
+    later end event failed it is such a candidate but not an answer, so the candidates grow
+    until `limit` answers are found, in start order."""
+    db = new_database(chdb_dir)
+    pipe = ChPipe(db)
+    now = time.time_ns()
+    flows = []
+    for age_s in range(12, 0, -1):  # oldest first
+        attrs = {
+            c.FLOW_ID: f"{age_s:032x}",
+            c.FLOW_NAME: "batch",
+            c.TENANT: "acme",
+            c.FLOW_STATUS: c.COMPLETED,
+            c.label_key("plan"): "pro",
+        }
+        start = now - age_s * 1_000_000_000
+        span = pipe.tracer.start_span("flow batch", attributes=attrs, start_time=start)
+        span.end(end_time=start + 1_000_000)
+        flows.append(FlowHandleLike(attrs, span, start))
+    pipe.flush()
+    for fh in flows[-5:]:  # the five newest fail afterwards, in another process
+        pipe.end(fh, "failed")  # type: ignore[arg-type]
+    pipe.flush()
+    with FlowStore(db.url) as store:
+        completed = [f.id for f in store.flows(status="completed", limit=3)]
+        failed = [f.id for f in store.flows(status="failed", limit=2)]
+        with_label = [
+            f.id for f in store.flows(status="completed", labels={"plan": "pro"}, limit=2)
+        ]
+        every = [f.id for f in store.flows(status="completed", limit=None)]
+    ids = [f.attrs[c.FLOW_ID] for f in flows]
+    assert completed == [ids[6], ids[5], ids[4]]
+    assert failed == [ids[11], ids[10]]
+    assert with_label == [ids[6], ids[5]]
+    assert every == ids[6::-1]
+    pipe.close()
+
+
+class FlowHandleLike:
+    """What Pipe.end reads from a flow handle."""
+
+    def __init__(self, attrs: dict[str, object], span: object, start_ns: int) -> None:
+        self.attrs, self.span, self.start_ns = attrs, span, start_ns
+        self.id = str(attrs[c.FLOW_ID])
