@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, set_span_in_context
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import validation
 from dashfrog_sdk._otel.keys import BAGGAGE_KEY, SPAN_KEY
+from dashfrog_sdk.conventions import FlowStatus
 
 LabelValue = str | int | float | bool
 
@@ -112,7 +113,7 @@ class FlowState:
         self.failed_here = False
         self.error: BaseException | str | None = None
         self.ended = False
-        self.final_status: str | None = None
+        self.final_status: FlowStatus | None = None
         # Computed once, reused by every span, event and metric of the flow. Every value is a
         # str (labels are validated to strings), so the dict is also the baggage's starting point.
         if base is None:

@@ -32,6 +32,7 @@ from dashfrog_sdk.context import (
     lookup,
     with_flow,
 )
+from dashfrog_sdk.conventions import FlowStatus
 from dashfrog_sdk.error_text import describe, error_attributes
 from dashfrog_sdk.ids import flow_id as new_flow_id
 from dashfrog_sdk.lifecycle import records
@@ -202,7 +203,7 @@ _MAX_KINDS = 4096
 _kinds: dict[tuple[object, ...], _Kind] = {}
 
 
-def _end(status: str, error: BaseException | str | None, where: str) -> bool:
+def _end(status: FlowStatus, error: BaseException | str | None, where: str) -> bool:
     state = flow_state()
     if state is None:
         diagnostics.report(

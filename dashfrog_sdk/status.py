@@ -54,10 +54,11 @@ a flow's ending records, as in README's "Querying a backend").
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Final, TypeVar
 
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.context import FlowState
+from dashfrog_sdk.conventions import FlowStatus, StepStatus
 
 # Exceptions that mean "stopped", not "broke".
 CANCELLING: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -75,7 +76,10 @@ SYMBOLS: Final = {
 RANK: Final = {c.RUNNING: 0, c.COMPLETED: 1, c.CANCELLED: 2, c.FAILED: 3}
 
 
-def worst(*statuses: str) -> str:
+_S = TypeVar("_S", bound=str)
+
+
+def worst(*statuses: _S) -> _S:
     """The status that wins among `statuses` (failed > cancelled > completed > running)."""
     return max(statuses, key=lambda status: RANK.get(status, 0))
 
@@ -115,7 +119,7 @@ def fails_the_flow(exc: BaseException) -> bool:
     return not (_RETRYING and isinstance(exc, tuple(_RETRYING)))
 
 
-def step_fails_flow(status: str, error: BaseException | str | None, protected: bool) -> bool:
+def step_fails_flow(status: StepStatus, error: BaseException | str | None, protected: bool) -> bool:
     """Whether a step that ended with `status` fails its flow: failed or timed out, not
     `protected` (optional, ``raise_on_error=False``, inside such a step, or an attempt to be
     retried), and not left by a task queue's retry."""
@@ -141,7 +145,7 @@ def retries_attempt(
     )
 
 
-def of_exit(exc: BaseException | None) -> str:
+def of_exit(exc: BaseException | None) -> StepStatus:
     """The status of a block (a step's, a flow's) that exited with `exc` (None: normally)."""
     if exc is None:
         return c.COMPLETED
@@ -168,7 +172,9 @@ def forget_failure(state: FlowState) -> None:
     state.failed, state.failed_here, state.error = False, False, None
 
 
-def end(state: FlowState, status: str, error: BaseException | str | None = None) -> str:
+def end(
+    state: FlowState, status: FlowStatus, error: BaseException | str | None = None
+) -> FlowStatus:
     """End the flow with `status` (completed, cancelled or failed, with `error`); returns the
     status it ends with once the flow's own failures are counted."""
     if status == c.FAILED:
@@ -178,12 +184,12 @@ def end(state: FlowState, status: str, error: BaseException | str | None = None)
     return final
 
 
-def block_exit(state: FlowState, exc: BaseException | None) -> tuple[str, bool]:
+def block_exit(state: FlowState, exc: BaseException | None) -> tuple[FlowStatus, bool]:
     """What the flow's `with` block reports as it exits with `exc`, and whether that ends the
     flow: an exception, or ``end_on_exit``; otherwise it is ``running`` (it ends elsewhere)."""
     # worst(of_exit(exc), FAILED if state.failed else COMPLETED), inlined: this runs per flow.
     if exc is None:
-        status = c.FAILED if state.failed else c.COMPLETED
+        status: FlowStatus = c.FAILED if state.failed else c.COMPLETED
     elif isinstance(exc, CANCELLING):
         status = c.FAILED if state.failed else c.CANCELLED
     else:

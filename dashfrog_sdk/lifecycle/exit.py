@@ -71,9 +71,9 @@ class OpenFlows:
             ended[final] = ended.get(final, 0) + 1
             error = ProcessExit(reason) if final == c.CANCELLED else None
             records.flow_ended(state, final, now, state.trace_id, state.span_id, error)
-        for final, n in sorted(ended.items()):
+        for shown, n in sorted(ended.items()):
             logger.warning(
-                "dashfrog_sdk: %d flow(s) still open at exit were recorded as %s", n, final
+                "dashfrog_sdk: %d flow(s) still open at exit were recorded as %s", n, shown
             )
         return sum(ended.values())
 
