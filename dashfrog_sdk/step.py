@@ -6,6 +6,9 @@ Example:
     ...         ...
     >>> @step.start("validate")
     ... def validate(order): ...
+    >>> with step.start("import_rows") as s:
+    ...     s.progress(400, total=1000)          # "import_rows 40% (400/1000)" while it runs
+    ...     s.artifact("summary", {"rows": 1000})  # a small JSON data product of the step
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import progress as _progress
 from dashfrog_sdk import validation
 from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
@@ -34,14 +38,22 @@ logger = logging.getLogger("dashfrog_sdk")
 __all__ = ["StepScope", "start"]
 
 
-class StepScope(Scope[None]):
-    """What `step.start()` returns: a context manager (sync and async) and a decorator."""
+class StepScope(Scope["StepScope"]):
+    """What `step.start()` returns: a context manager (sync and async) and a decorator.
+
+    `with step.start("name") as s:` gives the scope itself, for :meth:`progress` and
+    :meth:`artifact`.
+    """
 
     __slots__ = (
+        "_artifacts",
         "_attributes",
         "_depth",
         "_name",
         "_optional",
+        "_progress",
+        "_progress_recorded",
+        "_progress_sent",
         "_protects_flow",
         "_span",
         "_start",
@@ -56,14 +68,17 @@ class StepScope(Scope[None]):
         self._optional = optional
         self._attributes = attributes
         self._span: Span | None = None
+        self._progress: tuple[Any, Any, Any] | None = None  # the latest (done, total, message)
+        self._progress_sent = 0  # time_ns() of the last progress record
+        self._artifacts: set[str] | None = None  # names recorded by this step
 
     def _copy(self) -> StepScope:
         return StepScope(self._name, self._optional, self._attributes)
 
-    def _stand_in(self) -> None:
-        return None
+    def _stand_in(self) -> StepScope:
+        return self  # progress() and artifact() still check their arguments; nothing recorded
 
-    def _enter(self) -> None:
+    def _enter(self) -> StepScope:
         rt = runtime if runtime.configured else runtime.ensure()
         parent = otel_context.get_current()
         state, depth, inside_optional = lookup(parent)
@@ -87,6 +102,7 @@ class StepScope(Scope[None]):
         if state is not None:
             sc = span.get_span_context()
             records.step_started(state, name, start, sc.trace_id, sc.span_id, depth)
+        return self
 
     def _exit(self, exc: BaseException | None) -> None:
         span, state = self._span, self._state
@@ -104,6 +120,8 @@ class StepScope(Scope[None]):
                 # A failed step fails its flow even when the caller catches the exception
                 # (unless it, or a step around it, is optional, or the exception is a retry).
                 fail_flow(state, exc)
+        if self._progress is not None or self._artifacts is not None:
+            self._finish_progress(span, state)
         stamp_one(span, c.STEP_STATUS, status)
         end = time_ns()
         span.end(end)
@@ -120,6 +138,119 @@ class StepScope(Scope[None]):
                 error,
                 self._depth,
             )
+
+    # -- progress and artifacts ------------------------------------------------------------
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Say how far the step is: ``s.progress(400, total=1000)`` reads "import_rows 40%
+        (400/1000)" in the console, the CLI, the store and the UI while the step runs.
+
+        Cheap in a tight loop: the latest value is kept on the step and recorded at most every
+        250 ms (``progress.INTERVAL_NS``) and at the step's end (on its span). ``done`` and
+        ``total`` are numbers >= 0 (``total`` > 0, ``done <= total``; ``total=None`` when it is
+        not known), ``message`` a short string (at most 256 characters); anything else raises
+        at once.
+        """
+        # The checks of dashfrog_sdk.progress.check, inlined for the common case (an int count
+        # and an int total, no message: this runs per loop iteration); anything else goes
+        # through check(), which raises with the full message or returns the same values.
+        if not (
+            type(done) is int
+            and done >= 0
+            and message is None
+            and (total is None or (type(total) is int and total > 0 and done <= total))
+        ):
+            done, total, message = _progress.check("progress()", done, total, message)
+        if not self._active:
+            raise RuntimeError(
+                "progress() was called on a step that is not running: call it inside "
+                '`with step.start("name") as s:`'
+            )
+        self._progress = (done, total, message)
+        now = time_ns()
+        if 0 <= now - self._progress_sent < _progress.INTERVAL_NS:
+            return  # recorded later: at the next call past the interval, or at the step's end
+        self._progress_sent = now
+        state, span = self._state_and_span()
+        if state is not None and span is not None:
+            self._record_progress(state, span, now)
+
+    def artifact(self, name: str, value: Any) -> None:
+        """Record a small JSON data product of the step: ``s.artifact("summary", {"rows": 3})``.
+
+        Stored with the step (the flow store, ClickHouse), shown in ``dashfrog flow``, its
+        ``--json`` and Markdown, and the UI's flow page; never put in baggage or headers.
+        ``value`` must be JSON-serialisable and at most 64 KiB as compact JSON; ``name`` a key
+        (letters, digits, ``_ - .``); at most 32 names per step; a name given again replaces
+        its value. Anything else raises at once.
+        """
+        where = "artifact()"
+        name, text = _progress.encode_artifact(where, name, value)
+        if not self._active:
+            raise RuntimeError(
+                "artifact() was called on a step that is not running: call it inside "
+                '`with step.start("name") as s:`'
+            )
+        names = self._artifacts
+        if names is None:
+            names = self._artifacts = set()
+        if name not in names and len(names) >= _progress.MAX_ARTIFACTS:
+            raise ValueError(
+                f"{where}: a step holds at most {_progress.MAX_ARTIFACTS} artifacts; "
+                f"{name!r} would be one more: gather them into one value"
+            )
+        names.add(name)
+        state, span = self._state_and_span()
+        if state is None or span is None:
+            return
+        sc = span.get_span_context()
+        records.step_artifact(
+            state,
+            self._name,
+            time_ns(),
+            sc.trace_id,
+            sc.span_id,
+            {c.ARTIFACT_NAME: name, c.ARTIFACT_VALUE: text},
+            self._depth,
+        )
+
+    def _state_and_span(self) -> tuple[Any, Span | None]:
+        # Both are set by _enter; a stand-in scope (the SDK failed to start it) has neither.
+        return getattr(self, "_state", None), self._span
+
+    def _progress_attributes(self) -> dict[str, Any]:
+        done, total, message = self._progress or (0, None, None)
+        attributes: dict[str, Any] = {c.STEP_PROGRESS_DONE: done}
+        if total is not None:
+            attributes[c.STEP_PROGRESS_TOTAL] = total
+        if message is not None:
+            attributes[c.STEP_PROGRESS_MESSAGE] = message
+        return attributes
+
+    def _record_progress(self, state: Any, span: Span, now: int) -> None:
+        self._progress_recorded = self._progress
+        sc = span.get_span_context()
+        records.step_progress(
+            state,
+            self._name,
+            now,
+            sc.trace_id,
+            sc.span_id,
+            self._progress_attributes(),
+            self._depth,
+        )
+
+    def _finish_progress(self, span: Span, state: Any) -> None:
+        """At the step's end: its last progress on the span, and recorded if it was not yet
+        (the console shows it; the OTel sink leaves it to the span). Resets the scope, so a
+        scope entered again starts with no progress and no artifacts."""
+        if self._progress is not None:
+            stamp(span, self._progress_attributes())
+            if state is not None and self._progress is not getattr(
+                self, "_progress_recorded", None
+            ):
+                self._record_progress(state, span, time_ns())
+        self._progress = self._progress_recorded = self._artifacts = None
+        self._progress_sent = 0
 
 
 def start(name: str, *, optional: bool = False, **attributes: Any) -> StepScope:

@@ -144,3 +144,8 @@ def boolean(where: str, argument: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{where}: {argument} must be True or False, got {value!r}")
     return value
+
+
+def plain(value: str) -> str:
+    """`value` as a plain str (see `_plain`): for the checks outside this module."""
+    return _plain(value)
