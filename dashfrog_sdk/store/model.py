@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
+
+from dashfrog_sdk import progress as _progress
 
 LabelValue = str | int | float | bool
 AttrValue = Any  # JSON-compatible attribute value (str, number, bool or a list of them)
@@ -81,6 +84,34 @@ class _Timed:
         return ns_to_datetime(self.end_ns)
 
 
+def artifact_value(text: str) -> Any:
+    """An artifact's JSON text as its value (text that is no JSON, e.g. cut by an attribute
+    length limit on the way, stays the text)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclass
+class Progress:
+    """How far a step is, from its latest ``s.progress(done, total, message)``."""
+
+    done: float
+    total: float | None  # None: not known
+    message: str | None
+    ts_ns: int | None  # when it was recorded (the step's end for its last value)
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total (0..1), or None with no total."""
+        return min(1.0, self.done / self.total) if self.total else None
+
+    def text(self, step: str | None = None) -> str:
+        """``import_rows 40% (400/1000)`` (``40% (400/1000)`` without a step name)."""
+        return _progress.text(step, self.done, self.total, self.message)
+
+
 @dataclass
 class Flow(_Timed):
     """One flow as the store knows it now."""
@@ -101,6 +132,7 @@ class Flow(_Timed):
     error_type: str | None
     error_message: str | None
     current_step: str | None = None  # filled by FlowStore.flow() and flows() while running
+    current_progress: Progress | None = None  # the current step's progress, if it said any
 
     @property
     def ended(self) -> bool:
@@ -126,6 +158,8 @@ class Step(_Timed):
     parent_step_id: str | None  # the enclosing step's span id, through any spans between
     depth: int  # 0 for a step directly under the flow
     trace_id: str | None
+    progress: Progress | None = None  # its latest s.progress(); the last one once it ended
+    artifacts: dict[str, Any] = field(default_factory=dict)  # s.artifact(): name -> JSON value
 
 
 @dataclass
