@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/store.py
 	$(PY) benchmarks/http_overhead.py
 	$(PY) benchmarks/export.py
+	$(PY) benchmarks/progress.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .dashfrog .pytest_cache .mypy_cache .ruff_cache

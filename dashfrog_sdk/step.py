@@ -14,21 +14,22 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, Status, StatusCode
 
+from dashfrog_sdk import _fork, validation
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import progress as _progress
-from dashfrog_sdk import validation
 from dashfrog_sdk._otel.keys import detach
 from dashfrog_sdk._otel.spans import record_exception, stamp, stamp_one
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk.context import lookup, with_step
 from dashfrog_sdk.error_text import describe, error_attributes
-from dashfrog_sdk.lifecycle import records
+from dashfrog_sdk.lifecycle import bus, records
 from dashfrog_sdk.lifecycle.scope import Scope
 from dashfrog_sdk.status import fail_flow, fails_the_flow, of_exit
 from dashfrog_sdk.validation import MAX_NAME_LENGTH
@@ -144,20 +145,25 @@ class StepScope(Scope["StepScope"]):
         """Say how far the step is: ``s.progress(400, total=1000)`` reads "import_rows 40%
         (400/1000)" in the console, the CLI, the store and the UI while the step runs.
 
-        Cheap in a tight loop: the latest value is kept on the step and recorded at most every
-        250 ms (``progress.INTERVAL_NS``) and at the step's end (on its span). ``done`` and
+        Cheap in a tight loop: a call only checks its arguments and keeps the value on the step;
+        the lifecycle dispatcher records the latest value at most every 250 ms
+        (``progress.INTERVAL_NS``), and the step's end puts the last one on its span. ``done`` and
         ``total`` are numbers >= 0 (``total`` > 0, ``done <= total``; ``total=None`` when it is
         not known), ``message`` a short string (at most 256 characters); anything else raises
         at once.
         """
-        # The checks of dashfrog_sdk.progress.check, inlined for the common case (an int count
-        # and an int total, no message: this runs per loop iteration); anything else goes
-        # through check(), which raises with the full message or returns the same values.
+        # The checks of dashfrog_sdk.progress.check, inlined for the common case (an int count,
+        # an int total or none, a plain message or none: this runs per loop iteration);
+        # anything else goes through check(), which raises with the full message or returns
+        # the same values (tests/flows/test_progress.py checks both paths record the same).
         if not (
             type(done) is int
             and done >= 0
-            and message is None
             and (total is None or (type(total) is int and total > 0 and done <= total))
+            and (
+                message is None
+                or (type(message) is str and 0 < len(message) <= _progress.MAX_MESSAGE_LENGTH)
+            )
         ):
             done, total, message = _progress.check("progress()", done, total, message)
         if not self._active:
@@ -165,14 +171,9 @@ class StepScope(Scope["StepScope"]):
                 "progress() was called on a step that is not running: call it inside "
                 '`with step.start("name") as s:`'
             )
+        if self._progress is None:
+            self._watch()  # the first call: the dispatcher samples this step from now on
         self._progress = (done, total, message)
-        now = time_ns()
-        if 0 <= now - self._progress_sent < _progress.INTERVAL_NS:
-            return  # recorded later: at the next call past the interval, or at the step's end
-        self._progress_sent = now
-        state, span = self._state_and_span()
-        if state is not None and span is not None:
-            self._record_progress(state, span, now)
 
     def artifact(self, name: str, value: Any) -> None:
         """Record a small JSON data product of the step: ``s.artifact("summary", {"rows": 3})``.
@@ -217,8 +218,15 @@ class StepScope(Scope["StepScope"]):
         # Both are set by _enter; a stand-in scope (the SDK failed to start it) has neither.
         return getattr(self, "_state", None), self._span
 
-    def _progress_attributes(self) -> dict[str, Any]:
-        done, total, message = self._progress or (0, None, None)
+    def _watch(self) -> None:
+        state, span = self._state_and_span()
+        if state is not None and span is not None:  # in a flow: progress records
+            with _watched_lock:
+                _watched.add(self)
+
+    @staticmethod
+    def _progress_attributes(value: tuple[Any, Any, Any]) -> dict[str, Any]:
+        done, total, message = value
         attributes: dict[str, Any] = {c.STEP_PROGRESS_DONE: done}
         if total is not None:
             attributes[c.STEP_PROGRESS_TOTAL] = total
@@ -226,8 +234,11 @@ class StepScope(Scope["StepScope"]):
             attributes[c.STEP_PROGRESS_MESSAGE] = message
         return attributes
 
-    def _record_progress(self, state: Any, span: Span, now: int) -> None:
-        self._progress_recorded = self._progress
+    def _record_progress(self, value: tuple[Any, Any, Any], now: int) -> None:
+        """Queue a progress record of `value` (a step in a flow; under _watched_lock)."""
+        self._progress_recorded: tuple[Any, Any, Any] | None = value
+        span, state = self._span, self._state
+        assert span is not None and state is not None  # only such steps are watched
         sc = span.get_span_context()
         records.step_progress(
             state,
@@ -235,7 +246,7 @@ class StepScope(Scope["StepScope"]):
             now,
             sc.trace_id,
             sc.span_id,
-            self._progress_attributes(),
+            self._progress_attributes(value),
             self._depth,
         )
 
@@ -243,14 +254,47 @@ class StepScope(Scope["StepScope"]):
         """At the step's end: its last progress on the span, and recorded if it was not yet
         (the console shows it; the OTel sink leaves it to the span). Resets the scope, so a
         scope entered again starts with no progress and no artifacts."""
-        if self._progress is not None:
-            stamp(span, self._progress_attributes())
-            if state is not None and self._progress is not getattr(
-                self, "_progress_recorded", None
-            ):
-                self._record_progress(state, span, time_ns())
-        self._progress = self._progress_recorded = self._artifacts = None
-        self._progress_sent = 0
+        with _watched_lock:  # not while the dispatcher samples it: each value recorded once
+            _watched.discard(self)
+            value = self._progress
+            if value is not None:
+                stamp(span, self._progress_attributes(value))
+                if state is not None and value is not getattr(self, "_progress_recorded", None):
+                    self._record_progress(value, time_ns())
+            self._progress = self._progress_recorded = self._artifacts = None
+            self._progress_sent = 0
+
+
+# Running steps in a flow that said how far they are: the dispatcher samples them.
+_watched: set[StepScope] = set()
+_watched_lock = threading.Lock()
+
+
+def sample_progress() -> None:
+    """Record each watched step's latest progress, if it changed, at most once per
+    `progress.INTERVAL_NS` a step. Runs on the lifecycle dispatcher before each drain (every
+    100 ms, and on flush), so `s.progress()` itself never reads the clock or builds a record."""
+    if not _watched:
+        return
+    now = time_ns()
+    with _watched_lock:
+        for scope in _watched:
+            value = scope._progress
+            if value is None or value is getattr(scope, "_progress_recorded", None):
+                continue
+            if 0 <= now - scope._progress_sent < _progress.INTERVAL_NS:
+                continue
+            scope._progress_sent = now
+            scope._record_progress(value, now)
+
+
+def _after_fork() -> None:
+    global _watched_lock
+    _watched_lock = threading.Lock()
+
+
+bus.add_sampler(sample_progress)
+_fork.in_child(_after_fork)
 
 
 def start(name: str, *, optional: bool = False, **attributes: Any) -> StepScope:

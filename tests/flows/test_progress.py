@@ -17,6 +17,7 @@ from dashfrog_sdk.lifecycle.records import Lifecycle
 from dashfrog_sdk.sinks.console import ConsoleSink, render_line
 from dashfrog_sdk.step import StepScope
 from dashfrog_sdk.testing import Capture
+from tests.support.procs import wait_until
 
 
 def _progress_events(cap: Capture, name: str | None = None) -> list[dict[str, Any]]:
@@ -49,7 +50,7 @@ def test_progress_is_recorded_on_events_and_on_the_span(dashfrog_capture: Captur
     with flow.start("imports", tenant="acme"), step.start("import_rows") as s:
         s.progress(400, total=1000, message="loading eu")
     events = _progress_events(dashfrog_capture)
-    assert events, "the first call is recorded at once: a running step shows it"
+    assert len(events) == 1  # sampled while it ran, or recorded at its end: once
     first = events[0]
     assert first[c.STEP_NAME] == "import_rows" and first[c.TENANT] == "acme"
     assert (first[c.STEP_PROGRESS_DONE], first[c.STEP_PROGRESS_TOTAL]) == (400, 1000)
@@ -63,22 +64,43 @@ def test_progress_is_recorded_on_events_and_on_the_span(dashfrog_capture: Captur
     assert event.span_id == span.context.span_id
 
 
-def test_a_tight_loop_records_a_few_updates_and_always_the_last(
+def test_the_dispatcher_records_the_latest_value_a_few_times_a_second(
     dashfrog_capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """progress() only keeps the value; the dispatcher's sampler (step.sample_progress, before
+    each drain) records it if it changed, at most once per 250 ms a step; the end records the
+    last. The clock is the test's; the sampler is called as the dispatcher calls it (it may
+    also run on its own meanwhile: the outcome is the same)."""
     clock = Clock()
     monkeypatch.setattr(step_module, "time_ns", clock)
+    ms = 1_000_000
     with flow.start("imports", tenant="acme"), step.start("import_rows") as s:
-        for i in range(10_000):
-            clock.now += 100_000  # 0.1 ms per row: 1 s in all
-            s.progress(i + 1, total=10_000)
+        s.progress(1, total=10_000)
+        step_module.sample_progress()  # recorded: the first value
+        s.progress(2, total=10_000)
+        clock.now += 100 * ms
+        step_module.sample_progress()  # not yet: 100 ms since the last record
+        clock.now += 200 * ms
+        step_module.sample_progress()  # 300 ms: recorded
+        step_module.sample_progress()  # unchanged: nothing
+        for i in range(3, 10_001):  # a tight loop within one interval: nothing recorded
+            s.progress(i, total=10_000)
+        step_module.sample_progress()
     done = [e[c.STEP_PROGRESS_DONE] for e in _progress_events(dashfrog_capture)]
-    # One at the first call, one per 250 ms after it, and the last value at the end.
-    assert done[0] == 1 and done[-1] == 10_000
-    assert 4 <= len(done) <= 6, done
-    assert done == sorted(done)
+    assert done == [1, 2, 10_000]  # and the last value at the end
     attrs = dict(dashfrog_capture.flow("imports").step("import_rows").span.attributes or {})
     assert attrs[c.STEP_PROGRESS_DONE] == 10_000
+
+
+def test_a_running_step_is_sampled_without_any_call_of_ours(dashfrog_capture: Capture) -> None:
+    with flow.start("imports", tenant="acme"), step.start("import_rows") as s:
+        s.progress(7, total=10)
+        wait_until(  # the events as they arrive (reading `.events` would flush)
+            lambda: [e for e in list(dashfrog_capture._events) if e.name == c.EVENT_STEP_PROGRESS],
+            timeout=10,
+            message="the dispatcher never recorded the running step's progress",
+        )
+    assert [e[c.STEP_PROGRESS_DONE] for e in _progress_events(dashfrog_capture)] == [7]
 
 
 def test_the_last_value_is_recorded_once(dashfrog_capture: Capture) -> None:
@@ -296,3 +318,26 @@ def test_runtime_trouble_recording_never_raises(
     assert diagnostics.counts()["scope.enter_errors"] == before + 1
     assert _progress_events(dashfrog_capture) == []
     assert dashfrog_capture.events_named(c.EVENT_STEP_ARTIFACT) == []
+
+
+@pytest.mark.parametrize(
+    "args", [(3, 4, "rows"), (3, None, None), (0, 1, None), (5, 5, "x" * 256), (2, None, "m")]
+)
+def test_the_inlined_checks_accept_what_check_accepts_unchanged(args: tuple[Any, ...]) -> None:
+    """step.progress() passes these through its inlined checks as they are; check() (the
+    path of everything else) returns them unchanged, same types: both record the same."""
+    checked = progress.check("progress()", *args)
+    assert checked == args and [type(v) for v in checked] == [type(v) for v in args]
+
+
+def test_number_subclasses_take_the_checked_path_and_are_recorded_plain(
+    dashfrog_capture: Capture,
+) -> None:
+    class Count(int):
+        pass
+
+    with flow.start("imports", tenant="acme"), step.start("s") as s:
+        s.progress(Count(3), total=Count(4), message="")
+    (event,) = _progress_events(dashfrog_capture)
+    assert type(event[c.STEP_PROGRESS_DONE]) is int and type(event[c.STEP_PROGRESS_TOTAL]) is int
+    assert c.STEP_PROGRESS_MESSAGE not in event  # an empty message is no message
