@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from time import time_ns
 from typing import Any
 
@@ -47,6 +48,7 @@ class StepScope(Scope["StepScope"]):
     """
 
     __slots__ = (
+        "__weakref__",  # the dispatcher watches running steps weakly (step._watched)
         "_artifacts",
         "_attributes",
         "_depth",
@@ -266,7 +268,8 @@ class StepScope(Scope["StepScope"]):
 
 
 # Running steps in a flow that said how far they are: the dispatcher samples them.
-_watched: set[StepScope] = set()
+# Weak: a step never exited (its generator dropped) is forgotten with it.
+_watched: weakref.WeakSet[StepScope] = weakref.WeakSet()
 _watched_lock = threading.Lock()
 
 
@@ -278,7 +281,7 @@ def sample_progress() -> None:
         return
     now = time_ns()
     with _watched_lock:
-        for scope in _watched:
+        for scope in list(_watched):
             value = scope._progress
             if value is None or value is getattr(scope, "_progress_recorded", None):
                 continue

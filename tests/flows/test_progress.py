@@ -341,3 +341,39 @@ def test_number_subclasses_take_the_checked_path_and_are_recorded_plain(
     (event,) = _progress_events(dashfrog_capture)
     assert type(event[c.STEP_PROGRESS_DONE]) is int and type(event[c.STEP_PROGRESS_TOTAL]) is int
     assert c.STEP_PROGRESS_MESSAGE not in event  # an empty message is no message
+
+
+async def _async_step() -> tuple[Any, Any]:
+    with flow.start("imports", tenant="acme"):
+        async with step.start("fetch") as s:
+            s.progress(1, total=2)
+            s.artifact("page", [1, 2])
+    return s, None
+
+
+def test_async_with_gives_the_scope_too(dashfrog_capture: Capture) -> None:
+    import asyncio
+
+    scope, _ = asyncio.run(_async_step())
+    assert isinstance(scope, StepScope)
+    fetched = dashfrog_capture.flow("imports").step("fetch")
+    assert fetched.progress == (1, 2, None)
+    assert fetched.artifacts == {"page": [1, 2]}
+
+
+def test_a_step_never_exited_is_not_kept_alive(dashfrog_capture: Capture) -> None:
+    import gc
+
+    with flow.start("imports", tenant="acme"):
+        scope = step.start("abandoned")
+        scope.__enter__()
+        scope.progress(1)
+        assert scope in step_module._watched
+        scope._active = False  # as if the block were gone without exiting
+        otel_token = scope._token
+        from dashfrog_sdk._otel.keys import detach
+
+        detach(otel_token)
+        del scope
+        gc.collect()
+    assert len(step_module._watched) == 0
