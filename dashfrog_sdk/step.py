@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, Status, StatusCode
 
-from dashfrog_sdk import _fork, validation
+from dashfrog_sdk import _fork, diagnostics, validation
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import progress as _progress
 from dashfrog_sdk._otel.keys import detach
@@ -205,16 +205,19 @@ class StepScope(Scope["StepScope"]):
         state, span = self._state_and_span()
         if state is None or span is None:
             return
-        sc = span.get_span_context()
-        records.step_artifact(
-            state,
-            self._name,
-            time_ns(),
-            sc.trace_id,
-            sc.span_id,
-            {c.ARTIFACT_NAME: name, c.ARTIFACT_VALUE: text},
-            self._depth,
-        )
+        try:  # the arguments were right: nothing from here on raises into the application
+            sc = span.get_span_context()
+            records.step_artifact(
+                state,
+                self._name,
+                time_ns(),
+                sc.trace_id,
+                sc.span_id,
+                {c.ARTIFACT_NAME: name, c.ARTIFACT_VALUE: text},
+                self._depth,
+            )
+        except Exception as error:
+            diagnostics.internal_error("step.artifact_errors", error, "recording an artifact")
 
     def _state_and_span(self) -> tuple[Any, Span | None]:
         # Both are set by _enter; a stand-in scope (the SDK failed to start it) has neither.
@@ -223,8 +226,11 @@ class StepScope(Scope["StepScope"]):
     def _watch(self) -> None:
         state, span = self._state_and_span()
         if state is not None and span is not None:  # in a flow: progress records
-            with _watched_lock:
-                _watched.add(self)
+            try:
+                with _watched_lock:
+                    _watched.add(self)
+            except Exception as error:  # never into the application
+                diagnostics.internal_error("step.progress_errors", error, "watching progress")
 
     @staticmethod
     def _progress_attributes(value: tuple[Any, Any, Any]) -> dict[str, Any]:

@@ -377,3 +377,20 @@ def test_a_step_never_exited_is_not_kept_alive(dashfrog_capture: Capture) -> Non
         del scope
         gc.collect()
     assert len(step_module._watched) == 0
+
+
+@pytest.mark.internal_errors
+def test_trouble_recording_an_artifact_is_counted_not_raised(
+    dashfrog_capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashfrog_sdk.lifecycle import records
+
+    def broken(*args: Any) -> None:
+        raise OSError("queue trouble")
+
+    monkeypatch.setattr(records, "step_artifact", broken)
+    before = diagnostics.counts().get("step.artifact_errors", 0)
+    with flow.start("imports", tenant="acme"), step.start("s") as s:
+        s.artifact("summary", {"rows": 1})  # the application goes on
+    assert diagnostics.counts()["step.artifact_errors"] == before + 1
+    assert dashfrog_capture.flow("imports").status == "completed"
