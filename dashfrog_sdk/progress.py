@@ -56,6 +56,7 @@ def check(where: str, done: object, total: object, message: object) -> tuple[Any
                 f"{where}: message must be at most {MAX_MESSAGE_LENGTH} characters, got "
                 f"{len(message)}; record bulk data with s.artifact() instead"
             )
+        _refuse_lone_surrogates(where, "message", message)
         message = validation.plain(message) or None
     # Numbers as plain int / float (an IntEnum or numpy-like subclass would carry its type).
     done = int(done) if isinstance(done, int) else float(done)
@@ -81,7 +82,8 @@ def encode_artifact(where: str, name: object, value: object) -> tuple[str, str]:
             f"{where}: value of artifact {name!r} must be JSON-serialisable (dict, list, str, "
             f"int, float, bool, None; finite numbers, string keys): {exc}"
         ) from None
-    size = len(text.encode("utf-8", "surrogatepass"))
+    _refuse_lone_surrogates(where, f"value of artifact {name!r}", text)
+    size = len(text.encode("utf-8"))
     if size > MAX_ARTIFACT_BYTES:
         raise ValueError(
             f"{where}: value of artifact {name!r} is {size} bytes as JSON, more than the "
@@ -89,6 +91,21 @@ def encode_artifact(where: str, name: object, value: object) -> tuple[str, str]:
             "record where it is (a path, a URL, an id)"
         )
     return validation.plain(name), text
+
+
+def _refuse_lone_surrogates(where: str, what: str, value: str) -> None:
+    """A lone surrogate (U+D800-U+DFFF on its own) is no text: no store or exporter could write
+    it (SQLite and OTLP refuse the whole batch), so the call refuses it."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{where}: {what} contains a lone surrogate ({value[exc.start]!r} at position "
+            f"{exc.start}), which is not text: decode the bytes it came from with "
+            "errors='replace'"
+        ) from None
 
 
 def number(value: float) -> str:

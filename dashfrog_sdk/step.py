@@ -164,7 +164,11 @@ class StepScope(Scope["StepScope"]):
             and (total is None or (type(total) is int and total > 0 and done <= total))
             and (
                 message is None
-                or (type(message) is str and 0 < len(message) <= _progress.MAX_MESSAGE_LENGTH)
+                or (
+                    type(message) is str
+                    and 0 < len(message) <= _progress.MAX_MESSAGE_LENGTH
+                    and message.isascii()  # else check(): it refuses lone surrogates
+                )
             )
         ):
             done, total, message = _progress.check("progress()", done, total, message)

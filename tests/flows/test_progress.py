@@ -153,6 +153,7 @@ def test_a_scope_entered_again_starts_without_progress(dashfrog_capture: Capture
         ((11, 10), ValueError, "total=None"),
         ((1, 10, 3), TypeError, "message"),
         ((1, 10, "x" * 257), ValueError, "message"),
+        ((1, 10, "bad \udc80 bytes"), ValueError, "message contains a lone surrogate"),
     ],
 )
 def test_wrong_progress_arguments_raise_at_once(
@@ -174,6 +175,15 @@ def test_progress_outside_its_block_raises(dashfrog_capture: Capture) -> None:
         s.progress(1)
     with pytest.raises(RuntimeError, match="not running"):
         s.artifact("x", 1)
+
+
+def test_non_ascii_messages_and_values_are_kept_whole(dashfrog_capture: Capture) -> None:
+    with flow.start("imports", tenant="acme"), step.start("s") as s:
+        s.progress(1, total=2, message="données ✓ 🐸")
+        s.artifact("note", {"text": "données ✓ 🐸", "pair": "\U0001f438"})
+    assert _progress_events(dashfrog_capture)[0][c.STEP_PROGRESS_MESSAGE] == "données ✓ 🐸"
+    (event,) = dashfrog_capture.events_named(c.EVENT_STEP_ARTIFACT)
+    assert json.loads(event.attributes[c.ARTIFACT_VALUE])["text"] == "données ✓ 🐸"
 
 
 def test_a_message_is_kept_as_data(dashfrog_capture: Capture) -> None:
@@ -249,6 +259,7 @@ def test_an_artifact_of_the_largest_size_is_accepted(dashfrog_capture: Capture) 
         ("", 1, TypeError, "name"),
         (None, 1, TypeError, "name"),
         ("has space", 1, ValueError, "not a valid key"),
+        ("sur", {"path": "x\udcff"}, ValueError, "value of artifact 'sur' contains a lone"),
         ("dashfrog.x", 1, ValueError, "dashfrog"),
         ("n" * 257, 1, ValueError, "name must be at most"),
     ],
