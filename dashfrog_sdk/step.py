@@ -289,8 +289,12 @@ def sample_progress() -> None:
     100 ms, and on flush), so `s.progress()` itself never reads the clock or builds a record."""
     if not _watched:
         return
-    now = time_ns()
-    with _watched_lock:
+    # Not waiting: the lock may be held by this very thread (a SIGTERM handler flushing while
+    # the interrupted code was ending a step); a sample skipped is only a sample later.
+    if not _watched_lock.acquire(blocking=False):
+        return
+    try:
+        now = time_ns()
         for scope in list(_watched):
             value = scope._progress
             if value is None or value is getattr(scope, "_progress_recorded", None):
@@ -299,6 +303,8 @@ def sample_progress() -> None:
                 continue
             scope._progress_sent = now
             scope._record_progress(value, now)
+    finally:
+        _watched_lock.release()
 
 
 def _after_fork() -> None:

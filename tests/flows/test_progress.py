@@ -13,6 +13,7 @@ from opentelemetry import baggage, propagate
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, flow, progress, step
 from dashfrog_sdk import step as step_module
+from dashfrog_sdk.lifecycle import bus
 from dashfrog_sdk.lifecycle.records import Lifecycle
 from dashfrog_sdk.sinks.console import ConsoleSink, render_line
 from dashfrog_sdk.step import StepScope
@@ -69,10 +70,11 @@ def test_the_dispatcher_records_the_latest_value_a_few_times_a_second(
 ) -> None:
     """progress() only keeps the value; the dispatcher's sampler (step.sample_progress, before
     each drain) records it if it changed, at most once per 250 ms a step; the end records the
-    last. The clock is the test's; the sampler is called as the dispatcher calls it (it may
-    also run on its own meanwhile: the outcome is the same)."""
+    last. The clock is the test's, and the sampler runs only when the test calls it, as the
+    dispatcher does before each drain."""
     clock = Clock()
     monkeypatch.setattr(step_module, "time_ns", clock)
+    monkeypatch.setattr(bus._bus, "samplers", ())
     ms = 1_000_000
     with flow.start("imports", tenant="acme"), step.start("import_rows") as s:
         s.progress(1, total=10_000)
@@ -405,3 +407,13 @@ def test_trouble_recording_an_artifact_is_counted_not_raised(
         s.artifact("summary", {"rows": 1})  # the application goes on
     assert diagnostics.counts()["step.artifact_errors"] == before + 1
     assert dashfrog_capture.flow("imports").status == "completed"
+
+
+def test_the_sampler_never_waits_for_its_lock(dashfrog_capture: Capture) -> None:
+    """Held by this thread (a signal handler flushing while the code it interrupted was ending
+    a step): the sampler skips this round rather than deadlock."""
+    with flow.start("imports", tenant="acme"), step.start("s") as s:
+        s.progress(1, total=2)
+        with step_module._watched_lock:
+            step_module.sample_progress()  # returns at once (a wait would never end)
+    assert [e[c.STEP_PROGRESS_DONE] for e in _progress_events(dashfrog_capture)] == [1]
