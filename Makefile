@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/store.py
 	$(PY) benchmarks/http_overhead.py
 	$(PY) benchmarks/export.py
+	$(PY) benchmarks/progress.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .venv-py310 .dashfrog .pytest_cache .mypy_cache .ruff_cache

@@ -186,6 +186,8 @@ def _flows_table(flows: list[Flow], width: int) -> Table:
         table.add_column(column, overflow="fold")
     for f in flows:
         step = f.current_step or ""
+        if step and f.current_progress is not None:
+            step = f.current_progress.text(step)  # "import_rows 40% (400/1000)"
         if f.status == c.FAILED and f.error_type:
             step = f.error_type
         cells = {
@@ -361,7 +363,7 @@ def tail(
     back = _seconds("--since", since) or 0.0
     deadline = None if timeout is None else time.monotonic() + timeout
     cursor = floor = time.time_ns() - int(back * 1e9)
-    seen: dict[str, tuple[str, str | None]] = {}
+    seen: dict[str, tuple[str, str | None, str | None]] = {}
     open_flows: dict[str, Flow] = {}
     with _open(store_path) as store:
         if not once:
@@ -398,11 +400,13 @@ def _report(
     console: Console,
     store: FlowBackend,
     f: Flow,
-    seen: dict[str, tuple[str, str | None]],
+    seen: dict[str, tuple[str, str | None, str | None]],
     open_flows: dict[str, Flow],
 ) -> None:
     before = seen.get(f.id)
-    state = (f.status, f.current_step)
+    progress = f.current_progress
+    shown = progress.text(f.current_step) if progress is not None and f.current_step else None
+    state = (f.status, f.current_step, shown)
     if before == state or (before is not None and before[0] not in (c.RUNNING,)):
         return  # nothing new, or already reported as ended
     seen[f.id] = state
@@ -412,7 +416,9 @@ def _report(
             console.print(_tail_line(f, "started", f.start_ns, _fmt.kv(f.labels)))
         if f.current_step and (before is None or before[1] != f.current_step):
             at = _step_started_ns(store, f)
-            console.print(_tail_line(f, "step", at, f.current_step))
+            console.print(_tail_line(f, "step", at, shown or f.current_step))
+        elif shown and before is not None and before[2] != shown and progress is not None:
+            console.print(_tail_line(f, "step", progress.ts_ns, shown))  # same step, further on
         return
     open_flows.pop(f.id, None)
     if before is None and f.start_ns is not None and f.end_ns is not None:

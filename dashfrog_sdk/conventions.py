@@ -30,6 +30,15 @@ STEP_RETRIED: Final = "dashfrog.step.retried"  # True: this attempt failed and a
 STEP_TIMEOUT: Final = "dashfrog.step.timeout_s"  # the step's timeout, seconds
 EVENT_NAME_ATTR: Final = "dashfrog.event.name"  # dashfrog.flow.event records
 TASK_ATTEMPT: Final = "dashfrog.task.attempt"  # Celery task span: 1, 2, ... across retries
+# A step's progress (`s.progress()`): on dashfrog.step.progress events while it runs, and the
+# last value on the step span at its end. done/total are numbers, message a string.
+STEP_PROGRESS_DONE: Final = "dashfrog.step.progress.done"
+STEP_PROGRESS_TOTAL: Final = "dashfrog.step.progress.total"  # absent: no known total
+STEP_PROGRESS_MESSAGE: Final = "dashfrog.step.progress.message"  # absent: no message
+# A step's artifact (`s.artifact()`): on dashfrog.step.artifact events only (never on a span,
+# never in baggage); the value is its JSON text.
+ARTIFACT_NAME: Final = "dashfrog.artifact.name"
+ARTIFACT_VALUE: Final = "dashfrog.artifact.value"
 
 # What a process needs to close a flow it did not start (ARCHITECTURE.md, "Cross-process end").
 # Carried in baggage, copied onto the dashfrog.flow.end event.
@@ -55,9 +64,20 @@ EVENT_FLOW_START: Final = "dashfrog.flow.start"
 EVENT_STEP_START: Final = "dashfrog.step.start"
 EVENT_FLOW_END: Final = "dashfrog.flow.end"
 EVENT_FLOW_EVENT: Final = "dashfrog.flow.event"
+EVENT_STEP_PROGRESS: Final = "dashfrog.step.progress"  # at most every PROGRESS_INTERVAL_NS
+EVENT_STEP_ARTIFACT: Final = "dashfrog.step.artifact"
 OTEL_EVENTS: Final = frozenset(
-    {EVENT_FLOW_START, EVENT_STEP_START, EVENT_FLOW_END, EVENT_FLOW_EVENT}
+    {
+        EVENT_FLOW_START,
+        EVENT_STEP_START,
+        EVENT_FLOW_END,
+        EVENT_FLOW_EVENT,
+        EVENT_STEP_PROGRESS,
+        EVENT_STEP_ARTIFACT,
+    }
 )
+# Events that describe a step rather than a flow: no backend lists them as flow.event()s.
+STEP_EVENTS: Final = frozenset({EVENT_STEP_START, EVENT_STEP_PROGRESS, EVENT_STEP_ARTIFACT})
 
 # Lifecycle record kinds that are no OTel event (never on the wire): only the console and the
 # flow metrics see them. With the EVENT_* names above, every kind of lifecycle.records.Lifecycle.

@@ -16,6 +16,7 @@ Or anywhere:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,18 @@ class CapturedStep:
     optional: bool
     attributes: Mapping[str, Any]
     span: ReadableSpan
+    artifacts: dict[str, Any] = field(default_factory=dict)  # s.artifact(): name -> value
+
+    @property
+    def progress(self) -> tuple[Any, Any, Any] | None:
+        """The step's last ``s.progress()`` as (done, total, message), or None."""
+        if c.STEP_PROGRESS_DONE not in self.attributes:
+            return None
+        return (
+            self.attributes[c.STEP_PROGRESS_DONE],
+            self.attributes.get(c.STEP_PROGRESS_TOTAL),
+            self.attributes.get(c.STEP_PROGRESS_MESSAGE),
+        )
 
     @property
     def attempt(self) -> int | None:
@@ -204,11 +217,19 @@ class Capture:
                         span,
                     )
                 )
+        steps = {
+            s.span.context.span_id: s for f in flows.values() for s in f.steps if s.span.context
+        }
         for ev in evs:
             owner = flows.get(str(ev.attributes.get(c.FLOW_ID)))
             if owner is None:
                 continue
             owner.events.append(ev)
+            if ev.name == c.EVENT_STEP_ARTIFACT and ev.span_id in steps:
+                text = str(ev.attributes.get(c.ARTIFACT_VALUE))
+                steps[ev.span_id].artifacts[str(ev.attributes.get(c.ARTIFACT_NAME))] = json.loads(
+                    text
+                )
             if ev.name == c.EVENT_FLOW_END:
                 # Several processes may end one flow: the store's precedence, not the last word.
                 owner.status = merge(owner.status, _str(ev.attributes.get(c.FLOW_STATUS)))

@@ -36,8 +36,9 @@ def refusal(argument: str, value: str) -> str | None:
     if not has_lone_surrogate(value):
         return None
     at = next(i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff")
+    shown = repr(value) if len(value) <= 80 else repr(value[:80]) + "..."
     return (
-        f"{argument} {value!r} contains a lone surrogate ({value[at]!r} at position {at}), "
+        f"{argument} {shown} contains a lone surrogate ({value[at]!r} at position {at}), "
         "which is not text: decode the bytes it came from with errors='replace' (or fix "
         "its source)"
     )

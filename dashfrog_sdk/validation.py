@@ -192,3 +192,8 @@ def exception_types(where: str, argument: str, value: object) -> tuple[type[Exce
             f"Exception, e.g. (TimeoutError, ConnectionError)), got {value!r}"
         )
     return types
+
+
+def plain(value: str) -> str:
+    """`value` as a plain str (see `_plain`): for the checks outside this module."""
+    return _plain(value)

@@ -57,7 +57,11 @@ def data_import(tenant: str) -> str:
         with flow.start("enrich_records", tenant=tenant):  # a child flow
             with step.start("geocode"):
                 time.sleep(0.01)
-        with step.start("load"):
+        with step.start("load") as s:  # says how far it is, and what it produced
+            rows = 500
+            for i in range(rows):
+                s.progress(i + 1, total=rows)
+            s.artifact("summary", {"rows": rows, "rejected": 3})
             time.sleep(0.01)
     return flow_id
 

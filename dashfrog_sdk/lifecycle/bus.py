@@ -27,6 +27,8 @@ _INTERVAL_S = 0.1
 class _Bus:
     def __init__(self) -> None:
         self.sinks: tuple[Sink, ...] = ()
+        # Called before each drain: they may queue records (step.sample_progress).
+        self.samplers: tuple[Callable[[], None], ...] = ()
         self._lock = threading.Lock()  # serialises draining: events reach sinks in order
         self._draining: int | None = None  # the thread draining now
         self._wake = threading.Event()
@@ -55,6 +57,11 @@ class _Bus:
         with self._lock:
             try:
                 self._draining = threading.get_ident()
+                for sample in self.samplers:
+                    try:
+                        sample()
+                    except Exception as exc:  # never the dispatcher's end
+                        diagnostics.internal_error("events.sampler_errors", exc, "a sampler")
                 self._drain()
             finally:
                 self._draining = None
@@ -104,6 +111,12 @@ def add_sink(sink: Sink) -> None:
     """Register `sink` to receive every lifecycle batch (idempotent)."""
     if sink not in _bus.sinks:
         _bus.sinks = (*_bus.sinks, sink)
+
+
+def add_sampler(sampler: Callable[[], None]) -> None:
+    """Call `sampler` before each drain, on the draining thread (idempotent)."""
+    if sampler not in _bus.samplers:
+        _bus.samplers = (*_bus.samplers, sampler)
 
 
 def remove_sink(sink: Sink) -> None:

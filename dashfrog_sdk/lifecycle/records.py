@@ -1,6 +1,7 @@
 """The lifecycle record: its one format, and one function per moment of a flow's life.
 
 `flow.py` and `step.py` call :func:`flow_started`, :func:`step_started`, :func:`step_ended`,
+:func:`step_progress`, :func:`step_artifact`,
 :func:`flow_closed`, :func:`flow_ended` and :func:`custom_event`; only this module knows the
 order of a record's fields. The dispatcher (`lifecycle.bus`) later views each record as a
 :class:`Lifecycle` and hands batches to the sinks (`dashfrog_sdk.sinks`).
@@ -265,6 +266,64 @@ def custom_event(
             0,
             None,
             0,
+            False,
+        )
+    )
+
+
+def step_progress(
+    state: FlowState,
+    name: str,
+    time_ns: int,
+    trace_id: int,
+    span_id: int,
+    attributes: Mapping[str, Any],
+    depth: int,
+) -> None:
+    """`s.progress()` inside a flow, at most once per `progress.INTERVAL_NS` and at the step's
+    end; `attributes` holds c.STEP_PROGRESS_DONE (and _TOTAL, _MESSAGE when given)."""
+    _append(
+        (
+            c.EVENT_STEP_PROGRESS,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            name,
+            attributes,
+            None,
+            0,
+            None,
+            depth,
+            False,
+        )
+    )
+
+
+def step_artifact(
+    state: FlowState,
+    name: str,
+    time_ns: int,
+    trace_id: int,
+    span_id: int,
+    attributes: Mapping[str, Any],
+    depth: int,
+) -> None:
+    """`s.artifact(name, value)` inside a flow; `attributes` holds c.ARTIFACT_NAME and
+    c.ARTIFACT_VALUE (the value's JSON text)."""
+    _append(
+        (
+            c.EVENT_STEP_ARTIFACT,
+            time_ns,
+            trace_id,
+            span_id,
+            state.attributes,
+            name,
+            attributes,
+            None,
+            0,
+            None,
+            depth,
             False,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -103,6 +104,30 @@ def kv(values: Mapping[str, Any]) -> str:
 def event_text(name: str, attributes: Mapping[str, Any]) -> str:
     """``payment_retried attempt=2``: a custom event with its attributes."""
     return f"{visible(name)} {kv(attributes)}" if attributes else visible(name)
+
+
+# _CONTROL less the C0 controls, which json.dumps escapes inside strings itself (and the
+# newlines of indented JSON are its layout).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+ARTIFACT_PREVIEW = 200  # characters of an artifact's JSON a one-line view shows
+
+
+def artifact_json(value: object, *, indent: int | None = None) -> str:
+    """An artifact's value as JSON text (compact, or indented for a document), with no
+    character a terminal or a Markdown viewer could act on."""
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    # json escapes C0 controls itself; DEL, C1 and bidi controls can only be inside strings,
+    # where \uXXXX means the same and no terminal or viewer acts on it.
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def artifact_preview(value: object) -> str:
+    """The value's compact JSON, cut to ARTIFACT_PREVIEW characters (``--json`` has it all)."""
+    text = artifact_json(value)
+    if len(text) <= ARTIFACT_PREVIEW:
+        return text
+    return text[: ARTIFACT_PREVIEW - 1] + "… (see --json)"
 
 
 def error_text(error_type: str | None, error_message: str | None) -> str:

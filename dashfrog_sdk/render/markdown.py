@@ -1,7 +1,7 @@
 """A flow as a Markdown dataflow document.
 
 Sections: summary, trigger, end state, sequence diagram (Mermaid), step-by-step trace with each
-step's inputs, error paths, events, child flows, a performance table and (if any) logs.
+step's inputs and progress, the steps' output (their artifacts, as JSON blocks), error paths, events, child flows, a performance table and (if any) logs.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ def _trace(detail: FlowDetail) -> list[str]:
         line += f": {_fmt.status_text(status)}"
         if status != c.RUNNING:
             line += f" in {_fmt.duration(step.duration_ms)}"
+        if step.progress is not None:
+            line += f", progress {_code(step.progress.text())}"
         if step.optional:
             line += " (optional)"
         line += _fmt.step_notes(step)
@@ -136,6 +138,9 @@ def _trace(detail: FlowDetail) -> list[str]:
         error = _fmt.error_text(step.error_type, step.error_message)
         if error:
             out.append(f"{indent}   - error: {_code(error)}")
+        if step.artifacts:
+            names = ", ".join(_code(name) for name in step.artifacts)
+            out.append(f"{indent}   - output: {names} (see Output)")
         for event in detail.events:
             if event.span_id == step.span_id:
                 out.append(
@@ -144,6 +149,20 @@ def _trace(detail: FlowDetail) -> list[str]:
     for name in detail.pending_steps:
         out.append(f"- {_code(name)}: pending (seen in the last completed run, not reached yet)")
     return out or ["No steps recorded."]
+
+
+def _output(detail: FlowDetail) -> list[str]:
+    """Each step's artifacts: a heading naming the step and the artifact, then its JSON in a
+    fenced block (which no line of the value can close: hostile strings stay data)."""
+    out: list[str] = []
+    for step in _fmt.walk(detail):
+        for name, value in step.artifacts.items():
+            if out:
+                out.append("")
+            out.append(f"### {_code(step.name)} → {_code(name)}")
+            out.append("")
+            out += _fenced("json", _fmt.artifact_json(value, indent=2))
+    return out
 
 
 def _errors(detail: FlowDetail) -> list[str]:
@@ -208,6 +227,9 @@ def markdown(detail: FlowDetail, *, logs: bool = True) -> str:
     out += ["", "## End state", "", *_end_state(detail)]
     out += ["", "## Sequence", "", *_fenced("mermaid", sequence_diagram(detail))]
     out += ["", "## Step-by-step trace", "", *_trace(detail)]
+    output = _output(detail)
+    if output:
+        out += ["", "## Output", "", *output]
     out += ["", "## Error paths", "", *_errors(detail)]
     if detail.events:
         out += ["", "## Events", ""]

@@ -39,7 +39,10 @@ def _header(detail: FlowDetail) -> Text:
     if detail.status in c.OPEN:
         text.append(" so far", style=_DIM)
         if detail.current_step:
-            text.append(f"  at step {_v(detail.current_step)}", style=_fmt.STYLES[c.RUNNING])
+            at = detail.current_step
+            if detail.current_progress is not None:
+                at = detail.current_progress.text(at)
+            text.append(f"  at step {_v(at)}", style=_fmt.STYLES[c.RUNNING])
     text.append("\n")
     meta = f"started {_fmt.clock(detail.start_ns)}"
     if detail.service:
@@ -66,10 +69,14 @@ def _step_label(detail: FlowDetail, step: Step) -> Text:
     text.append(f"  {_fmt.offset(step.start_ns, detail.start_ns)}", style=_DIM)
     if step.status == c.RUNNING and status == c.RUNNING:
         text.append("  running", style=style)
+        if step.progress is not None:
+            text.append(f"  {_v(step.progress.text())}", style="bold " + style)
         if detail.current_step == step.name and detail.current is step:
             text.append("  ◀ current step", style="bold " + style)
     else:
         text.append(f"  {_fmt.duration(step.duration_ms)}")
+        if step.progress is not None:
+            text.append(f"  {_v(step.progress.text())}", style=_DIM)
     if step.optional:
         text.append("  (optional)", style=_DIM)
     if notes := _fmt.step_notes(step, time.time_ns()):
@@ -78,6 +85,12 @@ def _step_label(detail: FlowDetail, step: Step) -> Text:
         text.append("  " + _fmt.kv(step.attributes), style=_DIM)
     if step.error_type or step.error_message:
         text.append("  " + _fmt.error_text(step.error_type, step.error_message), style="red")
+    return text
+
+
+def _artifact_label(name: str, value: object) -> Text:
+    text = Text.assemble(("◆ ", "magenta"), (_v(name), "magenta"), " = ")
+    text.append(_v(_fmt.artifact_preview(value)))
     return text
 
 
@@ -120,7 +133,10 @@ def timeline(detail: FlowDetail, *, logs: bool = False) -> Tree:
         items += [(ts, 0, label) for ts, label in extras.get(parent, [])]
         for _, _, item in sorted(items, key=lambda i: (i[0], i[1])):
             if isinstance(item, Step):
-                add(node.add(_step_label(detail, item)), item.span_id)
+                child = node.add(_step_label(detail, item))
+                for name, value in item.artifacts.items():
+                    child.add(_artifact_label(name, value))
+                add(child, item.span_id)
             else:
                 node.add(item)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import progress
 from dashfrog_sdk.error_text import describe
 from dashfrog_sdk.lifecycle.records import Lifecycle
 from dashfrog_sdk.status import SYMBOLS
@@ -29,6 +30,9 @@ _MARKS = {
         (c.TIMED_OUT, "35"),
     )
 }
+
+
+_PREVIEW = 80  # characters of an artifact's JSON the console shows
 
 
 class ConsoleSink:
@@ -96,6 +100,18 @@ def render_line(event: Lifecycle, color: bool = False) -> str | None:
         return f"{clock} {indent}{head}  tenant={tenant}{labels}  id={flow_id}{parent}"
     if event.kind == c.EVENT_STEP_START:
         return f"{clock} {indent}▶ step {event.step}{_attempt(extra)}"
+    if event.kind == c.EVENT_STEP_PROGRESS:
+        done = progress.text(
+            event.step,
+            extra.get(c.STEP_PROGRESS_DONE, 0),
+            extra.get(c.STEP_PROGRESS_TOTAL),
+            extra.get(c.STEP_PROGRESS_MESSAGE),
+        )
+        return f"{clock} {indent}  … step {done}"
+    if event.kind == c.EVENT_STEP_ARTIFACT:
+        value = str(extra.get(c.ARTIFACT_VALUE, ""))
+        shown = value if len(value) <= _PREVIEW else value[: _PREVIEW - 1] + "…"
+        return f"{clock} {indent}  ◆ artifact {extra.get(c.ARTIFACT_NAME)} of step {event.step} = {shown}"
     status = event.status or c.COMPLETED
     mark, code = _MARKS.get(status, ("•", "0"))
     if event.kind == c.STEP_END:

@@ -1,7 +1,7 @@
 """The sink that emits lifecycle records as OTel log records with an event name.
 
-`dashfrog.flow.start`, `dashfrog.step.start`, `dashfrog.flow.end` and `dashfrog.flow.event`
-(c.OTEL_EVENTS); the other kinds are for the console and the metrics only. It runs on the
+`dashfrog.flow.start`, `dashfrog.step.start`, `dashfrog.flow.end`, `dashfrog.flow.event`,
+`dashfrog.step.progress` and `dashfrog.step.artifact` (c.OTEL_EVENTS); the other kinds are for the console and the metrics only. It runs on the
 dispatcher thread: building log records off the calling thread is what keeps a flow within
 budget (ARCHITECTURE.md, "Hot path").
 """
@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics
+from dashfrog_sdk import diagnostics, progress
 from dashfrog_sdk._otel import log_records
 from dashfrog_sdk.context import only_span
 from dashfrog_sdk.error_text import error_attributes
@@ -49,11 +49,15 @@ class OtelEventEmitter:
             if not every_start[0]
             else ()
         )
-        skipped = 0
+        skipped = progress_skipped = 0
         for event in batch:
             if event.kind in c.OTEL_EVENTS:
                 if event.kind in _STARTS and event.span_id in ended:
                     skipped += 1
+                    continue
+                # Likewise a step's progress: its span carries the last value (step.py).
+                if event.kind == c.EVENT_STEP_PROGRESS and event.span_id in ended:
+                    progress_skipped += 1
                     continue
                 try:  # one bad record must not cost the rest of the batch
                     emit(to_log_record(event))
@@ -61,6 +65,8 @@ class OtelEventEmitter:
                     diagnostics.internal_error("events.emit_errors", exc, "emitting an event")
         if skipped:
             diagnostics.count("events.starts_not_sent", skipped)
+        if progress_skipped:
+            diagnostics.count("events.progress_not_sent", progress_skipped)
 
 
 _STARTS = frozenset({c.EVENT_FLOW_START, c.EVENT_STEP_START})
@@ -103,6 +109,16 @@ def _span_context(trace_id: int, span_id: int) -> Context:
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
+def _progress_text(event: Lifecycle) -> str:
+    extra = event.attributes or {}
+    return progress.text(
+        event.step,
+        extra.get(c.STEP_PROGRESS_DONE, 0),
+        extra.get(c.STEP_PROGRESS_TOTAL),
+        extra.get(c.STEP_PROGRESS_MESSAGE),
+    )
+
+
 def _body(event: Lifecycle) -> str:
     name = event.flow.get(c.FLOW_NAME, "?")
     if event.kind == c.EVENT_FLOW_START:
@@ -111,5 +127,10 @@ def _body(event: Lifecycle) -> str:
         return f"step {event.step} of flow {name} started"
     if event.kind == c.EVENT_FLOW_END:
         return f"flow {name} ended: {event.status}"
+    extra = event.attributes or {}
+    if event.kind == c.EVENT_STEP_PROGRESS:
+        return f"step progress: {_progress_text(event)}"
+    if event.kind == c.EVENT_STEP_ARTIFACT:
+        return f"artifact {extra.get(c.ARTIFACT_NAME)} of step {event.step} of flow {name}"
     label = (event.attributes or {}).get(c.EVENT_NAME_ATTR, "?")
     return f"flow {name}: {label}"

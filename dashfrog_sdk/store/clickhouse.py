@@ -43,9 +43,11 @@ from dashfrog_sdk.store.model import (
     FlowStats,
     LabelValue,
     LogEntry,
+    Progress,
     Results,
     SpanRecord,
     Step,
+    artifact_value,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
@@ -106,7 +108,7 @@ WHERE flow_id = """
 _STEPS_END = " GROUP BY span_id ORDER BY start_ns, span_id"
 
 _CURRENT_STEPS = """
-SELECT flow_id, argMax(name, start_ns) AS name
+SELECT flow_id, argMax(name, start_ns) AS name, argMax(span_id, start_ns) AS span_id
 FROM (
     SELECT flow_id, span_id, argMax(name, final) AS name, argMax(status, final) AS status,
            toUnixTimestamp64Nano(argMax(start, final)) AS start_ns
@@ -118,6 +120,33 @@ _CURRENT_STEPS_END = """
 WHERE status = 'running'
 GROUP BY flow_id
 """
+
+# The latest progress of each step span asked for (sql/003_step_progress_artifacts.sql).
+_PROGRESS = """
+SELECT span_id, argMax(done, ts) AS done, argMax(total, ts) AS total,
+       argMax(message, ts) AS message, toUnixTimestamp64Nano(max(ts)) AS ts_ns
+FROM {db}.dashfrog_step_progress
+WHERE flow_id IN """
+_PROGRESS_END = " GROUP BY span_id"
+
+_ARTIFACTS = """
+SELECT span_id, name, argMax(value, ts) AS value, max(ts) AS latest
+FROM {db}.dashfrog_artifacts
+WHERE flow_id = """
+_ARTIFACTS_END = " GROUP BY span_id, name ORDER BY latest, name"
+
+# Migration 1 copies every event but the starts into dashfrog_events: these are a step's.
+_NOT_FLOW_EVENTS = literal(sorted(c.STEP_EVENTS))
+
+
+def _progress(row: Mapping[str, Any]) -> Progress:
+    total = row["total"]
+    return Progress(
+        done=float(row["done"]),
+        total=None if total is None else float(total),
+        message=_none(row["message"]),
+        ts_ns=_int(row["ts_ns"]),
+    )
 
 
 def _none(value: Any) -> Any:
@@ -489,10 +518,20 @@ class ClickHouseFlowStore:
         open_flows = {f.id: f for f in flows if f.status in c.OPEN}
         ids = list(open_flows)
         for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+            current: dict[str, Flow] = {}
             for row in self._rows(
                 _CURRENT_STEPS.replace("{db}", self._db) + literal(chunk) + _CURRENT_STEPS_END
             ):
                 open_flows[str(row["flow_id"])].current_step = str(row["name"])
+                current[str(row["span_id"])] = open_flows[str(row["flow_id"])]
+            if current:
+                for row in self._rows(
+                    _PROGRESS.replace("{db}", self._db)
+                    + literal(chunk)
+                    + f" AND span_id IN {literal(list(current))}"
+                    + _PROGRESS_END
+                ):
+                    current[str(row["span_id"])].current_progress = _progress(row)
 
     def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
         """Flows whose rollup rows (flow or step) were written after ``after_ns`` (the
@@ -501,7 +540,9 @@ class ClickHouseFlowStore:
         touched = self._rows(
             "SELECT flow_id, toUnixTimestamp64Nano(max(seen)) AS seen_ns FROM ("
             f"SELECT flow_id, seen FROM {self._db}.dashfrog_flows WHERE seen > {after} "
-            f"UNION ALL SELECT flow_id, seen FROM {self._db}.dashfrog_steps WHERE seen > {after}) "
+            f"UNION ALL SELECT flow_id, seen FROM {self._db}.dashfrog_steps WHERE seen > {after} "
+            f"UNION ALL SELECT flow_id, seen FROM {self._db}.dashfrog_step_progress "
+            f"WHERE seen > {after}) "
             f"GROUP BY flow_id ORDER BY seen_ns LIMIT {int(limit)}"
         )
         if not touched:
@@ -579,6 +620,19 @@ class ClickHouseFlowStore:
                 depth=depth,
                 trace_id=_none(row["trace_id"]),
             )
+        if steps:
+            for row in self._rows(
+                _PROGRESS.replace("{db}", self._db) + literal([flow_id]) + _PROGRESS_END
+            ):
+                owner = steps.get(str(row["span_id"]))
+                if owner is not None:
+                    owner.progress = _progress(row)
+            for row in self._rows(
+                _ARTIFACTS.replace("{db}", self._db) + literal(flow_id) + _ARTIFACTS_END
+            ):
+                owner = steps.get(str(row["span_id"]))
+                if owner is not None:
+                    owner.artifacts[str(row["name"])] = artifact_value(str(row["value"]))
         return list(steps.values())
 
     def _spans(self, flow_id: str) -> list[SpanRecord]:
@@ -614,6 +668,7 @@ class ClickHouseFlowStore:
         detail = self._detail(flow_id)
         current = detail.current
         detail.current_step = current.name if current else None
+        detail.current_progress = current.progress if current else None
         detail.children = list(self.flows(parent_id=detail.id, limit=None))
         detail.children.reverse()
         ident = literal(detail.id)
@@ -630,7 +685,7 @@ class ClickHouseFlowStore:
             for r in self._rows(
                 "SELECT name, toUnixTimestamp64Nano(ts) AS ts_ns, service, step_name, "
                 f"attributes, trace_id, span_id FROM {self._db}.dashfrog_events WHERE flow_id = {ident} "
-                "ORDER BY ts"
+                f"AND name NOT IN {_NOT_FLOW_EVENTS} ORDER BY ts"
             )
         ]
         detail.logs = [

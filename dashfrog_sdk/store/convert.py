@@ -7,6 +7,7 @@ carry no flow id are not dashfrog's and are skipped.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,36 @@ class StepRow:
     error_type: str | None = None
     error_message: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The step's last progress, from its span (progress_ns: the span's end).
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = None
+    progress_ns: int | None = None
+
+
+@dataclass
+class ProgressRow:
+    """A dashfrog.step.progress event: the running step's latest progress."""
+
+    span_id: str
+    flow_id: str
+    ts_ns: int
+    done: float
+    total: float | None
+    message: str | None
+
+
+@dataclass
+class ArtifactRow:
+    """A dashfrog.step.artifact event: one named JSON value of a step."""
+
+    span_id: str
+    flow_id: str
+    name: str
+    ts_ns: int
+    value: str  # the JSON text, as recorded
+    step_name: str | None
+    service: str | None
 
 
 @dataclass
@@ -111,13 +142,21 @@ class Batch:
     spans: list[SpanRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)
+    progress: list[ProgressRow] = field(default_factory=list)
+    artifacts: list[ArtifactRow] = field(default_factory=list)
     # Flows whose identity (name, tenant, parent, labels) a row of this batch already carries:
     # every record of a flow carries the same, so later rows need not decode it again.
     known: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
         return (
-            len(self.flows) + len(self.steps) + len(self.spans) + len(self.events) + len(self.logs)
+            len(self.flows)
+            + len(self.steps)
+            + len(self.spans)
+            + len(self.events)
+            + len(self.logs)
+            + len(self.progress)
+            + len(self.artifacts)
         )
 
     def drop_flows(self, flow_ids: Mapping[str, object] | set[str]) -> None:
@@ -127,6 +166,8 @@ class Batch:
         self.spans = [r for r in self.spans if r.flow_id not in flow_ids]
         self.events = [r for r in self.events if r.flow_id not in flow_ids]
         self.logs = [r for r in self.logs if r.flow_id not in flow_ids]
+        self.progress = [r for r in self.progress if r.flow_id not in flow_ids]
+        self.artifacts = [r for r in self.artifacts if r.flow_id not in flow_ids]
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -183,6 +224,15 @@ def _int(value: Any) -> int | None:
         return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _number(value: Any) -> float | None:
+    """A progress number as recorded (a number, or its text from another exporter)."""
+    try:
+        number = None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _trace_hex(value: int | None) -> str | None:
@@ -251,6 +301,7 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
     if step_name is not None and span.name.startswith(c.STEP_SPAN_PREFIX):
         etype, emsg = _span_error(span, attrs)
         status = _str(attrs.get(c.STEP_STATUS)) or (c.FAILED if failed else c.COMPLETED)
+        done = _number(attrs.get(c.STEP_PROGRESS_DONE))
         batch.steps.append(
             StepRow(
                 span_id=span_id,
@@ -266,6 +317,14 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
                 error_type=etype,
                 error_message=emsg,
                 attributes=step_attributes(attrs),
+                progress_done=done,
+                progress_total=_number(attrs.get(c.STEP_PROGRESS_TOTAL))
+                if done is not None
+                else None,
+                progress_message=_str(attrs.get(c.STEP_PROGRESS_MESSAGE))
+                if done is not None
+                else None,
+                progress_ns=span.end_time if done is not None else None,
             )
         )
     elif c.FLOW_STATUS in attrs or span.name == f"{c.FLOW_SPAN_PREFIX}{flow_name}":
@@ -351,6 +410,33 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
                     optional=bool(attrs.get(c.STEP_OPTIONAL, False)),
                     start_ns=ts,
                     attributes=step_attributes(attrs),
+                )
+            )
+    elif event == c.EVENT_STEP_PROGRESS:
+        done = _number(attrs.get(c.STEP_PROGRESS_DONE))
+        if span_id is not None and done is not None and ts is not None:
+            batch.progress.append(
+                ProgressRow(
+                    span_id=span_id,
+                    flow_id=flow_id,
+                    ts_ns=ts,
+                    done=done,
+                    total=_number(attrs.get(c.STEP_PROGRESS_TOTAL)),
+                    message=_str(attrs.get(c.STEP_PROGRESS_MESSAGE)),
+                )
+            )
+    elif event == c.EVENT_STEP_ARTIFACT:
+        name = _str(attrs.get(c.ARTIFACT_NAME))
+        if span_id is not None and name and ts is not None:
+            batch.artifacts.append(
+                ArtifactRow(
+                    span_id=span_id,
+                    flow_id=flow_id,
+                    name=name,
+                    ts_ns=ts,
+                    value=_str(attrs.get(c.ARTIFACT_VALUE)) or "null",
+                    step_name=_str(attrs.get(c.STEP_NAME)),
+                    service=service,
                 )
             )
     elif event:

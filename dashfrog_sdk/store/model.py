@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from dashfrog_sdk import conventions as c
+from dashfrog_sdk import progress as _progress
 
 LabelValue = str | int | float | bool
 AttrValue = Any  # JSON-compatible attribute value (str, number, bool or a list of them)
@@ -83,6 +85,34 @@ class _Timed:
         return ns_to_datetime(self.end_ns)
 
 
+def artifact_value(text: str) -> Any:
+    """An artifact's JSON text as its value (text that is no JSON, e.g. cut by an attribute
+    length limit on the way, stays the text)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclass
+class Progress:
+    """How far a step is, from its latest ``s.progress(done, total, message)``."""
+
+    done: float
+    total: float | None  # None: not known
+    message: str | None
+    ts_ns: int | None  # when it was recorded (the step's end for its last value)
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total (0..1), or None with no total."""
+        return min(1.0, self.done / self.total) if self.total else None
+
+    def text(self, step: str | None = None) -> str:
+        """``import_rows 40% (400/1000)`` (``40% (400/1000)`` without a step name)."""
+        return _progress.text(step, self.done, self.total, self.message)
+
+
 @dataclass
 class Flow(_Timed):
     """One flow as the store knows it now."""
@@ -103,6 +133,7 @@ class Flow(_Timed):
     error_type: str | None
     error_message: str | None
     current_step: str | None = None  # filled by FlowStore.flow() and flows() while running
+    current_progress: Progress | None = None  # the current step's progress, if it said any
 
     @property
     def ended(self) -> bool:
@@ -134,6 +165,8 @@ class Step(_Timed):
     retried: bool = False  # this attempt failed and another one followed
     timeout_s: float | None = None
     raise_on_error: bool = True  # False: its error was swallowed, the flow went on
+    progress: Progress | None = None  # its latest s.progress(); the last one once it ended
+    artifacts: dict[str, Any] = field(default_factory=dict)  # s.artifact(): name -> JSON value
 
     @property
     def failed_flow(self) -> bool:

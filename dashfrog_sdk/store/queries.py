@@ -26,9 +26,11 @@ from dashfrog_sdk.store.model import (
     FlowStats,
     LabelValue,
     LogEntry,
+    Progress,
     Results,
     SpanRecord,
     Step,
+    artifact_value,
     step_options,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
@@ -42,7 +44,8 @@ _FLOW_COLUMNS = (
 )
 _STEP_COLUMNS = (
     "span_id, name, service, status, start_ns, end_ns, optional, error_type, error_message, "
-    "attributes, parent_span_id, trace_id"
+    "attributes, parent_span_id, trace_id, progress_done, progress_total, progress_message, "
+    "progress_ns"
 )
 
 
@@ -65,6 +68,17 @@ def _loads(text: str | None) -> dict[str, Any]:
         return {}
     value = json.loads(text)
     return value if isinstance(value, dict) else {}
+
+
+def _progress(row: sqlite3.Row) -> Progress | None:
+    if row["progress_done"] is None:
+        return None
+    return Progress(
+        done=row["progress_done"],
+        total=row["progress_total"],
+        message=row["progress_message"],
+        ts_ns=row["progress_ns"],
+    )
 
 
 def _ms(start: int | None, end: int | None) -> float | None:
@@ -272,12 +286,14 @@ class FlowStore:
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT flow_id, name FROM steps WHERE status = 'running' "
-                f"AND flow_id IN ({marks}) ORDER BY start_ns",
+                "SELECT flow_id, name, progress_done, progress_total, progress_message, "
+                f"progress_ns FROM steps WHERE status = 'running' AND flow_id IN ({marks}) "
+                "ORDER BY start_ns",
                 chunk,
             )
             for row in rows:  # the latest started wins
                 open_flows[row["flow_id"]].current_step = row["name"]
+                open_flows[row["flow_id"]].current_progress = _progress(row)
 
     def changes(self, after_ns: int, limit: int = 1000) -> tuple[list[Flow], int]:
         """Flows written after ``after_ns``, oldest change first, and the cursor to pass next
@@ -382,7 +398,15 @@ class FlowStore:
                 depth=depth,
                 trace_id=row["trace_id"],
                 **step_options(attributes),
+                progress=_progress(row),
             )
+        for art in self._query(
+            "SELECT span_id, name, value FROM artifacts WHERE flow_id = ? ORDER BY ts_ns, name",
+            (flow_id,),
+        ):
+            owner = steps.get(art["span_id"])
+            if owner is not None:
+                owner.artifacts[art["name"]] = artifact_value(art["value"])
         return list(steps.values())
 
     def flow(self, flow_id: str) -> FlowDetail:
@@ -391,6 +415,7 @@ class FlowStore:
         full_id = detail.id
         current = detail.current
         detail.current_step = current.name if current else None
+        detail.current_progress = current.progress if current else None
         detail.children = list(self.flows(parent_id=full_id, limit=None))
         detail.children.reverse()
         by_flow = (full_id,)

@@ -128,6 +128,26 @@ CREATE INDEX flows_start_stats ON flows (start_ns, name, tenant, status, end_ns,
 DROP INDEX flows_start;
 """
 
+# v4: a step's progress (its latest s.progress(), kept on its row) and its artifacts (one row per
+# step and name: a name given again replaces its value).
+_V4 = """
+ALTER TABLE steps ADD COLUMN progress_done REAL;
+ALTER TABLE steps ADD COLUMN progress_total REAL;
+ALTER TABLE steps ADD COLUMN progress_message TEXT;
+ALTER TABLE steps ADD COLUMN progress_ns INTEGER;
+CREATE TABLE artifacts (
+    span_id   TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    flow_id   TEXT NOT NULL,
+    step_name TEXT,
+    service   TEXT,
+    ts_ns     INTEGER NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (span_id, name)
+) WITHOUT ROWID;
+CREATE INDEX artifacts_flow ON artifacts (flow_id);
+"""
+
 
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
@@ -142,6 +162,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _script(_V1),
     _script(_V2),
     _script(_V3),
+    _script(_V4),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk.status import sql_rank
 from dashfrog_sdk.store import schema
-from dashfrog_sdk.store.convert import Batch, FlowRow, StepRow, label_text
+from dashfrog_sdk.store.convert import Batch, FlowRow, ProgressRow, StepRow, label_text
 
 _log = logging.getLogger("dashfrog_sdk.store")
 WRITE_ERRORS = "store.write_errors"  # diagnostics counter of failed writes
@@ -75,12 +75,20 @@ ON CONFLICT (flow_id) DO UPDATE SET
 
 _INSERT_LABEL = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
 
+# Which of two progress values of a step is the later one (each says when it was recorded).
+_NEWER_PROGRESS = (
+    "excluded.progress_ns IS NOT NULL "
+    "AND (steps.progress_ns IS NULL OR excluded.progress_ns >= steps.progress_ns)"
+)
+
 # A step's span is authoritative; its start event only fills a row until the span arrives.
 _UPSERT_STEP = """
 INSERT INTO steps (span_id, flow_id, trace_id, parent_span_id, name, service, status, optional,
-                   start_ns, end_ns, error_type, error_message, attributes)
+                   start_ns, end_ns, error_type, error_message, attributes, progress_done,
+                   progress_total, progress_message, progress_ns)
 VALUES (:span_id, :flow_id, :trace_id, :parent_span_id, :name, :service, :status, :optional,
-        :start_ns, :end_ns, :error_type, :error_message, :attributes)
+        :start_ns, :end_ns, :error_type, :error_message, :attributes, :progress_done,
+        :progress_total, :progress_message, :progress_ns)
 ON CONFLICT (span_id) DO UPDATE SET
     trace_id = COALESCE(excluded.trace_id, steps.trace_id),
     parent_span_id = COALESCE(excluded.parent_span_id, steps.parent_span_id),
@@ -94,7 +102,34 @@ ON CONFLICT (span_id) DO UPDATE SET
     error_message = COALESCE(excluded.error_message, steps.error_message),
     attributes = CASE WHEN excluded.attributes != '{}'
                            AND (excluded.status != 'running' OR steps.status = 'running')
-                      THEN excluded.attributes ELSE steps.attributes END
+                      THEN excluded.attributes ELSE steps.attributes END,
+    {progress}
+"""
+
+_UPSERT_STEP = _UPSERT_STEP.replace(
+    "{progress}",
+    ",\n    ".join(
+        f"{column} = CASE WHEN {_NEWER_PROGRESS} THEN excluded.{column} ELSE steps.{column} END"
+        for column in ("progress_done", "progress_total", "progress_message", "progress_ns")
+    ),
+)
+
+# A progress event: the running step's latest value, unless its row already has a later one
+# (the span's last value, written at its end). A step with no row yet (its start event was not
+# sent) gets its last value from its span.
+_UPDATE_PROGRESS = """
+UPDATE steps SET progress_done = :done, progress_total = :total, progress_message = :message,
+                 progress_ns = :ts_ns
+WHERE span_id = :span_id AND (progress_ns IS NULL OR progress_ns <= :ts_ns)
+"""
+
+# One row per step and name; the latest value of a name wins.
+_UPSERT_ARTIFACT = """
+INSERT INTO artifacts (span_id, name, flow_id, step_name, service, ts_ns, value)
+VALUES (:span_id, :name, :flow_id, :step_name, :service, :ts_ns, :value)
+ON CONFLICT (span_id, name) DO UPDATE SET
+    value = excluded.value, ts_ns = excluded.ts_ns
+WHERE excluded.ts_ns >= artifacts.ts_ns
 """
 
 _INSERT_SPAN = """
@@ -116,7 +151,7 @@ VALUES (:flow_id, :ts_ns, :severity, :body, :logger, :step_name, :service, :trac
         :attributes)
 """
 
-_CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs")
+_CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs", "artifacts")
 
 # Counter in dashfrog_sdk.stats()["diagnostics"] (and WRITE_ERRORS above).
 REOPENED = "store.reopened"
@@ -209,6 +244,11 @@ def _coalesce_steps(rows: list[StepRow]) -> list[StepRow]:
             prev.error_message = row.error_message
         if row.attributes and not keeps:
             prev.attributes = row.attributes
+        if row.progress_ns is not None and (
+            prev.progress_ns is None or row.progress_ns >= prev.progress_ns
+        ):
+            prev.progress_done, prev.progress_total = row.progress_done, row.progress_total
+            prev.progress_message, prev.progress_ns = row.progress_message, row.progress_ns
     return list(merged.values())
 
 
@@ -398,6 +438,14 @@ class StoreWriter:
                     for s in steps
                 ],
             )
+        if batch.progress:
+            latest: dict[str, ProgressRow] = {}
+            for p in batch.progress:
+                if p.span_id not in latest or p.ts_ns >= latest[p.span_id].ts_ns:
+                    latest[p.span_id] = p
+            conn.executemany(_UPDATE_PROGRESS, [vars(p) for p in latest.values()])
+        if batch.artifacts:
+            conn.executemany(_UPSERT_ARTIFACT, [vars(a) for a in batch.artifacts])
         if batch.spans:
             conn.executemany(
                 _INSERT_SPAN, [{**vars(s), "error": int(s.error)} for s in batch.spans]

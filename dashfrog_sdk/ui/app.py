@@ -76,6 +76,7 @@ def _templates() -> Jinja2Templates:
         symbol=_fmt.symbol,
         q=lambda v: quote(str(v), safe=""),
         when=_when,
+        artifact=lambda value: _fmt.artifact_json(value, indent=2),
     )
     return Jinja2Templates(env=env)
 
@@ -309,6 +310,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
             "f": detail,
             "bars": views.waterfall(detail),
             "children": children,
+            "artifacts": views.artifacts(detail),
             "diagram": sequence_diagram(detail),
             "big_diagram": big,
             # Inline for flows of a readable size; a link to /json for the big ones.

@@ -484,17 +484,24 @@ def waterfall(detail: FlowDetail, now_ns: int | None = None) -> list[Bar]:
     return bars
 
 
+def artifacts(detail: FlowDetail) -> list[tuple[Step, str, Any]]:
+    """(step, name, value) of every artifact, steps depth-first, each step's in order."""
+    return [(s, name, value) for s in _fmt.walk(detail) for name, value in s.artifacts.items()]
+
+
 def fingerprint(detail: FlowDetail) -> str:
     """Changes whenever what the flow page shows changes (but not with the clock)."""
     parts: list[Any] = [detail.status, detail.end_ns, detail.error_message, detail.current_step]
-    parts.extend((s.span_id, s.status, s.end_ns) for s in detail.steps)
+    parts.extend(
+        (s.span_id, s.status, s.end_ns, s.progress, len(s.artifacts)) for s in detail.steps
+    )
     parts.extend((len(detail.events), len(detail.logs), len(detail.children)))
     parts.extend((k.id, k.status) for k in detail.children)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def page_fingerprint(flows: Sequence[Flow]) -> str:
-    parts = [(f.id, f.status, f.current_step, f.end_ns) for f in flows]
+    parts = [(f.id, f.status, f.current_step, f.current_progress, f.end_ns) for f in flows]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

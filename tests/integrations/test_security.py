@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import dashfrog_sdk
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, flow
+from dashfrog_sdk import diagnostics, flow, step
 from dashfrog_sdk.integrations import unwrap_httpx, unwrap_requests, with_httpx, with_requests
 from dashfrog_sdk.propagation import encode_member, parse_header, sign
 from tests.integrations.conftest import KEY, PYTHON, ROOT, TENANT, service_env, unique
@@ -201,6 +201,28 @@ def test_each_hop_that_is_allowed_gets_the_flow(
     back = parse_header(inside.seen[f"/back?{tag}"]["baggage"])
     assert back[c.FLOW_ID] == flow_id and back[c.TENANT] == TENANT
     assert c.BAGGAGE_SIGNATURE in back
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_artifacts_and_progress_never_leave_in_headers(
+    client: str, inside: Recorder, service_a: None
+) -> None:
+    """A step's artifact and progress are step data: a call made after them, to a host that
+    gets the flow (and with jaeger and ottrace running too), carries neither."""
+    tag = unique(client)
+    secret = f"artifact-secret-{tag}"
+
+    def calls() -> None:
+        with step.start("import_rows") as s:
+            s.artifact("summary", {"token": secret, "rows": 3})
+            s.progress(1, total=2, message=f"progress-{secret}")
+            assert get(client, f"{inside.url}/after?{tag}") == 200
+
+    flow_id = in_flow(calls, foreign=False)
+    headers = inside.seen[f"/after?{tag}"]
+    assert parse_header(headers["baggage"])[c.FLOW_ID] == flow_id  # the flow itself went
+    assert not any(secret in v or secret in k for k, v in headers.items()), headers
+    assert not any("artifact" in k or "progress" in k for k in dashfrog_members(headers))
 
 
 # -- 2. numeric host forms are judged as the IP they are --------------------------------------

@@ -9,6 +9,7 @@ API in subprocesses for the end-to-end tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -174,6 +175,35 @@ class Pipe:
                     fh.status = c.FAILED
                 raise
             span.set_attribute(c.STEP_STATUS, c.COMPLETED)
+
+    def progress(
+        self,
+        fh: FlowHandle,
+        step: str,
+        span: Span,
+        done: float,
+        total: float | None = None,
+        message: str | None = None,
+        *,
+        last: bool = False,
+    ) -> None:
+        """A dashfrog.step.progress event as `s.progress()` records it; `last=True`: the value
+        the step span carries at its end instead."""
+        attrs: dict[str, Any] = {c.STEP_PROGRESS_DONE: done}
+        if total is not None:
+            attrs[c.STEP_PROGRESS_TOTAL] = total
+        if message is not None:
+            attrs[c.STEP_PROGRESS_MESSAGE] = message
+        if last:
+            span.set_attributes(attrs)
+        else:
+            self.emit(c.EVENT_STEP_PROGRESS, {**fh.attrs, c.STEP_NAME: step, **attrs}, span)
+
+    def artifact(self, fh: FlowHandle, step: str, span: Span, name: str, value: Any) -> None:
+        """A dashfrog.step.artifact event as `s.artifact()` records it."""
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        attrs = {**fh.attrs, c.STEP_NAME: step, c.ARTIFACT_NAME: name, c.ARTIFACT_VALUE: text}
+        self.emit(c.EVENT_STEP_ARTIFACT, attrs, span)
 
     def span(self, fh: FlowHandle, name: str, **kw: Any) -> Any:
         return self.tracer.start_as_current_span(name, attributes=dict(fh.attrs), **kw)

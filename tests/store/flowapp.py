@@ -65,8 +65,10 @@ def demo() -> dict[str, str]:
                 raise TimeoutError("geo service down")
         except TimeoutError:
             pass
-        with step.start("load"):
-            pass
+        with step.start("load") as s:
+            for i in range(1000):
+                s.progress(i + 1, total=1000, message="rows")
+            s.artifact("summary", {"rows": 1000, "rejected": 3, "note": "<b>ok</b>"})
     return ids
 
 
@@ -150,6 +152,19 @@ def hold(gate: str, step_timeout: float | None = None) -> None:
                 time.sleep(0.02)
 
 
+def hold_progress(gate: str) -> None:
+    """A step that says how far it is, waits for `gate`, then finishes with an artifact."""
+    with flow.start("long_import", tenant="initech") as fid:
+        print(json.dumps({"flow_id": fid}), flush=True)
+        with step.start("import_rows") as s:
+            s.progress(400, total=1000, message="loading eu")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            s.progress(1000, total=1000)
+            s.artifact("summary", {"rows": 1000, "rejected": 3})
+
+
 def timeout() -> str:
     with (
         flow.start("nightly", tenant="umbrella", end_on_exit=False, timeout=0.2) as fid,
@@ -203,6 +218,8 @@ def main(argv: list[str]) -> None:
         hold(argv[1], float(argv[2]) if len(argv) > 2 else None)
     elif command == "options":
         print(json.dumps(options()))
+    elif command == "hold_progress":
+        hold_progress(argv[1])
     elif command == "timeout":
         print(json.dumps({"flow_id": timeout()}))
     else:

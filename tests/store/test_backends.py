@@ -410,6 +410,81 @@ def test_hostile_strings_are_data(backend: Backend) -> None:
         assert store.flows(tenant="x") == []
 
 
+# -- progress and artifacts ----------------------------------------------------------------------
+
+
+def test_progress_of_a_running_step_then_its_last_value(backend: Backend) -> None:
+    pipe = backend.pipe()
+    with pipe.flow("imports", "acme") as fh:
+        with pipe.step(fh, "prepare"):
+            pass
+        with pipe.step(fh, "import_rows") as span:
+            pipe.progress(fh, "import_rows", span, 100, 1000)
+            pipe.progress(fh, "import_rows", span, 400, 1000, "loading eu")
+            pipe.flush()
+            with backend.open() as store:
+                _, cursor = store.changes(0)
+                (listed,) = store.flows(status="running")
+                detail = store.flow(fh.id)
+            pipe.progress(fh, "import_rows", span, 900, 1000)
+            pipe.flush()
+            with backend.open() as store:
+                changed, _ = store.changes(cursor)
+            pipe.progress(fh, "import_rows", span, 1000, 1000, last=True)
+    pipe.flush()
+    assert listed.current_step == "import_rows" and listed.current_progress is not None
+    assert listed.current_progress.text("import_rows") == "import_rows 40% (400/1000) loading eu"
+    assert detail.current_progress == listed.current_progress
+    prepare, rows = detail.steps
+    assert prepare.progress is None
+    assert rows.progress is not None and (rows.progress.done, rows.progress.total) == (400, 1000)
+    assert rows.progress.fraction == 0.4
+    # A progress update is a change of the flow: `dashfrog tail` and live pages see it.
+    assert fh.id in {f.id for f in changed}
+    with backend.open() as store:
+        ended = store.flow(fh.id)
+    assert ended.current_step is None and ended.current_progress is None
+    last = ended.steps[1].progress
+    assert last is not None and (last.done, last.total, last.message) == (1000, 1000, None)
+    assert last.ts_ns == ended.steps[1].end_ns
+    # Progress records are no flow events.
+    assert ended.events == []
+
+
+def test_progress_without_a_total(backend: Backend) -> None:
+    pipe = backend.pipe()
+    with pipe.flow("scan", "acme") as fh, pipe.step(fh, "walk") as span:
+        pipe.progress(fh, "walk", span, 2.5)
+        pipe.flush()
+        with backend.open() as store:
+            (flow,) = store.flows(status="running")
+    assert flow.current_progress is not None
+    assert (flow.current_progress.total, flow.current_progress.message) == (None, None)
+    assert flow.current_progress.text("walk") == "walk 2.5"
+
+
+def test_artifacts_are_stored_with_their_step(backend: Backend) -> None:
+    pipe = backend.pipe()
+    summary = {"rows": 1000, "rejected": 3, "regions": ["eu", "us"], "ok": True, "ratio": 0.5}
+    hostile = "<script>alert(1)</script> \x1b[31m ' OR 1=1 -- {db}"
+    with pipe.flow("imports", "acme") as fh:
+        with pipe.step(fh, "import_rows") as span:
+            pipe.artifact(fh, "import_rows", span, "summary", {"rows": 1})
+            pipe.artifact(fh, "import_rows", span, "summary", summary)  # replaces it
+            pipe.artifact(fh, "import_rows", span, "note", hostile)
+        with pipe.step(fh, "report") as span:
+            pipe.artifact(fh, "report", span, "empty", None)
+        pipe.event(fh, "done")
+    pipe.flush()
+    with backend.open() as store:
+        detail = store.flow(fh.id)
+    rows, report = detail.steps
+    # JSON values come back as they were given, on both backends (unlike attributes).
+    assert rows.artifacts == {"summary": summary, "note": hostile}
+    assert report.artifacts == {"empty": None}
+    assert [e.name for e in detail.events] == ["done"]
+
+
 # -- the real SDK, both backends at once ---------------------------------------------------------
 
 
@@ -490,6 +565,9 @@ def test_real_sdk_flows_read_the_same_on_both_backends(
             assert [(s.error_type, _attrs(s.attributes)) for s in a.steps] == [
                 (s.error_type, _attrs(s.attributes)) for s in b.steps
             ], key
+            assert [(s.progress, s.artifacts) for s in a.steps] == [
+                (s.progress, s.artifacts) for s in b.steps
+            ], key
             assert [_comparable(f) for f in a.children] == [_comparable(f) for f in b.children]
             assert [(e.name, e.ts_ns, _attrs(e.attributes)) for e in a.events] == [
                 (e.name, e.ts_ns, _attrs(e.attributes)) for e in b.events
@@ -502,6 +580,11 @@ def test_real_sdk_flows_read_the_same_on_both_backends(
             ), key
         assert left.stats() == right.stats()
         assert ids["timed_out"] in {f.id for f in right.flows(status="timed_out")}
+        load = right.flow(ids["optional"]).steps[1]
+        assert load.progress is not None and load.progress.text(load.name) == (
+            "load 100% (1000/1000) rows"
+        )
+        assert load.artifacts == {"summary": {"rows": 1000, "rejected": 3, "note": "<b>ok</b>"}}
         remote = right.flow(ids["remote"])
         assert remote.status == "completed" and remote.services == ["api", "worker"]
         # Steps' options: every attempt is a step on both; a timed-out step reads timed_out.

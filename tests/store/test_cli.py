@@ -280,3 +280,63 @@ def test_unknown_flow_and_bad_options(demo_store: DemoStore) -> None:
 @pytest.mark.parametrize("args", [["--help"], ["flows", "--help"], ["flow", "--help"]])
 def test_help(args: list[str]) -> None:
     assert "Usage" in _ok(*args)
+
+
+# -- progress and artifacts ---------------------------------------------------------------------
+
+
+def test_progress_while_running_then_the_artifact(tmp_path: Path) -> None:
+    """The real SDK in a subprocess: a step says 40% and waits; the CLI shows it in the flows
+    list, the flow view and tail; once it ends, its artifact is in the view, --json and the
+    Markdown document."""
+    store, gate = tmp_path / "flows.db", tmp_path / "gate"
+    app = subprocess.Popen(
+        [sys.executable, str(FLOWAPP), "hold_progress", str(gate)],
+        cwd=ROOT,
+        env=flowapp_env(store, "batch"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        flow_id = json.loads(app.stdout.readline())["flow_id"]
+        shown = "import_rows 40% (400/1000) loading eu"
+        wait_until(
+            lambda: store.exists() and shown in _ok("flows", "--store", str(store)),
+            timeout=30,
+            message="no progress in `dashfrog flows`",
+        )
+        view = _ok("flow", flow_id, "--store", str(store))
+        assert f"at step {shown}" in view
+        assert "running  40% (400/1000) loading eu" in view
+        assert shown in _ok("tail", "--once", "--since", "1m", "--store", str(store))
+        running = json.loads(_ok("flows", "--store", str(store), "--json"))[0]
+        assert running["current_progress"]["done"] == 400
+        gate.write_text("go")
+        assert app.wait(timeout=30) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        if app.stdout is not None:
+            app.stdout.close()
+
+    def ended() -> bool:
+        rows = json.loads(_ok("flows", "--store", str(store), "--json"))
+        return rows[0]["status"] == "completed"
+
+    wait_until(ended, timeout=15)
+    detail = json.loads(_ok("flow", flow_id, "--store", str(store), "--json"))
+    (rows,) = detail["steps"]
+    assert rows["artifacts"] == {"summary": {"rows": 1000, "rejected": 3}}
+    assert (rows["progress"]["done"], rows["progress"]["total"]) == (1000, 1000)
+    assert detail["current_progress"] is None
+    view = _ok("flow", flow_id, "--store", str(store))
+    assert '◆ summary = {"rows":1000,"rejected":3}' in view
+    assert "100% (1000/1000)" in view
+    doc = _ok("flow", flow_id, "--store", str(store), "--markdown")
+    output = doc.split("## Output\n", 1)[1].split("\n## ", 1)[0]
+    assert "### `import_rows` → `summary`" in output
+    block = output.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(block) == {"rows": 1000, "rejected": 3}
+    assert "progress `100% (1000/1000)`" in doc and "output: `summary`" in doc

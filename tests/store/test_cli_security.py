@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import pty
 import re
@@ -37,6 +38,15 @@ CLEAR = "\x1b[2J\x1b[H"
 C1_CSI = "\x9b31m"
 HTML_STEP = "``x`` <img src=x onerror=alert(1)> | `y` & &lt;b&gt;"
 TICK_STEP = "`tick` [/bold] :smile:"
+# An artifact holding all of it, and a fence that would close a Markdown code block.
+HOSTILE_ARTIFACT = {
+    "html": HTML_STEP,
+    "osc": OSC_LINK,
+    "clear": CLEAR,
+    "c1": C1_CSI,
+    "fence": "```\n# not a heading\n````",
+    "bidi": "abc\u202edcba",
+}
 # What a terminal would act on: ESC, 8-bit CSI/OSC, BEL.
 RAW_CONTROLS = re.compile("[\x1b\x9b\x9d\x07]")
 
@@ -46,8 +56,10 @@ def hostile(pipe: Pipe, store_path: Path) -> str:
     """One failed flow whose every user string is hostile; its id."""
     try:
         with pipe.flow(BAD_MARKUP + OSC_LINK, LINK_TENANT, note=CLEAR + C1_CSI) as fh:
-            with pipe.step(fh, HTML_STEP, payload=OSC_LINK):
+            with pipe.step(fh, HTML_STEP, payload=OSC_LINK) as span:
                 pipe.event(fh, "evt" + CLEAR, why=C1_CSI)
+                pipe.progress(fh, HTML_STEP, span, 1, 2, OSC_LINK + HTML_STEP)
+                pipe.artifact(fh, HTML_STEP, span, "out", HOSTILE_ARTIFACT)
                 pipe.log(fh, "log " + OSC_LINK + " [red]x[/red]", step=HTML_STEP)
             with pipe.step(fh, TICK_STEP):
                 raise RuntimeError("boom " + CLEAR + " [link=https://evil.example]x[/link]")
@@ -128,6 +140,12 @@ def test_piped_output_shows_user_strings_literally(hostile: str, store_path: Pat
     for what in ("flows", "flow", "tail"):
         assert BAD_MARKUP in outputs[what], what
     assert "[red]x[/red]" in outputs["logs"] and ":smile:" in outputs["flow"]
+    # The artifact and the progress message, in the flow view and its JSON, whole and as data.
+    assert '◆ out = {"html":"``x`` <img' in outputs["flow"]
+    assert not any("\u202e" in out for out in outputs.values())  # bidi controls: escaped
+    step = next(s for s in json.loads(outputs["json"])["steps"] if s["artifacts"])
+    assert step["artifacts"] == {"out": HOSTILE_ARTIFACT}
+    assert step["progress"]["message"] == OSC_LINK + HTML_STEP
 
 
 def test_terminal_output_shows_user_strings_literally(hostile: str, store_path: Path) -> None:
@@ -173,6 +191,10 @@ def test_markdown_is_safe_in_a_real_commonmark_renderer(hostile: str, store_path
             assert cells == header
         elif kind == "table_close":
             header = 0
+    # The artifact is one JSON code block (no fence inside it closes it), and reads back whole.
+    fences = [t for t in tokens if t.type == "fence" and t.info == "json"]  # type: ignore[attr-defined]
+    assert len(fences) == 1 and "## Output" in doc
+    assert json.loads(fences[0].content) == HOSTILE_ARTIFACT  # type: ignore[attr-defined]
     performance = doc.split("## Performance", 1)[1]
     assert performance.count("\n| ") >= 3  # the two steps and the total, one row each
     sequence = doc.split("```mermaid\n", 1)[1].split("\n```", 1)[0]

@@ -51,6 +51,11 @@ def test_demo_flows(demo_store: DemoStore) -> None:
         True,
         "TimeoutError",
     )
+    # A tight progress loop: its last value on the step, its artifact with it.
+    load = optional.steps[1]
+    assert load.progress is not None
+    assert (load.progress.done, load.progress.total, load.progress.message) == (1000, 1000, "rows")
+    assert load.artifacts == {"summary": {"rows": 1000, "rejected": 3, "note": "<b>ok</b>"}}
 
 
 def test_flow_ended_by_another_process(demo_store: DemoStore) -> None:

@@ -313,3 +313,56 @@ def test_tenants_home_and_stats_pages(viewer: Viewer, filled: Filled, page: Page
     assert "heat-ok" in by_key[("order_processing", "acme-corp")]["today"]
     page.shot("stats")
     assert_clean(page)
+
+
+def test_progress_moves_in_place_and_the_artifact_appears(
+    viewer: Viewer, filled: Filled, browser: Any, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    writer = ManagedProcess(
+        [sys.executable, str(UIAPP), "progress", str(gate)],
+        env=filled.writer_env("worker"),
+        inherit_env=False,
+        cwd=ROOT,
+        name="uiapp-progress",
+    ).start()
+    list_page = Page(browser, "progress-list")
+    flow_page = Page(browser, "progress-flow")
+    try:
+        line = wait_until(lambda: writer.log_text().strip().splitlines()[:1], timeout=60)
+        flow_id = json.loads(line[0])["flow_id"]
+
+        def at(done: float) -> bool:
+            r = viewer.get(f"/flows/{flow_id}/json")
+            progress = r.json().get("current_progress") if r.status_code == 200 else None
+            return progress is not None and progress["done"] == done
+
+        wait_until(lambda: at(40), timeout=60, message="the step's progress never showed")
+        list_page.page.goto(viewer.url + "/flows?tenant=initech")
+        flow_page.page.goto(viewer.url + f"/flows/{flow_id}")
+        row = list_page.page.locator(f"tr[data-flow-id='{flow_id}']")
+        expect(row.locator(".flow-step")).to_contain_text("import_rows 40% (40/100) batch 1")
+        expect(flow_page.page.locator("#current-step")).to_have_text(
+            "import_rows 40% (40/100) batch 1"
+        )
+        for p in (list_page, flow_page):
+            p.page.evaluate("window.__sameDocument = 42")
+        (tmp_path / "gate.1").write_text("go")
+        expect(row.locator(".flow-step")).to_contain_text("80% (80/100) batch 2", timeout=60_000)
+        expect(flow_page.page.locator("#current-step")).to_contain_text("80%", timeout=60_000)
+        (tmp_path / "gate.2").write_text("go")
+        artifact = flow_page.page.locator("#artifacts tr.artifact-row[data-artifact='summary']")
+        expect(artifact).to_contain_text('"note": "<b>not bold</b>"', timeout=60_000)
+        assert flow_page.page.locator("#artifacts b").count() == 0  # text, not markup
+        for p in (list_page, flow_page):  # updated in place: the same document, never reloaded
+            assert p.page.evaluate("window.__sameDocument") == 42
+            assert_clean(p)
+        flow_page.shot("artifact")
+        assert writer.wait(60) == 0
+    finally:
+        list_page.close()
+        flow_page.close()
+        for name in ("gate.1", "gate.2"):
+            if not (tmp_path / name).exists():
+                (tmp_path / name).write_text("stop")
+        writer.stop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,7 +18,8 @@ import pytest
 
 from dashfrog_sdk.ui import links
 from tests.support import ROOT, clean_env
-from tests.ui.conftest import LINK_KEY, TOKEN, Filled, Viewer, run_app
+from tests.support.procs import ManagedProcess, wait_until
+from tests.ui.conftest import LINK_KEY, TOKEN, UIAPP, Filled, Viewer, app_env, run_app
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +281,85 @@ def test_heatmap_cells_say_how_the_day_went() -> None:
     assert heat_class(day(running=2))[0] == "heat-running"
     assert heat_class(None)[0] == heat_class(day())[0] == "heat-none"
     assert "1 completed, 1 failed" in heat_class(day(completed=1, failed=1))[1]
+
+
+# -- progress and artifacts ---------------------------------------------------------------------
+
+
+def _text(html: str) -> str:
+    """A page's text as a reader sees it: tags dropped, whitespace collapsed, entities decoded."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def test_progress_while_running_and_artifacts_once_done(tmp_path: Path) -> None:
+    """The real SDK in a subprocess: the list row and the flow page say how far the current
+    step is while it runs; once it ends, the flow page lists its artifact, escaped."""
+    store, gate = tmp_path / "flows.db", tmp_path / "gate"
+    holder = ManagedProcess(
+        [sys.executable, str(UIAPP), "progress", str(gate)],
+        env=app_env(store, "worker"),
+        inherit_env=False,
+        cwd=ROOT,
+        name="uiapp-progress",
+    ).start()
+    viewer: Viewer | None = None
+    try:
+        line = wait_until(lambda: holder.log_text().strip().splitlines()[:1], timeout=60)
+        flow_id = json.loads(line[0])["flow_id"]
+        wait_until(store.exists, timeout=30)
+        viewer = Viewer(store).start()
+        v = viewer
+
+        def at(percent: str) -> bool:
+            r = v.get(f"/flows/{flow_id}/json")
+            progress = r.json().get("current_progress") if r.status_code == 200 else None
+            return progress is not None and f"{progress['done']:g}" == percent
+
+        wait_until(lambda: at("40"), timeout=60, message="no progress in the store")
+        listed = _text(viewer.get("/flows?tenant=initech").text)
+        assert "import_rows 40% (40/100) batch 1" in listed
+        page = viewer.get(f"/flows/{flow_id}").text
+        assert re.search(r'<progress class="step-bar" max="1" value="0.4">', page)
+        assert "current step import_rows 40% (40/100) batch 1" in _text(page)
+        gate.with_name("gate.1").write_text("go")
+        wait_until(lambda: at("80"), timeout=60, message="the second value never arrived")
+        assert "import_rows 80% (80/100) batch 2" in _text(viewer.get(f"/flows/{flow_id}").text)
+        gate.with_name("gate.2").write_text("go")
+        assert holder.wait(60) == 0
+
+        def done() -> bool:
+            return v.get(f"/flows/{flow_id}/json").json()["status"] == "completed"
+
+        wait_until(done, timeout=60)
+        page = viewer.get(f"/flows/{flow_id}").text
+        row = re.search(r'<tr class="artifact-row"[^>]*>.*?</tr>', page, re.S)
+        assert row is not None
+        assert 'data-artifact="summary"' in row.group(0)
+        assert "&lt;b&gt;not bold&lt;/b&gt;" in row.group(0) and "<b>" not in row.group(0)
+        value = re.search(r'<pre class="json artifact-value">(.*?)</pre>', row.group(0), re.S)
+        assert value is not None
+        assert json.loads(unescape(value.group(1))) == {"rows": 100, "note": "<b>not bold</b>"}
+        data = viewer.get(f"/flows/{flow_id}/json").json()
+        assert data["steps"][0]["artifacts"] == {
+            "summary": {"rows": 100, "note": "<b>not bold</b>"}
+        }
+        assert data["steps"][0]["progress"]["done"] == 80
+    finally:
+        if not gate.with_name("gate.1").exists():
+            gate.with_name("gate.1").write_text("stop")
+        if not gate.with_name("gate.2").exists():
+            gate.with_name("gate.2").write_text("stop")
+        holder.stop()
+        if viewer is not None:
+            viewer.stop()
+
+
+def test_hostile_artifacts_and_progress_are_text(viewer: Viewer, filled: Filled) -> None:
+    page = viewer.get(f"/flows/{filled.ids['hostile']}").text
+    row = re.search(r'<tr class="artifact-row"[^>]*>.*?</tr>', page, re.S)
+    assert row is not None and "&lt;img src=x onerror=" in row.group(0)
+    assert "<img" not in page and "<svg onload" not in page
+    assert "1/3" in _text(page)
+    data = viewer.get(f"/flows/{filled.ids['hostile']}/json").json()
+    (step,) = data["steps"]
+    assert step["artifacts"]["evil"]["name"].startswith("<img src=x")

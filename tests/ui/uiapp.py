@@ -4,6 +4,8 @@
     python tests/ui/uiapp.py billing CARRIERS   # the "billing" service ends those flows
     python tests/ui/uiapp.py hold GATE_FILE     # a flow that waits in a step until GATE_FILE
     python tests/ui/uiapp.py bulk N             # N small flows (pagination)
+    python tests/ui/uiapp.py progress GATE      # a step at 40%, at 80% after GATE.1, ends after
+                                                # GATE.2 with an artifact
 
 Configuration comes from the environment (DASHFROG_STORE, OTEL_SERVICE_NAME), as deployed.
 """
@@ -53,8 +55,10 @@ def api() -> dict[str, object]:
     out["handoffs"] = handoffs
     with flow.start("data_import", tenant="acme-corp", source="s3") as fid:
         out["import"] = fid
-        with step.start("load"):
+        with step.start("load") as s:
             flow.event("rows_loaded", rows=120)
+            s.progress(120, total=120)
+            s.artifact("summary", {"rows": 120, "source": "s3"})
         with flow.start("notify", tenant="acme-corp") as child:
             out["child"] = child
             with step.start("email"):
@@ -66,7 +70,11 @@ def api() -> dict[str, object]:
     try:
         with flow.start(HOSTILE_NAME, tenant=HOSTILE_TENANT, note="</td><b>x</b>") as fid:
             out["hostile"] = fid
-            with step.start(HOSTILE_STEP):
+            with step.start(HOSTILE_STEP) as s:
+                s.progress(1, total=3, message=HOSTILE_ERROR)
+                s.artifact(
+                    "evil", {"name": HOSTILE_NAME, "step": HOSTILE_STEP, "pre": HOSTILE_ERROR}
+                )
                 raise RuntimeError(HOSTILE_ERROR)
     except RuntimeError:
         pass
@@ -106,6 +114,26 @@ def hold(gate: str) -> None:
     assert dashfrog_sdk.flush(60)
 
 
+def _wait_for(path: str) -> None:
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def progress(gate: str) -> None:
+    with flow.start("long_import", tenant="initech") as fid:
+        print(json.dumps({"flow_id": fid}), flush=True)
+        with step.start("import_rows") as s:
+            s.progress(40, total=100, message="batch 1")
+            dashfrog_sdk.flush(10)
+            _wait_for(gate + ".1")
+            s.progress(80, total=100, message="batch 2")  # past the throttle: recorded now
+            dashfrog_sdk.flush(10)
+            _wait_for(gate + ".2")
+            s.artifact("summary", {"rows": 100, "note": "<b>not bold</b>"})
+    assert dashfrog_sdk.flush(60)
+
+
 def bulk(count: int) -> None:
     for i in range(count):
         with flow.start("bulk", tenant=f"t{i % 3}", n=i), step.start("only"):
@@ -121,6 +149,8 @@ def main(argv: list[str]) -> None:
         billing(json.loads(argv[1]))
     elif argv[0] == "hold":
         hold(argv[1])
+    elif argv[0] == "progress":
+        progress(argv[1])
     elif argv[0] == "bulk":
         bulk(int(argv[1]))
     else:
