@@ -114,6 +114,10 @@ class Batch:
     # Flows whose identity (name, tenant, parent, labels) a row of this batch already carries:
     # every record of a flow carries the same, so later rows need not decode it again.
     known: set[str] = field(default_factory=set)
+    # The last resource read and its service.name: a batch's spans share one or two resources
+    # (their provider's), whose attributes mapping is Python code on every read.
+    resource: Any = None
+    service: str | None = None
 
     def __len__(self) -> int:
         return (
@@ -221,7 +225,12 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
     span_id = format(ctx.span_id, "016x")
     trace_id = format(ctx.trace_id, "032x")
     parent = _span_hex(span.parent.span_id) if span.parent else None
-    service = _service(span.resource.attributes)
+    resource = span.resource
+    if resource is batch.resource:
+        service = batch.service
+    else:
+        service = batch.service = _service(resource.attributes)
+        batch.resource = resource
     failed = not span.status.is_ok  # StatusCode.ERROR: neither UNSET nor OK
     step_name = attrs.get(c.STEP_NAME)
     flow_name = attrs.get(c.FLOW_NAME)
