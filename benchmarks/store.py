@@ -235,6 +235,9 @@ def whole_process(flows: int, rate: float, workdir: str) -> None:
     for label, paced in (("flat out", 0.0), (f"paced at {rate:,.0f} flows/s", rate)):
         bare = _process(_BARE, str(flows), str(paced))
         path = os.path.join(workdir, f"process-{int(paced)}.db")
+        for stale in (path, path + "-wal", path + "-shm"):  # every run starts from an empty store
+            if os.path.exists(stale):
+                os.remove(stale)
         ours = _process(_DASHFROG, str(flows), str(paced), path)
         ratio = ours["cpu"] / bare["cpu"]
         drops = {k: v for k, v in ours["diagnostics"].items() if k.startswith("store.")}
