@@ -21,8 +21,11 @@ retention and CLI start-up, each against a baseline measured in the same run.
    ``stats(since=1d)`` under 200 ms at 1M flows.
 5. Retention of the oversized store down to a tenth: the longest single transaction (what
    another writer may wait for; its busy timeout is 10 s) and the file size before and after.
-6. CLI start-up: ``dashfrog --version`` and ``dashfrog stats --since 1d`` (median of 5 runs to
-   exit) against ``python -c pass``.
+6. CLI start-up: ``dashfrog --version``, ``--help``, ``flows`` and ``stats`` on a 50-flow store,
+   and ``stats --since 1d`` on the big one (median of 7 runs to exit, wall and CPU) against
+   ``python -c pass`` and ``python -c 'import click'``.
+
+``--only process`` runs section 3 alone, ``--only cli`` section 6 alone.
 """
 
 from __future__ import annotations
@@ -232,6 +235,9 @@ def whole_process(flows: int, rate: float, workdir: str) -> None:
     for label, paced in (("flat out", 0.0), (f"paced at {rate:,.0f} flows/s", rate)):
         bare = _process(_BARE, str(flows), str(paced))
         path = os.path.join(workdir, f"process-{int(paced)}.db")
+        for stale in (path, path + "-wal", path + "-shm"):  # every run starts from an empty store
+            if os.path.exists(stale):
+                os.remove(stale)
         ours = _process(_DASHFROG, str(flows), str(paced), path)
         ratio = ours["cpu"] / bare["cpu"]
         drops = {k: v for k, v in ours["diagnostics"].items() if k.startswith("store.")}
@@ -280,25 +286,56 @@ def retention(path: str, keep: int) -> None:
     )
 
 
-def _median_run(argv: list[str], runs: int = 5) -> float:
-    times = []
+def _median_run(argv: list[str], runs: int = 7) -> tuple[float, float]:
+    """Median wall time to exit, and median CPU (user + system) of the child."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = os.times()
         began = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        after = os.times()
+        cpus.append(
+            after.children_user + after.children_system - before.children_user
+            - before.children_system
+        )  # fmt: skip
+    return statistics.median(times), statistics.median(cpus)
 
 
-def cli_startup(path: str) -> None:
-    bare = _median_run([sys.executable, "-c", "pass"])
-    cli = [sys.executable, "-m", "dashfrog_sdk.cli"]
-    version = _median_run([*cli, "--version"])
-    stats = _median_run([*cli, "stats", "--since", "1d", "--store", path])
-    print(
-        f"cli start-up (median of 5, to exit): python -c pass {bare * 1000:.0f} ms; "
-        f"dashfrog --version {version * 1000:.0f} ms (+{(version - bare) * 1000:.0f} ms); "
-        f"dashfrog stats --since 1d {stats * 1000:.0f} ms"
-    )
+def _small_store(workdir: str) -> str:
+    """A store of 50 flows, for the start-up of a command on a small store."""
+    path = os.path.join(workdir, "small.db")
+    if os.path.exists(path):
+        os.remove(path)
+    writer = StoreWriter(path)
+    writer.write(_flow_batch(random.Random(7), 0, 50, time.time_ns()))
+    writer.close()
+    return path
+
+
+def cli_startup(path: str | None, workdir: str) -> None:
+    """`dashfrog` as installed (the console script), against `python -c pass` in the same run."""
+    script = [sys.executable, "-m", "dashfrog_sdk"]  # the console script's entry point
+    small = _small_store(workdir)
+    runs = [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("python -c 'import click'", [sys.executable, "-c", "import click"]),
+        ("dashfrog --version", [*script, "--version"]),
+        ("dashfrog --help", [*script, "--help"]),
+        ("dashfrog flows (50 flows)", [*script, "flows", "--store", small]),
+        ("dashfrog stats (50 flows)", [*script, "stats", "--store", small]),
+    ]
+    if path is not None:
+        runs.append(("dashfrog stats --since 1d (big)", [*script, "stats", "--since", "1d",
+                                                         "--store", path]))  # fmt: skip
+    print("cli start-up (median of 7, to exit)      wall        CPU    wall - python -c pass")
+    bare = 0.0
+    for label, argv in runs:
+        wall, cpu = _median_run(argv)
+        bare = bare or wall
+        print(
+            f"  {label:<36} {wall * 1000:6.0f} ms  {cpu * 1000:6.0f} ms  {(wall - bare) * 1000:+6.0f} ms"
+        )
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -320,6 +357,11 @@ def main() -> int:
     parser.add_argument("--process-flows", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=5_000)
     parser.add_argument("--path", help="store file (default: a temporary file, removed after)")
+    parser.add_argument(
+        "--only",
+        choices=("process", "cli"),
+        help="only section 3 (embedded default, whole process) or 6 (CLI start-up)",
+    )
     parser.add_argument(
         "--chdb",
         action="store_true",
@@ -343,9 +385,15 @@ def main() -> int:
     else:
         tmp = tempfile.TemporaryDirectory()
         path = os.path.join(tmp.name, "flows.db")
+    workdir = os.path.dirname(os.path.abspath(path))
     try:
+        if args.only == "cli":
+            cli_startup(None, workdir)
+            return 0
         if args.process_flows:
-            whole_process(args.process_flows, args.rate, os.path.dirname(os.path.abspath(path)))
+            whole_process(args.process_flows, args.rate, workdir)
+        if args.only == "process":
+            return 0
         took = write_direct(path, args.flows)
         print(
             f"write   {args.flows:>7} flows (+{3 * args.flows} steps) through the writer: "
@@ -406,7 +454,7 @@ def main() -> int:
                 if label.startswith("flows(tenant, status"):
                     worst = max(worst, cold, median)
         retention(path, max(1, total // 10))
-        cli_startup(path)
+        cli_startup(path, workdir)
         verdict = "OK" if worst < 1.0 else "TOO SLOW"
         print(
             f"\ntenant+status over {total:,} flows: worst {worst * 1000:.1f} ms "

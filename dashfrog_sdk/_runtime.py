@@ -8,11 +8,12 @@ the first flow can set the SDK up from the environment without this module impor
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from opentelemetry import trace
-from opentelemetry.trace import Tracer
+from typing import TYPE_CHECKING, cast
 
 from dashfrog_sdk import diagnostics
+
+if TYPE_CHECKING:  # loaded by the first flow: `import dashfrog_sdk` (the CLI) loads no OTel
+    from opentelemetry.trace import Tracer
 
 
 class Runtime:
@@ -20,7 +21,8 @@ class Runtime:
 
     def __init__(self) -> None:
         self.configured = False
-        self.tracer: Tracer = trace.NoOpTracer()
+        # Set by setup(), or to a no-op tracer by `ensure` (every reader calls it first).
+        self.tracer: Tracer = cast("Tracer", None)
         self._setup: Callable[[], object] | None = None
 
     def register_setup(self, setup: Callable[[], object]) -> None:
@@ -46,6 +48,10 @@ class Runtime:
                     exc,
                 )
                 self.configured = True  # do not retry on every call; setup() can still be called
+            if self.tracer is None:  # setup() failed, or declined at interpreter exit
+                from opentelemetry import trace
+
+                self.tracer = trace.NoOpTracer()
         return self
 
 

@@ -19,30 +19,36 @@ exit with status 1.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.render import _fmt
-from dashfrog_sdk.render.markdown import markdown
-from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
-from dashfrog_sdk.render.timeline import status_label, timeline, timeline_with_logs
-from dashfrog_sdk.status import effective_status
-from dashfrog_sdk.store import DEFAULT_PATH, Flow, FlowStore, StoreError
-from dashfrog_sdk.store.backend import READ_ENV, FlowBackend
-from dashfrog_sdk.store.model import times
-from dashfrog_sdk.timeutil import parse_duration, parse_instant
+from dashfrog_sdk._version import __version__
+from dashfrog_sdk.config import DEFAULT_STORE, READ_STORE_ENV
 from dashfrog_sdk.ui.command import ui as ui_command
+
+# Start-up: only click is imported up front. rich, the store (sqlite3), the renderers and
+# anything that loads OpenTelemetry are imported by the commands that use them, so
+# `dashfrog --version` and `--help` load none of them (tests/store/test_cli_startup.py;
+# figures in README, Performance).
+if importlib.util.find_spec("rich") is None:  # found without importing it: every command (even
+    # one that would not print with rich) says how to install the extra (dashfrog_sdk._entry)
+    raise ModuleNotFoundError("No module named 'rich'", name="rich")
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from dashfrog_sdk.store import Flow
+    from dashfrog_sdk.store.backend import FlowBackend
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -58,6 +64,8 @@ def _console() -> Console:
     # highlighting; every one of them is also passed through _fmt.visible (control characters).
     # Piped output (scripts, tests) gets a wide, colourless console rather than 80 columns,
     # unless COLUMNS says otherwise.
+    from rich.console import Console
+
     plain = {"highlight": False, "markup": False, "emoji": False}
     console = Console(soft_wrap=False, **plain)  # type: ignore[arg-type]
     if not console.is_terminal:
@@ -68,6 +76,10 @@ def _console() -> Console:
 
 def _t(value: object) -> Text:
     """A table cell or line part from a user string: shown literally, controls made visible."""
+    from rich.text import Text
+
+    from dashfrog_sdk.render import _fmt
+
     return Text(_fmt.visible(value))
 
 
@@ -81,13 +93,17 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
-        except (CliError, StoreError, ValueError) as exc:
+        except (CliError, ValueError) as exc:
             _fail(str(exc))
         except Exception as exc:
-            _fail(f"{type(exc).__name__}: {exc}")
+            from dashfrog_sdk.store.errors import StoreError  # raised only once the store loaded
+
+            _fail(str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}")
 
 
 def _fail(message: str) -> None:
+    from dashfrog_sdk.render import _fmt
+
     click.echo(f"dashfrog: error: {_fmt.visible(message)}", err=True)
     raise click.exceptions.Exit(1)
 
@@ -97,13 +113,13 @@ def _store_option(func: F) -> F:
         "--store",
         "store_path",
         # The read location first; DASHFROG_STORE (where the SDK writes) stays the fallback.
-        envvar=[READ_ENV, "DASHFROG_STORE"],
-        default=DEFAULT_PATH,
+        envvar=[READ_STORE_ENV, "DASHFROG_STORE"],
+        default=DEFAULT_STORE,
         show_default=True,
         metavar="PATH|URL",
         help=(
             "The flow store: a SQLite file, clickhouse://host:8123/db or chdb:///dir "
-            f"(env {READ_ENV}, then DASHFROG_STORE)."
+            f"(env {READ_STORE_ENV}, then DASHFROG_STORE)."
         ),
     )(func)
 
@@ -113,18 +129,24 @@ def _open(path: str) -> Iterator[FlowBackend]:
     if path.strip().lower() in ("off", "none", "0", "false"):
         raise CliError(
             "the flow store is disabled (DASHFROG_STORE=off); pass --store PATH or URL, "
-            f"or set {READ_ENV}"
+            f"or set {READ_STORE_ENV}"
         )
+    from dashfrog_sdk.store import FlowStore
+
     store: FlowBackend = FlowStore(path)
     with store:
         yield store
 
 
 def _seconds(option: str, value: str | None) -> float | None:
+    from dashfrog_sdk.timeutil import parse_duration
+
     return _parsed(option, value, parse_duration)
 
 
 def _instant(option: str, value: str | None) -> Any:
+    from dashfrog_sdk.timeutil import parse_instant
+
     return _parsed(option, value, parse_instant)
 
 
@@ -138,6 +160,8 @@ def _parsed(option: str, value: str | None, parse: Callable[[str], T]) -> T | No
 
 
 def _jsonable(obj: Any) -> Any:
+    from dashfrog_sdk.store.model import times
+
     row = dataclasses.asdict(obj)
     for key, moment in times(obj).items():
         row[key] = moment.isoformat() if moment else None
@@ -155,7 +179,8 @@ def _dump(value: Any) -> None:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dashfrog-sdk", prog_name="dashfrog")
+# The version from the package, not its installed metadata: importlib.metadata scans sys.path.
+@click.version_option(__version__, prog_name="dashfrog")
 def main() -> None:
     """Query and picture the flows in the local dashfrog flow store."""
 
@@ -174,6 +199,12 @@ _SHORT_ID = 12
 
 
 def _flows_table(flows: list[Flow], width: int) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from dashfrog_sdk.render import _fmt
+    from dashfrog_sdk.render.timeline import status_label
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("FLOW ID", no_wrap=True)
     table.add_column("NAME", min_width=10, overflow="fold")
@@ -274,6 +305,10 @@ def flows(
 @click.option("--logs", is_flag=True, help="Show the flow's captured log records.")
 def flow(store_path: str, flow_id: str, fmt: str | None, logs: bool) -> None:
     """Show one flow (its id or a unique prefix): a timeline tree by default."""
+    from dashfrog_sdk.render.markdown import markdown
+    from dashfrog_sdk.render.mermaid import flowchart, sequence_diagram
+    from dashfrog_sdk.render.timeline import timeline, timeline_with_logs
+
     with _open(store_path) as store:
         detail = store.flow(flow_id)
     if fmt == "mermaid":
@@ -301,6 +336,10 @@ def durations(store_path: str, flow_id: str, as_json: bool) -> None:
     if as_json:
         _dump(dataclasses.asdict(result))
         return
+    from rich.table import Table
+
+    from dashfrog_sdk.render import _fmt
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("STEP", "SERVICE", "STATUS", "DURATION", "SHARE"):
         table.add_column(column)
@@ -318,6 +357,10 @@ def durations(store_path: str, flow_id: str, as_json: bool) -> None:
 
 def _tail_line(f: Flow, what: str, at_ns: int | None, detail: str = "") -> Text:
     """One change of one flow, stamped with when it happened (not when tail printed it)."""
+    from rich.text import Text
+
+    from dashfrog_sdk.render import _fmt
+
     status = c.RUNNING if what in ("started", "step") else f.status
     style = _fmt.STYLES.get(status, "")
     mark = "→" if what == "step" else _fmt.symbol(status)
@@ -333,6 +376,8 @@ def _tail_line(f: Flow, what: str, at_ns: int | None, detail: str = "") -> Text:
 
 def _step_started_ns(store: FlowBackend, f: Flow) -> int | None:
     """When the running step `f.current_step` started (the latest start of that name)."""
+    from dashfrog_sdk.store.errors import StoreError
+
     try:
         steps = store.flow(f.id).steps
     except StoreError:
@@ -359,6 +404,8 @@ def tail(
     name: str | None,
 ) -> None:
     """Follow flows as they start, change step and end."""
+    from dashfrog_sdk.status import effective_status
+
     console = _console()
     back = _seconds("--since", since) or 0.0
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -403,6 +450,8 @@ def _report(
     seen: dict[str, tuple[str, str | None, str | None]],
     open_flows: dict[str, Flow],
 ) -> None:
+    from dashfrog_sdk.render import _fmt
+
     before = seen.get(f.id)
     progress = f.current_progress
     shown = progress.text(f.current_step) if progress is not None and f.current_step else None
@@ -454,6 +503,10 @@ def stats(
     if not rows:
         click.echo("no flows")
         return
+    from rich.table import Table
+
+    from dashfrog_sdk.render import _fmt
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("NAME", "TENANT", "COUNT", "RUNNING", "FAILED", "FAILURE RATE", "P50", "P95"):
         table.add_column(column, justify="left" if column in ("NAME", "TENANT") else "right")

@@ -15,6 +15,9 @@ from urllib.parse import unquote, urlparse
 from dashfrog_sdk.timeutil import parse_duration
 
 DEFAULT_STORE = os.path.join(".dashfrog", "flows.db")
+# Where the CLI reads flows by default (a SQLite path or a ClickHouse/chDB URL). Unset, it reads
+# DASHFROG_STORE (the SDK's write location), then DEFAULT_STORE.
+READ_STORE_ENV = "DASHFROG_READ_STORE"
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("traces", "logs", "metrics")
 EXPORTERS = ("otlp", "console", "none")

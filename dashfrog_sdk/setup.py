@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, metrics
+from dashfrog_sdk._otel import log_records
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
 from dashfrog_sdk.config import Config
@@ -225,16 +226,20 @@ def _wire(inst: _Installed) -> None:
     span_children: list[SpanProcessor] = []
     log_children: list[LogRecordProcessor] = []
     explicit = cfg.explicit
+    store_sink: events.Sink | None = None
     # The store first: fan-outs flush children in order, and the local store's flush is quick
     # while the OTLP one may wait for a collector that is down.
     if cfg.store and ("traces" in inst.owns or "store" in explicit):
         from dashfrog_sdk.store.exporter import build_processors
+        from dashfrog_sdk.store.processor import StoreEventSink
 
         sp, lp = build_processors(
             cfg.store, max_age_s=cfg.store_max_age_s, max_flows=cfg.store_max_flows
         )
         span_children.append(sp)
         log_children.append(lp)
+        # dashfrog's events reach the store straight from the bus (StoreEventSink).
+        store_sink = StoreEventSink(sp.queue, _service_name(inst.logger_provider))
     # Exporters go on providers we created; an application's own providers export already.
     if "traces" in inst.owns and "traces" in cfg.export:
         span_processor = otlp.span_processor(cfg)
@@ -248,7 +253,12 @@ def _wire(inst: _Installed) -> None:
     log_fanout.children = tuple(log_children)
     _wire_metrics(inst)
 
-    emitter = OtelEventEmitter(inst.logger_provider.get_logger(c.SCOPE_NAME, __version__))
+    if store_sink is not None:
+        inst.sinks.append(store_sink)
+    emitter = OtelEventEmitter(
+        inst.logger_provider.get_logger(c.SCOPE_NAME, __version__),
+        log_records.needed_by(inst.logger_provider, log_fanout),
+    )
     inst.sinks.append(emitter)
     if cfg.flow_metrics:
         inst.sinks.append(_flow_metrics())
@@ -268,6 +278,12 @@ def _wire(inst: _Installed) -> None:
     if cfg.handle_sigterm and exit_module.install_sigterm():
         inst.extras.append(exit_module.uninstall_sigterm)
     events.start()
+
+
+def _service_name(provider: LoggerProvider) -> str | None:
+    """The `service.name` of what `provider`'s loggers emit (the store's event rows carry it)."""
+    value = provider.resource.attributes.get(SERVICE_NAME)
+    return None if value is None else str(value)
 
 
 def _wire_metrics(inst: _Installed) -> None:

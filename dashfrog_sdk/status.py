@@ -54,11 +54,13 @@ a flow's ending records, as in README's "Querying a backend").
 from __future__ import annotations
 
 import asyncio
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.context import FlowState
 from dashfrog_sdk.conventions import FlowStatus, StepStatus
+
+if TYPE_CHECKING:  # the store's readers (the CLI) use the status rules without OpenTelemetry
+    from dashfrog_sdk.context import FlowState
 
 # Exceptions that mean "stopped", not "broke".
 CANCELLING: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)

@@ -25,6 +25,9 @@ Private name (module)                                  Public fallback
 ``Logger._log_record_limits``, ``_resource``,          ``Logger.emit`` of the API record:
   ``_instrumentation_scope``, ``ReadWriteLogRecord``'s   :mod:`.log_records`
   fields (opentelemetry.sdk._logs)
+``LoggerProvider._multi_log_record_processor.           build every lifecycle log record, even
+  _log_record_processors``: build none when only the     when only the store (which reads the
+  store wants dashfrog's events (:mod:`.log_records`)    bus) would get it
 ``MetricExporter._preferred_temporality`` /            the reader's defaults (cumulative, the
   ``_preferred_aggregation``: keep the OTLP exporter's   default aggregations): :mod:`.metrics`
   preferences when wrapping it

@@ -63,3 +63,28 @@ def emitter(logger: Logger) -> Callable[[LogRecord], None]:
         emit(writable)  # type: ignore[call-overload]  # an SDK record: emit() passes it on as-is
 
     return fast
+
+
+def needed_by(provider: Any, fanout: Any) -> Callable[[], bool]:
+    """Whether anything wants dashfrog's lifecycle log records from `provider` (asked once a
+    dispatcher batch, so a processor added later is seen): False only when the provider's one
+    processor is dashfrog's fan-out and every child of it takes the events from the bus (the
+    flow store, `store.processor.StoreEventSink`). Reads the SDK's private list of processors;
+    without it (another SDK, DASHFROG_OTEL_PUBLIC_ONLY) the records are always built."""
+
+    def always() -> bool:
+        return True
+
+    if PUBLIC_ONLY:
+        return always
+    multi: Any = getattr(provider, "_multi_log_record_processor", None)
+    if not isinstance(getattr(multi, "_log_record_processors", None), tuple):
+        return always
+
+    def needed() -> bool:
+        processors = multi._log_record_processors
+        if len(processors) != 1 or processors[0] is not fanout:
+            return True
+        return not all(getattr(c, "takes_events_from_bus", False) for c in fanout.children)
+
+    return needed

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk.context import FlowState
+from dashfrog_sdk.error_text import error_attributes
 
 
 class Lifecycle(NamedTuple):
@@ -44,6 +45,22 @@ class Lifecycle(NamedTuple):
     error: BaseException | str | None = None
     depth: int = 0  # nesting, for the console
     ends_flow: bool = False  # this record is the one that ends the flow (metrics count it)
+
+    def event_attributes(self) -> dict[str, Any]:
+        """The attributes of this record as an OTel event (c.OTEL_EVENTS): the flow's, then the
+        step name, the record's extras, status and error. One definition for the OTel log
+        record (`sinks.otel_logs`) and the store, which reads records from the bus directly
+        (`store.convert.add_lifecycle`)."""
+        attributes: dict[str, Any] = dict(self.flow)
+        if self.step is not None:
+            attributes[c.STEP_NAME] = self.step
+        if self.attributes:
+            attributes.update(self.attributes)
+        if self.status is not None:
+            attributes[c.FLOW_STATUS] = self.status
+        if self.error is not None:
+            attributes.update(error_attributes(self.error))
+        return attributes
 
 
 # A record as queued: Lifecycle's fields, in order, as a plain tuple.

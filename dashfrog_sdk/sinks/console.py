@@ -83,24 +83,37 @@ def _attempt(attributes: Mapping[str, Any]) -> str:
     return f" (attempt {attempt}/{attributes.get(c.STEP_ATTEMPTS, '?')}{retrying})"
 
 
+# The last second rendered and its "HH:MM:SS" (a batch holds thousands of records in the same
+# few seconds: strftime and localtime once a second, not once a line). One tuple, replaced
+# whole, so a reader on another thread never sees a second with another second's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _clock(time_ns: int) -> str:
+    global _last_second
+    second = time_ns // 1_000_000_000
+    cached = _last_second
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+    return f"{cached[1]}.{time_ns // 1_000_000 % 1000:03d}"
+
+
 def render_line(event: Lifecycle, color: bool = False) -> str | None:
     """One console line for `event`, or None for kinds the console does not show."""
+    kind = event.kind
+    if kind == c.EVENT_STEP_START:  # the commonest lines first, computing only what they show
+        attempt = _attempt(event.attributes) if event.attributes else ""
+        return f"{_clock(event.time_ns)} {'  ' * event.depth}▶ step {event.step}{attempt}"
     flow = event.flow
-    clock = time.strftime("%H:%M:%S", time.localtime(event.time_ns / 1e9))
-    clock += f".{event.time_ns // 1_000_000 % 1000:03d}"
+    clock = _clock(event.time_ns)
     indent = "  " * event.depth
-    name, flow_id = flow.get(c.FLOW_NAME), str(flow.get(c.FLOW_ID, ""))[:8]
+    status = event.status or c.COMPLETED
     extra = event.attributes or {}
-    if event.kind == c.EVENT_FLOW_START:
-        labels = "".join(f" {k}={v}" for k, v in c.labels_of(flow).items())
-        parent_id = flow.get(c.FLOW_PARENT_ID)
-        parent = f"  child of {str(parent_id)[:8]}" if parent_id else ""
-        head = _paint(f"▶ flow {name}", "1", color)
-        tenant = flow.get(c.TENANT)
-        return f"{clock} {indent}{head}  tenant={tenant}{labels}  id={flow_id}{parent}"
-    if event.kind == c.EVENT_STEP_START:
-        return f"{clock} {indent}▶ step {event.step}{_attempt(extra)}"
-    if event.kind == c.EVENT_STEP_PROGRESS:
+    if kind == c.STEP_END:
+        mark, code = _MARKS.get(status, ("•", "0"))
+        text = f"{mark} step {event.step}{_attempt(extra)}  {status}  {_ms(event.duration_ns)}"
+        return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
+    if kind == c.EVENT_STEP_PROGRESS:
         done = progress.text(
             event.step,
             extra.get(c.STEP_PROGRESS_DONE, 0),
@@ -108,26 +121,31 @@ def render_line(event: Lifecycle, color: bool = False) -> str | None:
             extra.get(c.STEP_PROGRESS_MESSAGE),
         )
         return f"{clock} {indent}  … step {done}"
-    if event.kind == c.EVENT_STEP_ARTIFACT:
+    if kind == c.EVENT_STEP_ARTIFACT:
         value = str(extra.get(c.ARTIFACT_VALUE, ""))
         shown = value if len(value) <= _PREVIEW else value[: _PREVIEW - 1] + "…"
-        return f"{clock} {indent}  ◆ artifact {extra.get(c.ARTIFACT_NAME)} of step {event.step} = {shown}"
-    status = event.status or c.COMPLETED
+        artifact = extra.get(c.ARTIFACT_NAME)
+        return f"{clock} {indent}  ◆ artifact {artifact} of step {event.step} = {shown}"
+    name, flow_id = flow.get(c.FLOW_NAME), str(flow.get(c.FLOW_ID, ""))[:8]
+    if kind == c.EVENT_FLOW_START:
+        labels = "".join(f" {k}={v}" for k, v in c.labels_of(flow).items())
+        parent_id = flow.get(c.FLOW_PARENT_ID)
+        parent = f"  child of {str(parent_id)[:8]}" if parent_id else ""
+        head = _paint(f"▶ flow {name}", "1", color)
+        tenant = flow.get(c.TENANT)
+        return f"{clock} {indent}{head}  tenant={tenant}{labels}  id={flow_id}{parent}"
     mark, code = _MARKS.get(status, ("•", "0"))
-    if event.kind == c.STEP_END:
-        text = f"{mark} step {event.step}{_attempt(extra)}  {status}  {_ms(event.duration_ns)}"
-        return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
-    if event.kind == c.FLOW_CLOSE:
+    if kind == c.FLOW_CLOSE:
         if status == c.RUNNING:
             text = f"{mark} flow {name}  handed off, still running  id={flow_id}"
         else:
             text = f"{mark} flow {name}  {status}  {_ms(event.duration_ns)}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
-    if event.kind == c.EVENT_FLOW_END:
+    if kind == c.EVENT_FLOW_END:
         took = f"  {_ms(event.duration_ns)} since start" if event.duration_ns else ""
         text = f"{mark} flow {name}  ended {status}{took}  id={flow_id}"
         return f"{clock} {indent}{_paint(text, code, color)}{_error(event.error)}"
-    if event.kind == c.EVENT_FLOW_EVENT:
+    if kind == c.EVENT_FLOW_EVENT:
         rest = "".join(f" {k}={v}" for k, v in extra.items() if k != c.EVENT_NAME_ATTR)
         return f"{clock} {indent}  • {extra.get(c.EVENT_NAME_ATTR)}{rest}"
     return None

@@ -8,8 +8,7 @@ budget (ARCHITECTURE.md, "Hot path").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
 
 from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.context import Context
@@ -19,36 +18,24 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, progress
 from dashfrog_sdk._otel import log_records
 from dashfrog_sdk.context import only_span
-from dashfrog_sdk.error_text import error_attributes
 from dashfrog_sdk.lifecycle.records import Lifecycle
 
 
 class OtelEventEmitter:
-    """Sink that turns lifecycle records into OTel log records with an event name."""
+    """Sink that turns lifecycle records into OTel log records with an event name.
 
-    def __init__(self, logger: Logger) -> None:
+    `needed`, when given, says whether anything wants the log records (asked once a batch):
+    when the only consumer is the flow store, which takes the records from the bus itself
+    (`store.processor.StoreEventSink`), none is built (ARCHITECTURE.md, "Hot path").
+    """
+
+    def __init__(self, logger: Logger, needed: Callable[[], bool] | None = None) -> None:
         self._emit = log_records.emitter(logger)
+        self._needed = needed
 
     def __call__(self, batch: Sequence[Lifecycle]) -> None:
-        emit = self._emit
-        # A start event announces work that is still going on, so a running flow and its
-        # current step are visible before their spans end. Work that has ended by the time its
-        # start event would be sent (its end is in the same batch: it took less than one
-        # dispatcher interval) is said in full by its span, so that start event is not sent
-        # (README, Data model: most of what a short flow cost to export). Flow spans that
-        # ended with the flow still running (end_on_exit=False) keep theirs.
-        # While a test capture that asked for every event is open, nothing is left out: whether
-        # an end shares its start's batch depends on the dispatcher's timing, and a user's test
-        # must not (testing.capture).
-        ended = (
-            {
-                event.span_id
-                for event in batch
-                if event.kind == c.STEP_END or (event.kind == c.FLOW_CLOSE and event.ends_flow)
-            }
-            if not every_start[0]
-            else ()
-        )
+        ended = ended_in(batch)
+        emit = self._emit if self._needed is None or self._needed() else None
         skipped = progress_skipped = 0
         for event in batch:
             if event.kind in c.OTEL_EVENTS:
@@ -58,6 +45,8 @@ class OtelEventEmitter:
                 # Likewise a step's progress: its span carries the last value (step.py).
                 if event.kind == c.EVENT_STEP_PROGRESS and event.span_id in ended:
                     progress_skipped += 1
+                    continue
+                if emit is None:
                     continue
                 try:  # one bad record must not cost the rest of the batch
                     emit(to_log_record(event))
@@ -69,6 +58,28 @@ class OtelEventEmitter:
             diagnostics.count("events.progress_not_sent", progress_skipped)
 
 
+def ended_in(batch: Sequence[Lifecycle]) -> Collection[int]:
+    """The span ids of the work that ended in `batch`: their start events are not sent.
+
+    A start event announces work that is still going on, so a running flow and its current
+    step are visible before their spans end. Work that has ended by the time its start event
+    would be sent (its end is in the same batch: it took less than one dispatcher interval) is
+    said in full by its span, so that start event is not sent (README, Data model: most of what
+    a short flow cost to export). Flow spans that ended with the flow still running
+    (end_on_exit=False) keep theirs. While a test capture that asked for every event is open,
+    nothing is left out: whether an end shares its start's batch depends on the dispatcher's
+    timing, and a user's test must not (testing.capture). The OTel emitter and the store's
+    bus sink skip the same starts.
+    """
+    if every_start[0]:
+        return ()
+    return {
+        event.span_id
+        for event in batch
+        if event.kind == c.STEP_END or (event.kind == c.FLOW_CLOSE and event.ends_flow)
+    }
+
+
 _STARTS = frozenset({c.EVENT_FLOW_START, c.EVENT_STEP_START})
 
 # How many open test captures want every start event (testing.capture(every_start=True)): a
@@ -77,15 +88,7 @@ every_start = [0]
 
 
 def to_log_record(event: Lifecycle) -> LogRecord:
-    attributes: dict[str, Any] = dict(event.flow)
-    if event.step is not None:
-        attributes[c.STEP_NAME] = event.step
-    if event.attributes:
-        attributes.update(event.attributes)
-    if event.status is not None:
-        attributes[c.FLOW_STATUS] = event.status
-    if event.error is not None:
-        attributes.update(error_attributes(event.error))
+    attributes = event.event_attributes()
     failed = event.status == c.FAILED
     return LogRecord(
         timestamp=event.time_ns,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from dashfrog_sdk.config import READ_STORE_ENV
 from dashfrog_sdk.store.model import (
     Flow,
     FlowDetail,
@@ -21,7 +22,7 @@ from dashfrog_sdk.store.model import (
 )
 from dashfrog_sdk.timeutil import TimeArg
 
-READ_ENV = "DASHFROG_READ_STORE"
+READ_ENV = READ_STORE_ENV
 """Where the CLI reads flows by default (a SQLite path or a ClickHouse/chDB URL). Unset, it
 reads ``DASHFROG_STORE`` (the SDK's write location), then ``.dashfrog/flows.db``."""
 
@@ -59,6 +60,8 @@ class FlowBackend(Protocol):
 
 def is_remote(target: object) -> bool:
     """True when ``target`` names a ClickHouse or chDB store rather than a SQLite file."""
+    if not isinstance(target, str) or "://" not in target:
+        return False  # a SQLite path: the CLI need not load the ClickHouse package to know
     from dashfrog_sdk.clickhouse.connection import is_clickhouse_url
 
     return is_clickhouse_url(target)

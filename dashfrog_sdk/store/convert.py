@@ -12,15 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
-
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk._otel.attributes import plain, span_attributes
 from dashfrog_sdk.validation import received_timeout
 
-if TYPE_CHECKING:  # the readers of a store (the CLI) load none of the OTel SDK
+if TYPE_CHECKING:  # the readers of a store (the CLI) load none of OpenTelemetry
     from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from dashfrog_sdk.lifecycle.records import Lifecycle
 
 SERVICE_NAME = "service.name"
 
@@ -147,6 +147,10 @@ class Batch:
     # Flows whose identity (name, tenant, parent, labels) a row of this batch already carries:
     # every record of a flow carries the same, so later rows need not decode it again.
     known: set[str] = field(default_factory=set)
+    # The last resource read and its service.name: a batch's spans share one or two resources
+    # (their provider's), whose attributes mapping is Python code on every read.
+    resource: Any = None
+    service: str | None = None
 
     def __len__(self) -> int:
         return (
@@ -236,11 +240,11 @@ def _number(value: Any) -> float | None:
 
 
 def _trace_hex(value: int | None) -> str | None:
-    return format_trace_id(value) if value else None
+    return format(value, "032x") if value else None  # opentelemetry.trace.format_trace_id
 
 
 def _span_hex(value: int | None) -> str | None:
-    return format_span_id(value) if value else None
+    return format(value, "016x") if value else None  # opentelemetry.trace.format_span_id
 
 
 def _flow_identity(batch: Batch, flow_id: str, attrs: Mapping[str, Any]) -> FlowRow:
@@ -287,11 +291,16 @@ def add_span(batch: Batch, span: ReadableSpan) -> None:
     ctx = span.context
     if not flow_id or ctx is None:
         return
-    span_id = format_span_id(ctx.span_id)
-    trace_id = format_trace_id(ctx.trace_id)
+    span_id = format(ctx.span_id, "016x")
+    trace_id = format(ctx.trace_id, "032x")
     parent = _span_hex(span.parent.span_id) if span.parent else None
-    service = _service(span.resource.attributes)
-    failed = span.status.status_code is StatusCode.ERROR
+    resource = span.resource
+    if resource is batch.resource:
+        service = batch.service
+    else:
+        service = batch.service = _service(resource.attributes)
+        batch.resource = resource
+    failed = not span.status.is_ok  # StatusCode.ERROR: neither UNSET nor OK
     step_name = attrs.get(c.STEP_NAME)
     flow_name = attrs.get(c.FLOW_NAME)
     row = _flow_identity(batch, flow_id, attrs)
@@ -379,10 +388,53 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
     ts = record.timestamp or record.observed_timestamp
     trace_id, span_id = _trace_hex(record.trace_id), _span_hex(record.span_id)
     service = _service(readable.resource.attributes) if readable.resource else None
+    event = record.event_name
+    if event:
+        _add_event(batch, flow_id, attrs, event, ts, trace_id, span_id, service)
+        return
     row = _flow_identity(batch, flow_id, attrs)
     row.start_ns = ts
-    event = record.event_name
+    scope = readable.instrumentation_scope
+    batch.logs.append(
+        LogRow(
+            flow_id=flow_id,
+            ts_ns=ts,
+            severity=record.severity_text,
+            body=_body(record.body),
+            logger=scope.name if scope else None,
+            step_name=_str(attrs.get(c.STEP_NAME)),
+            service=service,
+            trace_id=trace_id,
+            span_id=span_id,
+            attributes=user_attributes(attrs),
+        )
+    )
+    batch.flows.append(row)
 
+
+def add_lifecycle(batch: Batch, event: Lifecycle, service: str | None) -> None:
+    """A lifecycle record of an OTel event kind, as `add_log_record` reads the log record
+    `sinks.otel_logs.to_log_record` makes of it (store.processor.StoreEventSink)."""
+    attrs = event.event_attributes()
+    flow_id = _str(attrs.get(c.FLOW_ID))
+    if not flow_id:
+        return
+    trace_id, span_id = _trace_hex(event.trace_id), _span_hex(event.span_id)
+    _add_event(batch, flow_id, attrs, event.kind, event.time_ns, trace_id, span_id, service)
+
+
+def _add_event(
+    batch: Batch,
+    flow_id: str,
+    attrs: Mapping[str, Any],
+    event: str,
+    ts: int | None,
+    trace_id: str | None,
+    span_id: str | None,
+    service: str | None,
+) -> None:
+    row = _flow_identity(batch, flow_id, attrs)
+    row.start_ns = ts
     if event == c.EVENT_FLOW_START:
         row.timeout_s = received_timeout(attrs.get(c.FLOW_TIMEOUT))
         row.end_on_exit = _end_on_exit(attrs)
@@ -439,7 +491,7 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
                     service=service,
                 )
             )
-    elif event:
+    else:
         name = _str(attrs.get(c.EVENT_NAME_ATTR)) if event == c.EVENT_FLOW_EVENT else event
         batch.events.append(
             EventRow(
@@ -450,22 +502,6 @@ def add_log_record(batch: Batch, readable: ReadableLogRecord | ReadWriteLogRecor
                 trace_id=trace_id,
                 span_id=span_id,
                 step_name=_str(attrs.get(c.STEP_NAME)),
-                attributes=user_attributes(attrs),
-            )
-        )
-    else:
-        scope = readable.instrumentation_scope
-        batch.logs.append(
-            LogRow(
-                flow_id=flow_id,
-                ts_ns=ts,
-                severity=record.severity_text,
-                body=_body(record.body),
-                logger=scope.name if scope else None,
-                step_name=_str(attrs.get(c.STEP_NAME)),
-                service=service,
-                trace_id=trace_id,
-                span_id=span_id,
                 attributes=user_attributes(attrs),
             )
         )

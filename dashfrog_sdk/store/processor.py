@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -34,7 +35,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from dashfrog_sdk import _fork, diagnostics
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk.store.convert import Batch, add_log_record, add_span
+from dashfrog_sdk.lifecycle.records import Lifecycle
+from dashfrog_sdk.sinks.otel_logs import ended_in
+from dashfrog_sdk.store.convert import Batch, add_lifecycle, add_log_record, add_span
 from dashfrog_sdk.store.writer import StoreWriter
 
 _log = logging.getLogger("dashfrog_sdk.store")
@@ -77,6 +80,9 @@ class StoreQueue:
             raise ValueError(f"max_queue must be a positive number of records, got {max_queue}")
         self.writer = writer
         self.max_queue = max_queue
+        # Set by StoreEventSink: lifecycle records come from the bus, not as OTel log records.
+        self.from_bus = False
+        self.event_service: str | None = None  # their service.name (the logger provider's)
         self._reset()
         _fork.method_in_child(self._after_fork)
 
@@ -189,6 +195,8 @@ class StoreQueue:
             try:
                 if isinstance(item, ReadableSpan):
                     add_span(batch, item)
+                elif isinstance(item, Lifecycle):
+                    add_lifecycle(batch, item, self.event_service)
                 else:
                     add_log_record(batch, item)
             except Exception as exc:  # a record we cannot read: skipped, the others written
@@ -228,7 +236,12 @@ class StoreQueue:
 
 
 def _flow_id(item: Any) -> str | None:
-    attrs = item.attributes if isinstance(item, ReadableSpan) else item.log_record.attributes
+    if isinstance(item, ReadableSpan):
+        attrs = item.attributes
+    elif isinstance(item, Lifecycle):
+        attrs = item.flow
+    else:
+        attrs = item.log_record.attributes
     value = attrs.get(c.FLOW_ID) if attrs else None
     return None if value is None else str(value)
 
@@ -258,10 +271,20 @@ class StoreLogProcessor(LogRecordProcessor):
     def __init__(self, queue: StoreQueue) -> None:
         self.queue = queue
 
+    @property
+    def takes_events_from_bus(self) -> bool:
+        """Whether dashfrog's own lifecycle log records are of no use to this processor."""
+        return self.queue.from_bus
+
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        event = log_record.log_record.event_name
+        if event is not None and self.queue.from_bus and event in c.OTEL_EVENTS:
+            scope = log_record.instrumentation_scope
+            if scope is not None and scope.name == c.SCOPE_NAME:
+                return  # dashfrog's own event: the store has it from the bus already
         # The record itself, not a copy: the writer only reads it (the stock processor copies it
         # to cut the reference to its context; ours is written and released within seconds).
-        self.queue.put(log_record, log_record.log_record.event_name in _STARTS)
+        self.queue.put(log_record, event in _STARTS)
 
     def emit(self, log_record: ReadWriteLogRecord) -> None:  # older SDK name
         self.on_emit(log_record)
@@ -271,3 +294,30 @@ class StoreLogProcessor(LogRecordProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.queue.flush(timeout_millis / 1000)
+
+
+class StoreEventSink:
+    """Lifecycle sink: dashfrog's events go to the store as the bus delivers them.
+
+    Hot path (ARCHITECTURE.md): the store used to read its events back from the OTel log
+    records the dispatcher built for it, and decode them; it now takes the same records off
+    the bus, skipping the same start events as the OTel emitter (`sinks.otel_logs.ended_in`),
+    and the emitter builds no log record when nothing else wants one. It bypasses
+    `OtelEventEmitter`, `Logger.emit` and `StoreLogProcessor.on_emit` for dashfrog's events;
+    `tests/store/test_events_from_bus.py` checks that both paths give identical store rows.
+    """
+
+    def __init__(self, queue: StoreQueue, service: str | None) -> None:
+        self.queue = queue
+        queue.event_service = service
+        queue.from_bus = True
+
+    def __call__(self, batch: Sequence[Lifecycle]) -> None:
+        ended = ended_in(batch)
+        put = self.queue.put
+        for event in batch:
+            kind = event.kind
+            if kind in c.OTEL_EVENTS:
+                start = kind in _STARTS
+                if not (start and event.span_id in ended):
+                    put(event, start)
