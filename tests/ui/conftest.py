@@ -269,7 +269,9 @@ def viewer(filled: Filled) -> Iterator[Viewer]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps its event loop marked running in this thread while
+# it is open, so any later test calling asyncio.run() (the async HTTP clients') would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         reason = f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it"
