@@ -95,6 +95,108 @@ def _flow_batch(rng: random.Random, start_index: int, count: int, now: int) -> B
     return batch
 
 
+# -- a big store, fast, cached --------------------------------------------------------------------
+
+# Bump when _flow_batch's rows change: cached stores are keyed by it and the schema version.
+DATASET = 1
+_BULK_FLOW = (
+    "INSERT INTO flows (flow_id, name, tenant, status, start_ns, end_ns, service, error_type, "
+    "labels, seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BULK_LABEL = "INSERT INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
+_BULK_STEP = (
+    "INSERT INTO steps (span_id, flow_id, name, service, status, start_ns, end_ns, error_type) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
+    """Write `flows` flows of `_flow_batch` (the rows `write_direct` writes) in bulk: the real
+    schema, created by the store's own migrations, its indexes and triggers dropped while plain
+    INSERTs run in one transaction and created again after (then `schema.rebuild` fills what
+    the triggers keep). Returns the seconds taken."""
+    import sqlite3
+
+    from dashfrog_sdk.store import schema
+
+    began = time.perf_counter()
+    conn = schema.connect(path, create=True)
+    schema.migrate(conn)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    ddl = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+        "AND sql IS NOT NULL ORDER BY type = 'trigger', rowid"
+    ).fetchall()
+    for kind, name, _ in ddl:
+        conn.execute(f'DROP {kind} "{name}"')
+    rng = random.Random(seed)
+    now = time.time_ns()
+    seen = now
+    conn.execute("BEGIN")
+    for first in range(0, flows, 10_000):
+        batch = _flow_batch(rng, first, min(10_000, flows - first), now)
+        conn.executemany(
+            _BULK_FLOW,
+            [
+                (f.flow_id, f.name, f.tenant, f.status, f.start_ns, f.end_ns, f.service,
+                 f.error_type, json.dumps(f.labels, separators=(",", ":")), seen + i)
+                for i, f in enumerate(batch.flows)
+            ],
+        )
+        seen += len(batch.flows)
+        conn.executemany(
+            _BULK_LABEL, [(f.flow_id, k, v) for f in batch.flows for k, v in f.labels.items()]
+        )
+        conn.executemany(
+            _BULK_STEP,
+            [
+                (s.span_id, s.flow_id, s.name, s.service, s.status, s.start_ns, s.end_ns,
+                 s.error_type)
+                for s in batch.steps
+            ],
+        )
+    conn.execute("COMMIT")
+    for _, _, sql in ddl:
+        conn.execute(sql)
+    rebuild = getattr(schema, "rebuild", None)
+    if rebuild is not None:
+        rebuild(conn)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    sqlite3.connect(path).close()
+    return time.perf_counter() - began
+
+
+def cached_store(cache: str, flows: int) -> str:
+    """The path of a store of `flows` bulk-written flows under `cache`, built on first use and
+    kept (keyed by flow count, dataset and schema version). Treat it as read-only: copy it
+    (`working_copy`) before writing."""
+    from dashfrog_sdk.store import schema
+
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, f"flows-{flows}-d{DATASET}-s{schema.SCHEMA_VERSION}.db")
+    if not os.path.exists(path):
+        partial = path + ".building"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(partial + suffix):
+                os.remove(partial + suffix)
+        took = bulk_fill(partial, flows)
+        os.replace(partial, path)
+        print(f"store   built {flows:,} flows in bulk in {took:.0f} s, cached as {path}")
+    return path
+
+
+def working_copy(source: str, target: str) -> str:
+    import shutil
+
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(target + suffix):
+            os.remove(target + suffix)
+    shutil.copyfile(source, target)
+    return target
+
+
 def write_direct(path: str, flows: int) -> float:
     writer = StoreWriter(path)
     rng = random.Random(42)
