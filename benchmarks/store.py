@@ -139,8 +139,18 @@ def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
         conn.executemany(
             _BULK_FLOW,
             [
-                (f.flow_id, f.name, f.tenant, f.status, f.start_ns, f.end_ns, f.service,
-                 f.error_type, json.dumps(f.labels, separators=(",", ":")), seen + i)
+                (
+                    f.flow_id,
+                    f.name,
+                    f.tenant,
+                    f.status,
+                    f.start_ns,
+                    f.end_ns,
+                    f.service,
+                    f.error_type,
+                    json.dumps(f.labels, separators=(",", ":")),
+                    seen + i,
+                )
                 for i, f in enumerate(batch.flows)
             ],
         )
@@ -151,8 +161,16 @@ def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
         conn.executemany(
             _BULK_STEP,
             [
-                (s.span_id, s.flow_id, s.name, s.service, s.status, s.start_ns, s.end_ns,
-                 s.error_type)
+                (
+                    s.span_id,
+                    s.flow_id,
+                    s.name,
+                    s.service,
+                    s.status,
+                    s.start_ns,
+                    s.end_ns,
+                    s.error_type,
+                )
                 for s in batch.steps
             ],
         )

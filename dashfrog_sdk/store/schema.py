@@ -129,6 +129,23 @@ DROP INDEX flows_start;
 """
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """v4: the stats pre-aggregates and their triggers (store/tails.py), filled from the
+    flows already stored (one grouping pass per tail: about a minute at 1M flows on a loaded
+    machine, once)."""
+    from dashfrog_sdk.store import tails
+
+    tails.install(conn)
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Refill what triggers keep (the stats tails) from ``flows``: after a bulk load that
+    dropped the triggers (benchmarks/store.py)."""
+    from dashfrog_sdk.store import tails
+
+    tails.rebuild(conn)
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         for statement in sql.split(";"):
@@ -142,6 +159,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _script(_V1),
     _script(_V2),
     _script(_V3),
+    _v4,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
