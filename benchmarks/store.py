@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,11 @@ def _flow_batch(rng: random.Random, start_index: int, count: int, now: int) -> B
 
 # -- a big store, fast, cached --------------------------------------------------------------------
 
-# Bump when _flow_batch's rows change: cached stores are keyed by it and the schema version.
-DATASET = 1
+# Bump when the bulk rows change: cached stores are keyed by it and the schema version.
+DATASET = 2
+# Benchmark-only label of the bulk stores, for label filters of every selectivity: a flow is in
+# at most one cohort; each holds this share of the flows (1,000 to 100,000 flows at 1M).
+COHORTS = (("c01", 0.001), ("c05", 0.005), ("c2", 0.02), ("c10", 0.10))
 _BULK_FLOW = (
     "INSERT INTO flows (flow_id, name, tenant, status, start_ns, end_ns, service, error_type, "
     "labels, seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -111,7 +115,8 @@ _BULK_STEP = (
 
 
 def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
-    """Write `flows` flows of `_flow_batch` (the rows `write_direct` writes) in bulk: the real
+    """Write `flows` flows of `_flow_batch` (the rows `write_direct` writes, plus the
+    ``cohort`` label of ``COHORTS``) in bulk: the real
     schema, created by the store's own migrations, its indexes and triggers dropped while plain
     INSERTs run in one transaction and created again after (then `schema.rebuild` fills what
     the triggers keep). Returns the seconds taken."""
@@ -131,11 +136,19 @@ def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
     for kind, name, _ in ddl:
         conn.execute(f'DROP {kind} "{name}"')
     rng = random.Random(seed)
+    cohorts = random.Random(seed + 1)
     now = time.time_ns()
     seen = now
     conn.execute("BEGIN")
     for first in range(0, flows, 10_000):
         batch = _flow_batch(rng, first, min(10_000, flows - first), now)
+        for f in batch.flows:
+            roll, share = cohorts.random(), 0.0
+            for cohort, part in COHORTS:
+                share += part
+                if roll < share:
+                    f.labels["cohort"] = cohort
+                    break
         conn.executemany(
             _BULK_FLOW,
             [
@@ -433,6 +446,102 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return cold, statistics.median(runs), result
 
 
+def _queries(store: FlowStore, some: str) -> list[tuple[str, Callable[[], Any], float]]:
+    """(label, query, target ms or 0) for `scaled`: the queries of the main run, the label
+    filters at every selectivity (the ``cohort`` label of the bulk stores) and the stats."""
+    out: list[tuple[str, Callable[[], Any], float]] = [
+        (
+            "flows(tenant, status=failed)",
+            lambda: store.flows(tenant="tenant-42", status="failed"),
+            0,
+        ),
+        ("flows(status=failed, limit=50)", lambda: store.flows(status="failed", limit=50), 0),
+        (
+            "flows(tenant, status=running)",
+            lambda: store.flows(tenant="tenant-42", status="running"),
+            0,
+        ),
+        ("flows(name, since=1h)", lambda: store.flows(name="webhook", since=timedelta(hours=1)), 0),
+        ("flows(labels={region: eu}) (1/3)", lambda: store.flows(labels={"region": "eu"}), 50),
+        (
+            "flows(labels={region: eu, plan: pro})",
+            lambda: store.flows(labels={"region": "eu", "plan": "pro"}),
+            50,
+        ),
+        (
+            "flows(tenant, labels={region: eu})",
+            lambda: store.flows(tenant="tenant-42", labels={"region": "eu"}),
+            50,
+        ),
+    ]
+    for cohort, share in COHORTS:
+        label = {"cohort": cohort}
+        out += [
+            (
+                f"flows(labels={{cohort: {cohort}}}) ({share:.1%})",
+                partial(store.flows, labels=label),
+                50,
+            ),
+            (
+                f"flows(tenant, labels={{cohort: {cohort}}})",
+                partial(store.flows, tenant="tenant-42", labels=label),
+                50,
+            ),
+            (
+                f"flows(labels={{cohort: {cohort}, region: eu}})",
+                partial(store.flows, labels={**label, "region": "eu"}),
+                50,
+            ),
+        ]
+    out += [
+        ("flow(id)", lambda: store.flow(some), 0),
+        ("stats(since=1d)", lambda: store.stats(since=timedelta(days=1)), 200),
+        ("stats(since=1h)", lambda: store.stats(since=timedelta(hours=1)), 0),
+        ("stats(since=7d)", lambda: store.stats(since=timedelta(days=7)), 0),
+        ("stats() (all)", lambda: store.stats(), 0),
+        ("stats(since=1d, tenant)", lambda: store.stats(since="1d", tenant="tenant-42"), 0),
+        ("count()", lambda: store.count(), 0),
+    ]
+    return out
+
+
+def scaled(cache: str, flows: int, baseline: int) -> int:
+    """The queries on cached bulk stores of `baseline` and `flows` flows, side by side: each
+    figure next to its target and the baseline -> `flows` ratio (same run, same load)."""
+    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    paths = {n: cached_store(cache, n) for n in (baseline, flows)}
+    results: dict[int, list[tuple[str, float, float, float]]] = {}
+    for n, path in paths.items():
+        with FlowStore(path) as store:
+            total = store.count()
+            some = store.flows(tenant="tenant-42", limit=1)[0].id
+            results[n] = []
+            for label, fn, target in _queries(store, some):
+                cold, median, _ = timed(fn)
+                results[n].append((label, cold * 1000, median * 1000, target))
+        print(f"store   {path}: {total:,} flows, {os.path.getsize(path) / 1e6:,.0f} MB")
+    small, big = results[baseline], results[flows]
+    print(
+        f"\n{'query':<44} {f'{baseline:,}':>10} {f'{flows:,} cold':>16} {'median':>9} "
+        f"{'target':>8} {'ratio':>7}"
+    )
+    missed = 0
+    for (label, _, base, _), (_, cold, median, target) in zip(small, big, strict=True):
+        verdict = ""
+        if target:
+            verdict = "ok" if median < target else "MISSED"
+            missed += median >= target
+        shown = f"{target:.0f} ms" if target else "-"
+        print(
+            f"  {label:<42} {base:7.1f} ms {cold:13.1f} ms {median:6.1f} ms {shown:>8} "
+            f"{median / base if base else 0:6.1f}x  {verdict}"
+        )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    cli_startup(paths[flows])
+    print(f"\ntargets missed: {missed}")
+    return 1 if missed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
@@ -447,7 +556,15 @@ def main() -> int:
     )
     parser.add_argument("--sizes", default="100000,1000000", help="with --chdb: flow counts")
     parser.add_argument("--sqlite-up-to", help="with --chdb: skip SQLite above this many flows")
+    parser.add_argument(
+        "--cache",
+        help="only the queries, on stores of --baseline-flows and --flows flows built once in "
+        "bulk and kept in this directory (e.g. /work/data/sqlscale), side by side",
+    )
+    parser.add_argument("--baseline-flows", type=int, default=100_000)
     args = parser.parse_args()
+    if args.cache:
+        return scaled(args.cache, args.flows, args.baseline_flows)
     if args.chdb:
         import store_backends
 

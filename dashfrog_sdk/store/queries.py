@@ -50,6 +50,8 @@ _STEP_COLUMNS = (
 _STATS_INDEX = "flows_start_stats"
 # stats() reads every matching flow up to this many (exact percentiles), the tails above it.
 EXACT_STATS_UP_TO = 20_000
+# Index range counts that choose the side a label filter starts from stop here.
+LABEL_PLAN_CAP = 20_000
 # A label on at least this many flows is "common": see FlowStore._common_label.
 COMMON_LABEL = 5_000
 
@@ -232,28 +234,103 @@ class FlowStore:
         that long ago (seconds, a timedelta or "10m"); ``limit=None`` returns all.
         """
         now = time.time_ns()
-        where, params = _flow_filter(
-            now,
-            tenant,
-            name,
-            status,
-            labels,
-            since,
-            until,
-            running_longer_than,
-            parent_id,
-            common_label=self._common_label if limit is not None else None,
-        )
-        sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY start_ns DESC"
+        rest = (since, until, running_longer_than, parent_id)
+        planned = self._label_plan(now, labels, tenant, name, status, *rest) if labels else None
+        if planned is not None:
+            sql, params = planned
+        else:
+            where, params = _flow_filter(
+                now,
+                tenant,
+                name,
+                status,
+                labels,
+                *rest,
+                # From the other filters' side: each candidate's labels by primary key.
+                common_label=(lambda k, v: True) if labels else None,
+            )
+            sql = f"SELECT {_FLOW_COLUMNS} FROM flows"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            # With labels the other filters' index picks the candidates (fewer than the
+            # label's flows: `_label_plan`), then they are sorted: not the start index.
+            sql += " ORDER BY +start_ns DESC" if labels else " ORDER BY start_ns DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
         flows = Results([self._flow(row, now) for row in self._query(sql, params)])
         self._fill_current_steps(flows)
         return flows
+
+    def _label_plan(
+        self,
+        now: int,
+        labels: Mapping[str, LabelValue],
+        tenant: str | None,
+        name: str | None,
+        status: str | Iterable[str] | None,
+        since: TimeArg,
+        until: TimeArg,
+        running_longer_than: timedelta | float | str | None,
+        parent_id: str | None,
+    ) -> tuple[str, list[Any]] | None:
+        """The label-side query of `flows(labels=...)`, or None when the other filters match
+        fewer flows than the rarest label (then they drive, `flows()`'s other branch).
+
+        Label side: the rarest label's rows in ``flow_labels_kv_started`` (key, value,
+        started) are walked newest first, each joined to its flow by primary key and checked
+        against the other filters, until the LIMIT: no sort, and no more rows read than the
+        page needs when the other filters keep most of the label's flows. Which side is
+        smaller is decided by index range counts that stop at ``LABEL_PLAN_CAP`` (a few ms)."""
+        low = None if since is None else to_ns(since, now_ns=now)
+        high = None if until is None else to_ns(until, now_ns=now)
+        bounds, bound_params = "", []
+        if low is not None:
+            bounds += " AND l.started >= ?"
+            bound_params.append(low)
+        if high is not None:
+            bounds += " AND l.started <= ?"
+            bound_params.append(high)
+        texts = {key: label_text(value) for key, value in labels.items()}
+        sizes = {
+            key: int(
+                self._query(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM flow_labels l WHERE l.key = ? "
+                    f"AND l.value = ?{bounds} LIMIT ?)",
+                    [key, value, *bound_params, LABEL_PLAN_CAP],
+                )[0]["n"]
+            )
+            for key, value in texts.items()
+        }
+        drive = min(sizes, key=lambda key: sizes[key])
+        where, params = _flow_filter(
+            now, tenant, name, status, None, *(since, until), running_longer_than, parent_id
+        )
+        if any(f is not None for f in (tenant, name, status, running_longer_than, parent_id)):
+            others = self._query(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM flows WHERE "
+                + " AND ".join(where)
+                + " LIMIT ?)",
+                [*params, LABEL_PLAN_CAP],
+            )
+            if int(others[0]["n"]) < sizes[drive]:
+                return None
+        for key, value in texts.items():
+            if key != drive:
+                where.append(
+                    "EXISTS (SELECT 1 FROM flow_labels o WHERE o.flow_id = flows.flow_id "
+                    "AND o.key = ? AND o.value = ?)"
+                )
+                params.extend([key, value])
+        columns = ", ".join("flows." + col.strip() for col in _FLOW_COLUMNS.split(","))
+        sql = (
+            f"SELECT {columns} FROM flow_labels l INDEXED BY flow_labels_kv_started "
+            "CROSS JOIN flows ON flows.flow_id = l.flow_id "
+            f"WHERE l.key = ? AND l.value = ?{bounds}"
+            + "".join(" AND " + clause for clause in where)
+            + " ORDER BY l.started DESC"
+        )
+        return sql, [drive, texts[drive], *bound_params, *params]
 
     def _common_label(self, key: str, value: str) -> bool:
         """Whether at least ``COMMON_LABEL`` flows carry this label (an index range count that
