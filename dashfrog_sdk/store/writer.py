@@ -73,7 +73,12 @@ ON CONFLICT (flow_id) DO UPDATE SET
     "{old_rank}", sql_rank("flows.status")
 )
 
-_INSERT_LABEL = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
+# `started` here, not by the schema's trigger (which fills it for writers that leave it out):
+# one UPDATE less per label.
+_INSERT_LABEL = (
+    "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) "
+    "VALUES (?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
+)
 
 # A step's span is authoritative; its start event only fills a row until the span arrives.
 _UPSERT_STEP = """
