@@ -4,6 +4,13 @@ retention and CLI start-up, each against a baseline measured in the same run.
     .venv/bin/python benchmarks/store.py [--flows 1000000] [--otel-flows 2000]
         [--process-flows 20000] [--rate 5000] [--path FILE]
     .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000]   # + ClickHouse (chDB)
+    .venv/bin/python benchmarks/store.py --cache DIR [--flows 1000000] [--baseline-flows 100000]
+
+``--cache DIR``: only the queries (below, with the label filters at 0.1-33 % selectivity and
+the stats windows), on stores of ``--baseline-flows`` and ``--flows`` flows written in bulk
+(`bulk_fill`: the real schema, the rows of 1. plus a ``cohort`` label) once and kept in DIR,
+keyed by size, dataset and schema version: each figure next to its target and the baseline to
+``--flows`` ratio, then the CLI start-up. Exit status 1 when a target is missed.
 
 1. Writes ``--flows`` flows (3 steps and 2 labels each; 500 tenants; 85 % completed, 10 % failed,
    5 % still running) straight through the store writer, in batches as the exporters do.

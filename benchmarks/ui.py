@@ -2,6 +2,9 @@
 and the server CPU that live updates cost while 1,000 flows run.
 
     .venv/bin/python benchmarks/ui.py [--flows 1000000] [--path FILE] [--live-seconds 30]
+    .venv/bin/python benchmarks/ui.py --cache DIR [--baseline-flows 100000]
+                                 # stores built once in bulk (benchmarks/store.py --cache),
+                                 # pages timed on both sizes side by side (ratio)
     .venv/bin/python benchmarks/ui.py --store URL      # pages only, on an existing store
                                                        # (e.g. ClickHouse: clickhouse://...)
 
