@@ -333,7 +333,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         if seen and await reader.call(lambda s: feed.flow_unchanged(s, flow_id, seen)):
             return Response(status_code=204)  # neither the flow nor a child flow was written
         stamp = time.time_ns()
-        detail = await reader.call(lambda s: s.flow(flow_id))
+        detail = await reader.call(lambda s: feed.read_flow(s, flow_id))
         if request.query_params.get("v") == views.fingerprint(detail):
             return Response(status_code=204)
         context = flow_context(detail)

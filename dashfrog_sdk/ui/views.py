@@ -325,8 +325,13 @@ class ChangeFeed:
     PAGE = 1000
     MAX_PAGES = 20  # changes read per refresh at most; beyond, the feed starts over
 
+    VERIFY_S = 10.0  # a flow page is read in full at least this often, changes or not
+
     def __init__(self, every_s: float, keep_s: float = 120.0) -> None:
         self.every_s = every_s
+        # flow id -> when its page was last read in full: a safety net for what a backend's
+        # changes() may not stamp (the ClickHouse rollup's events and logs).
+        self._verified: dict[str, float] = {}
         self.keep_ns = int(keep_s * 1e9)
         self._cursor: int | None = None  # store stamp read up to
         self._start = 0  # every change stamped after this is in the batches
@@ -364,10 +369,22 @@ class ChangeFeed:
     def _known(self, stamp: int) -> bool:
         return self._cursor is not None and stamp - LOOK_BACK_NS >= self._start
 
+    def read_flow(self, store: StoreReader, flow_id: str) -> FlowDetail:
+        """`store.flow(flow_id)`, noting that its page was read in full now."""
+        detail = store.flow(flow_id)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[flow_id] = time.monotonic()
+        return detail
+
     def flow_unchanged(self, store: StoreReader, flow_id: str, stamp: int) -> bool:
-        """Whether flow `flow_id` and its child flows were not written after `stamp`."""
+        """Whether flow `flow_id` and its child flows were not written after `stamp` (and
+        its page was read in full within ``VERIFY_S``)."""
         self.refresh(store)
-        if not self._known(stamp):
+        verified = self._verified.get(flow_id)
+        if not self._known(stamp) or verified is None:
+            return False
+        if time.monotonic() - verified > self.VERIFY_S:
             return False
         after = stamp - LOOK_BACK_NS
         return self._latest.get(flow_id, 0) <= after and self._latest.get("^" + flow_id, 0) <= after

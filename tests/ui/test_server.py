@@ -366,7 +366,7 @@ def test_live_pages_change_only_when_their_flows_are_written(tmp_path: Path) -> 
 
 
 def test_one_change_read_serves_every_open_page(tmp_path: Path) -> None:
-    from dashfrog_sdk.store import FlowStore
+    from dashfrog_sdk.store import FlowNotFoundError, FlowStore
     from dashfrog_sdk.ui import views
 
     store = tmp_path / "feed.db"
@@ -397,6 +397,12 @@ def test_one_change_read_serves_every_open_page(tmp_path: Path) -> None:
         assert answers == [False] * 20  # written within the look-back: maybe on each page
         assert not feed.flow_unchanged(counting, f"{1:032x}", stamp)  # type: ignore[arg-type]
         assert feed.page_unchanged(counting, views.FlowQuery(tenant="t9"), stamp, 0)  # type: ignore[arg-type]
-        assert feed.flow_unchanged(counting, "f" * 32, stamp)  # type: ignore[arg-type]
+        assert not feed.flow_unchanged(counting, "f" * 32, stamp)  # type: ignore[arg-type]
+        with pytest.raises(FlowNotFoundError):  # never read in full: read it
+            feed.read_flow(real, "f" * 32)
+        feed.read_flow(real, f"{2:032x}")
+        assert not feed.flow_unchanged(counting, f"{2:032x}", stamp)  # type: ignore[arg-type]
+        later = stamp + 3 * views.LOOK_BACK_NS
+        assert feed.flow_unchanged(counting, f"{2:032x}", later)  # type: ignore[arg-type]
         assert not feed.page_unchanged(counting, queries[0], 1, 0)  # type: ignore[arg-type]
         assert counting.reads == 1
