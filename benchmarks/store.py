@@ -4,6 +4,13 @@ retention and CLI start-up, each against a baseline measured in the same run.
     .venv/bin/python benchmarks/store.py [--flows 1000000] [--otel-flows 2000]
         [--process-flows 20000] [--rate 5000] [--path FILE]
     .venv/bin/python benchmarks/store.py --chdb [--sizes 100000,1000000] [--data-dir DIR]  # + chDB
+    .venv/bin/python benchmarks/store.py --cache DIR [--flows 1000000] [--baseline-flows 100000]
+
+``--cache DIR``: only the queries (below, with the label filters at 0.1-33 % selectivity and
+the stats windows), on stores of ``--baseline-flows`` and ``--flows`` flows written in bulk
+(`bulk_fill`: the real schema, the rows of 1. plus a ``cohort`` label) once and kept in DIR,
+keyed by size, dataset and schema version: each figure next to its target and the baseline to
+``--flows`` ratio, then the CLI start-up. Exit status 1 when a target is missed.
 
 1. Writes ``--flows`` flows (3 steps and 2 labels each; 500 tenants; 85 % completed, 10 % failed,
    5 % still running) straight through the store writer, in batches as the exporters do.
@@ -41,6 +48,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +104,138 @@ def _flow_batch(rng: random.Random, start_index: int, count: int, now: int) -> B
             )
         )
     return batch
+
+
+# -- a big store, fast, cached --------------------------------------------------------------------
+
+# Bump when the bulk rows change: cached stores are keyed by it and the schema version.
+DATASET = 2
+# Benchmark-only label of the bulk stores, for label filters of every selectivity: a flow is in
+# at most one cohort; each holds this share of the flows (1,000 to 100,000 flows at 1M).
+COHORTS = (("c01", 0.001), ("c05", 0.005), ("c2", 0.02), ("c10", 0.10))
+_BULK_FLOW = (
+    "INSERT INTO flows (flow_id, name, tenant, status, start_ns, end_ns, service, error_type, "
+    "labels, seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BULK_LABEL = "INSERT INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
+_BULK_STEP = (
+    "INSERT INTO steps (span_id, flow_id, name, service, status, start_ns, end_ns, error_type) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def bulk_fill(path: str, flows: int, *, seed: int = 42) -> float:
+    """Write `flows` flows of `_flow_batch` (the rows `write_direct` writes, plus the
+    ``cohort`` label of ``COHORTS``) in bulk: the real
+    schema, created by the store's own migrations, its indexes and triggers dropped while plain
+    INSERTs run in one transaction and created again after (then `schema.rebuild` fills what
+    the triggers keep). Returns the seconds taken."""
+    import sqlite3
+
+    from dashfrog_sdk.store import schema
+
+    began = time.perf_counter()
+    conn = schema.connect(path, create=True)
+    schema.migrate(conn)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    ddl = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+        "AND sql IS NOT NULL ORDER BY type = 'trigger', rowid"
+    ).fetchall()
+    for kind, name, _ in ddl:
+        conn.execute(f'DROP {kind} "{name}"')
+    rng = random.Random(seed)
+    cohorts = random.Random(seed + 1)
+    now = time.time_ns()
+    seen = now
+    conn.execute("BEGIN")
+    for first in range(0, flows, 10_000):
+        batch = _flow_batch(rng, first, min(10_000, flows - first), now)
+        for f in batch.flows:
+            roll, share = cohorts.random(), 0.0
+            for cohort, part in COHORTS:
+                share += part
+                if roll < share:
+                    f.labels["cohort"] = cohort
+                    break
+        conn.executemany(
+            _BULK_FLOW,
+            [
+                (
+                    f.flow_id,
+                    f.name,
+                    f.tenant,
+                    f.status,
+                    f.start_ns,
+                    f.end_ns,
+                    f.service,
+                    f.error_type,
+                    json.dumps(f.labels, separators=(",", ":")),
+                    seen + i,
+                )
+                for i, f in enumerate(batch.flows)
+            ],
+        )
+        seen += len(batch.flows)
+        conn.executemany(
+            _BULK_LABEL, [(f.flow_id, k, v) for f in batch.flows for k, v in f.labels.items()]
+        )
+        conn.executemany(
+            _BULK_STEP,
+            [
+                (
+                    s.span_id,
+                    s.flow_id,
+                    s.name,
+                    s.service,
+                    s.status,
+                    s.start_ns,
+                    s.end_ns,
+                    s.error_type,
+                )
+                for s in batch.steps
+            ],
+        )
+    conn.execute("COMMIT")
+    for _, _, sql in ddl:
+        conn.execute(sql)
+    rebuild = getattr(schema, "rebuild", None)
+    if rebuild is not None:
+        rebuild(conn)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    sqlite3.connect(path).close()
+    return time.perf_counter() - began
+
+
+def cached_store(cache: str, flows: int) -> str:
+    """The path of a store of `flows` bulk-written flows under `cache`, built on first use and
+    kept (keyed by flow count, dataset and schema version). Treat it as read-only: copy it
+    (`working_copy`) before writing."""
+    from dashfrog_sdk.store import schema
+
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, f"flows-{flows}-d{DATASET}-s{schema.SCHEMA_VERSION}.db")
+    if not os.path.exists(path):
+        partial = path + ".building"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(partial + suffix):
+                os.remove(partial + suffix)
+        took = bulk_fill(partial, flows)
+        os.replace(partial, path)
+        print(f"store   built {flows:,} flows in bulk in {took:.0f} s, cached as {path}")
+    return path
+
+
+def working_copy(source: str, target: str) -> str:
+    import shutil
+
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(target + suffix):
+            os.remove(target + suffix)
+    shutil.copyfile(source, target)
+    return target
 
 
 def write_direct(path: str, flows: int) -> float:
@@ -350,6 +490,102 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return cold, statistics.median(runs), result
 
 
+def _queries(store: FlowStore, some: str) -> list[tuple[str, Callable[[], Any], float]]:
+    """(label, query, target ms or 0) for `scaled`: the queries of the main run, the label
+    filters at every selectivity (the ``cohort`` label of the bulk stores) and the stats."""
+    out: list[tuple[str, Callable[[], Any], float]] = [
+        (
+            "flows(tenant, status=failed)",
+            lambda: store.flows(tenant="tenant-42", status="failed"),
+            0,
+        ),
+        ("flows(status=failed, limit=50)", lambda: store.flows(status="failed", limit=50), 0),
+        (
+            "flows(tenant, status=running)",
+            lambda: store.flows(tenant="tenant-42", status="running"),
+            0,
+        ),
+        ("flows(name, since=1h)", lambda: store.flows(name="webhook", since=timedelta(hours=1)), 0),
+        ("flows(labels={region: eu}) (1/3)", lambda: store.flows(labels={"region": "eu"}), 50),
+        (
+            "flows(labels={region: eu, plan: pro})",
+            lambda: store.flows(labels={"region": "eu", "plan": "pro"}),
+            50,
+        ),
+        (
+            "flows(tenant, labels={region: eu})",
+            lambda: store.flows(tenant="tenant-42", labels={"region": "eu"}),
+            50,
+        ),
+    ]
+    for cohort, share in COHORTS:
+        label = {"cohort": cohort}
+        out += [
+            (
+                f"flows(labels={{cohort: {cohort}}}) ({share:.1%})",
+                partial(store.flows, labels=label),
+                50,
+            ),
+            (
+                f"flows(tenant, labels={{cohort: {cohort}}})",
+                partial(store.flows, tenant="tenant-42", labels=label),
+                50,
+            ),
+            (
+                f"flows(labels={{cohort: {cohort}, region: eu}})",
+                partial(store.flows, labels={**label, "region": "eu"}),
+                50,
+            ),
+        ]
+    out += [
+        ("flow(id)", lambda: store.flow(some), 0),
+        ("stats(since=1d)", lambda: store.stats(since=timedelta(days=1)), 200),
+        ("stats(since=1h)", lambda: store.stats(since=timedelta(hours=1)), 0),
+        ("stats(since=7d)", lambda: store.stats(since=timedelta(days=7)), 0),
+        ("stats() (all)", lambda: store.stats(), 0),
+        ("stats(since=1d, tenant)", lambda: store.stats(since="1d", tenant="tenant-42"), 0),
+        ("count()", lambda: store.count(), 0),
+    ]
+    return out
+
+
+def scaled(cache: str, flows: int, baseline: int) -> int:
+    """The queries on cached bulk stores of `baseline` and `flows` flows, side by side: each
+    figure next to its target and the baseline -> `flows` ratio (same run, same load)."""
+    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    paths = {n: cached_store(cache, n) for n in (baseline, flows)}
+    results: dict[int, list[tuple[str, float, float, float]]] = {}
+    for n, path in paths.items():
+        with FlowStore(path) as store:
+            total = store.count()
+            some = store.flows(tenant="tenant-42", limit=1)[0].id
+            results[n] = []
+            for label, fn, target in _queries(store, some):
+                cold, median, _ = timed(fn)
+                results[n].append((label, cold * 1000, median * 1000, target))
+        print(f"store   {path}: {total:,} flows, {os.path.getsize(path) / 1e6:,.0f} MB")
+    small, big = results[baseline], results[flows]
+    print(
+        f"\n{'query':<44} {f'{baseline:,}':>10} {f'{flows:,} cold':>16} {'median':>9} "
+        f"{'target':>8} {'ratio':>7}"
+    )
+    missed = 0
+    for (label, _, base, _), (_, cold, median, target) in zip(small, big, strict=True):
+        verdict = ""
+        if target:
+            verdict = "ok" if median < target else "MISSED"
+            missed += median >= target
+        shown = f"{target:.0f} ms" if target else "-"
+        print(
+            f"  {label:<42} {base:7.1f} ms {cold:13.1f} ms {median:6.1f} ms {shown:>8} "
+            f"{median / base if base else 0:6.1f}x  {verdict}"
+        )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    cli_startup(paths[flows])
+    print(f"\ntargets missed: {missed}")
+    return 1 if missed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
@@ -372,7 +608,15 @@ def main() -> int:
     parser.add_argument(
         "--data-dir", help="with --chdb: keep the generated stores here, reuse them"
     )
+    parser.add_argument(
+        "--cache",
+        help="only the queries, on stores of --baseline-flows and --flows flows built once in "
+        "bulk and kept in this directory (e.g. /work/data/sqlscale), side by side",
+    )
+    parser.add_argument("--baseline-flows", type=int, default=100_000)
     args = parser.parse_args()
+    if args.cache:
+        return scaled(args.cache, args.flows, args.baseline_flows)
     if args.chdb:
         import store_backends
 

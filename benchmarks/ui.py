@@ -2,6 +2,9 @@
 and the server CPU that live updates cost while 1,000 flows run.
 
     .venv/bin/python benchmarks/ui.py [--flows 1000000] [--path FILE] [--live-seconds 30]
+    .venv/bin/python benchmarks/ui.py --cache DIR [--baseline-flows 100000]
+                                 # stores built once in bulk (benchmarks/store.py --cache),
+                                 # pages timed on both sizes side by side (ratio)
     .venv/bin/python benchmarks/ui.py --store URL      # pages only, on an existing store
                                                        # (e.g. ClickHouse: clickhouse://...)
 
@@ -39,7 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from store import _flow_batch  # noqa: E402  (benchmarks/store.py: the same rows)
+from store import (  # noqa: E402  (benchmarks/store.py: the same rows)
+    _flow_batch,
+    cached_store,
+    working_copy,
+)
 
 from dashfrog_sdk import conventions as c  # noqa: E402
 from dashfrog_sdk.store import FlowStore, StoreWriter  # noqa: E402
@@ -208,11 +215,72 @@ def poller(base: str, paths: list[str], stop: threading.Event, counts: dict[str,
             stop.wait(POLL_S)
 
 
+PAGES_TARGETS = {
+    "flows page 1": 300.0,
+    "flows, one tenant": 300.0,
+    "flows, failed": 300.0,
+    "flows, tenant + failed": 300.0,
+    "flows, running": 300.0,
+    "flows, label region=eu": 300.0,
+    "flows, label cohort=c05": 300.0,
+    "flows, tenant + label": 300.0,
+    "flows page 2": 300.0,
+    "flows, last hour": 300.0,
+    "flow with 1,000 steps": 500.0,
+}
+
+
+def time_pages(path: str, big: str) -> dict[str, tuple[float, float, int]]:
+    """The pages' (cold ms, median ms, bytes) from a `dashfrog ui` process of its own."""
+    port = free_port()
+    server = ManagedProcess(
+        [sys.executable, "-m", "dashfrog_sdk.cli", "ui", "--store", path, "--port", str(port)],
+        env={k: None for k in os.environ if k.startswith(("DASHFROG_", "OTEL_"))},
+        cwd=ROOT,
+        name="dashfrog-ui",
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(base), timeout=60, message=lambda: server.log_text())
+        with httpx.Client(base_url=base, timeout=120) as client:
+            page2 = re.search(r'class="older" href="([^"]+)"', client.get("/flows").text)
+            pages = [
+                ("/flows", "flows page 1"),
+                ("/flows?tenant=tenant-42", "flows, one tenant"),
+                ("/flows?status=failed", "flows, failed"),
+                ("/flows?tenant=tenant-42&status=failed", "flows, tenant + failed"),
+                ("/flows?status=running", "flows, running"),
+                ("/flows?label=region%3Deu", "flows, label region=eu"),
+                ("/flows?label=cohort%3Dc05", "flows, label cohort=c05"),
+                ("/flows?tenant=tenant-42&label=region%3Deu", "flows, tenant + label"),
+                ((page2.group(1).replace("&amp;", "&") if page2 else "/flows"), "flows page 2"),
+                ("/flows?window=1h", "flows, last hour"),
+                (f"/flows/{big}", "flow with 1,000 steps"),
+                ("/?window=1h", "tenants, last hour"),
+                ("/?window=1d", "tenants, last day"),
+                ("/stats?window=1d", "stats, last day"),
+            ]
+            return {label: timed(client, url) for url, label in pages}
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--path", help="store file to keep (default: a temporary one)")
+    parser.add_argument(
+        "--cache",
+        help="build the --flows store once in bulk under this directory (benchmarks/store.py "
+        "cached_store) and run on a copy of it at --path (or a temporary file)",
+    )
     parser.add_argument("--live-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--baseline-flows",
+        type=int,
+        default=100_000,
+        help="with --cache: the pages on a cached store of this many flows too, for the ratio",
+    )
     parser.add_argument(
         "--store", help="time the pages of this existing store (any backend) and stop there"
     )
@@ -223,11 +291,49 @@ def main() -> int:
     path = args.path or os.path.join(tmp.name, "flows.db")  # type: ignore[union-attr]
     ok = True
     try:
-        fill(path, args.flows)
+        if args.cache:
+            working_copy(cached_store(args.cache, args.flows), path)
+            print(f"store   {path}: a copy of the cached {args.flows:,}-flow store")
+        else:
+            fill(path, args.flows)
         big = big_flow(path)
         live = running_flows(path, 1000)
         with FlowStore(path) as store:
             total = store.count()
+        baseline: dict[str, float] = {}
+        if args.cache and args.baseline_flows:
+            small = path + ".baseline.db"
+            working_copy(cached_store(args.cache, args.baseline_flows), small)
+            try:
+                baseline = {
+                    label: median
+                    for label, (_, median, _) in time_pages(small, big_flow(small)).items()
+                }
+            finally:
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(small + suffix):
+                        os.remove(small + suffix)
+        figures = time_pages(path, big)
+        print(f"\npages over {total:,} flows (server: dashfrog ui on SQLite)")
+        head = f"{args.baseline_flows:,} flows" if baseline else ""
+        print(
+            f"  {'page':<28} {'cold':>9} {'median of 5':>12} {'target':>9}  {'bytes':>7} "
+            f"{head:>14} {'ratio' if baseline else '':>6}"
+        )
+        for label, (cold, median, size) in figures.items():
+            target = PAGES_TARGETS.get(label, 0.0)
+            verdict = ""
+            if target:
+                verdict = "ok" if median < target else "TOO SLOW"
+                ok = ok and median < target
+            shown = f"{target:.0f} ms" if target else "-"
+            extra = ""
+            if label in baseline:
+                extra = f"{baseline[label]:11.1f} ms {median / baseline[label]:5.1f}x"
+            print(
+                f"  {label:<28} {cold:7.1f} ms {median:9.1f} ms {shown:>9}  {size:>7} {extra}  "
+                f"{verdict}"
+            )
         port = free_port()
         server = ManagedProcess(
             [sys.executable, "-m", "dashfrog_sdk.cli", "ui", "--store", path, "--port", str(port)],
@@ -239,38 +345,6 @@ def main() -> int:
         try:
             wait_until(lambda: _up(base), timeout=60, message=lambda: server.log_text())
             assert server.pid is not None
-            with httpx.Client(base_url=base, timeout=120) as client:
-                page2 = re.search(r'class="older" href="([^"]+)"', client.get("/flows").text)
-                pages = [
-                    ("/flows", "flows page 1", 300.0),
-                    ("/flows?tenant=tenant-42", "flows, one tenant", 300.0),
-                    ("/flows?status=failed", "flows, failed", 300.0),
-                    ("/flows?tenant=tenant-42&status=failed", "flows, tenant + failed", 300.0),
-                    ("/flows?status=running", "flows, running", 300.0),
-                    ("/flows?label=region%3Deu", "flows, label region=eu", 300.0),
-                    (
-                        (page2.group(1).replace("&amp;", "&") if page2 else "/flows"),
-                        "flows page 2",
-                        300.0,
-                    ),
-                    ("/flows?window=1h", "flows, last hour", 300.0),
-                    (f"/flows/{big}", "flow with 1,000 steps", 500.0),
-                    ("/?window=1h", "tenants, last hour", 0.0),
-                    ("/?window=1d", "tenants, last day", 0.0),
-                    ("/stats?window=1d", "stats, last day", 0.0),
-                ]
-                print(f"\npages over {total:,} flows (server: dashfrog ui on SQLite)")
-                print(f"  {'page':<28} {'cold':>9} {'median of 5':>12} {'target':>9}  bytes")
-                for url, label, target in pages:
-                    cold, median, size = timed(client, url)
-                    verdict = ""
-                    if target:
-                        verdict = "ok" if median < target else "TOO SLOW"
-                        ok = ok and median < target
-                    shown = f"{target:.0f} ms" if target else "-"
-                    print(
-                        f"  {label:<28} {cold:7.1f} ms {median:9.1f} ms {shown:>9}  {size:>7}  {verdict}"
-                    )
             # -- live updates ------------------------------------------------------------------
             stop_writer = multiprocessing.Event()
             writer = multiprocessing.Process(target=updater, args=(path, live, stop_writer))

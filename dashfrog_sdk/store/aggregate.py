@@ -74,6 +74,19 @@ def aggregate_sql(
     return _results(groups, quantile)
 
 
+def aggregate_bins(
+    counts: Mapping[Key, Mapping[str, int]], quantiles: Mapping[Key, list[float | None]]
+) -> Results[FlowStats]:
+    """`aggregate`'s result from pre-aggregated counts per effective status and each group's
+    p50 and p95 (store/tails.py, from duration bins)."""
+
+    def quantile(key: Key, q: float) -> float | None:
+        found = quantiles.get(key)
+        return None if found is None else found[0 if q == 0.50 else 1]
+
+    return _results(counts, quantile)
+
+
 def _results(
     groups: Mapping[Key, Mapping[str, int]], quantile: Callable[[Key, float], float | None]
 ) -> Results[FlowStats]:

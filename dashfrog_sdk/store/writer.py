@@ -21,7 +21,7 @@ from typing import Any
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics
 from dashfrog_sdk.status import sql_rank
-from dashfrog_sdk.store import schema
+from dashfrog_sdk.store import schema, tails
 from dashfrog_sdk.store.convert import Batch, FlowRow, ProgressRow, StepRow, label_text
 
 _log = logging.getLogger("dashfrog_sdk.store")
@@ -73,7 +73,12 @@ ON CONFLICT (flow_id) DO UPDATE SET
     "{old_rank}", sql_rank("flows.status")
 )
 
-_INSERT_LABEL = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value) VALUES (?, ?, ?)"
+# `started` here, not by the schema's trigger (which fills it for writers that leave it out):
+# one UPDATE less per label.
+_INSERT_LABEL = (
+    "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) "
+    "VALUES (?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
+)
 
 # Which of two progress values of a step is the later one (each says when it was recorded).
 _NEWER_PROGRESS = (
@@ -278,6 +283,7 @@ class StoreWriter:
         self._flows_since_retention = 0
         self._last_retention = time.monotonic()
         self._retention_owed = False  # a pass stopped at its slice: more to delete
+        self._last_advance = -tails.ADVANCE_EVERY_S  # the first write moves the tails' edges
 
     # -- connection ------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -387,7 +393,21 @@ class StoreWriter:
                 except (sqlite3.Error, OSError) as exc:
                     self.report_failure(exc)
                     self._close()
+            self._advance_tails()
             return True
+
+    def _advance_tails(self) -> None:
+        """Move the stats tails' edges with the clock (store/tails.py), at most every
+        ``tails.ADVANCE_EVERY_S``, in a transaction of its own after the batch's."""
+        now = time.monotonic()
+        if self._conn is None or now - self._last_advance < tails.ADVANCE_EVERY_S:
+            return
+        self._last_advance = now
+        try:
+            tails.advance(self._conn)
+        except (sqlite3.Error, OSError) as exc:
+            self.report_failure(exc)
+            self._close()
 
     def _forget(self, conn: sqlite3.Connection, flow_ids: list[str]) -> None:
         rows = [(f,) for f in flow_ids]

@@ -183,6 +183,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
     reader = reader or Reader(config.store)
     templates = _templates()
     steps = views.StepCache()  # used on the store thread only
+    feed = views.ChangeFeed(every_s=config.poll_s / 2)  # likewise
     poll_ms = int(config.poll_s * 1000)
 
     def page(
@@ -250,6 +251,8 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         """The flows table's context; `link`: the signed tenant link's parameters, if any."""
         live = not q.before or any(f.status in c.OPEN for f in result.flows)
         seen = {"seen": str(result.cursor_ns)}
+        if result.next_before and result.flows:  # a full page: older flows are not on it
+            seen["floor"] = str(result.flows[-1].start_ns or 0)
         if result.next_deadline_ns:
             seen["deadline"] = str(result.next_deadline_ns)
 
@@ -284,17 +287,21 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         params = request.query_params
         seen = _int(params.get("seen"))
         deadline = _int(params.get("deadline"))
+        floor = _int(params.get("floor"))
         now = time.time_ns()
         if seen and not (deadline and deadline <= now):
-            changed = await reader.call(lambda s: views.changed_since(s, seen))
-            if not changed:
+            same = await reader.call(lambda s: feed.page_unchanged(s, q, seen, floor))
+            if same:
                 return Response(status_code=204)
         result = await reader.call(lambda s: views.list_flows(s, q, steps))
         return page(request, "_rows.html", flows_context(q, result))
 
     async def flow(request: Request) -> Response:
+        stamp = time.time_ns()
         detail = await reader.call(lambda s: s.flow(request.path_params["flow_id"]))
-        return page(request, "flow.html", flow_context(detail), csp=CSP_DIAGRAM)
+        context = flow_context(detail)
+        context["seen"] = stamp
+        return page(request, "flow.html", context, csp=CSP_DIAGRAM)
 
     def flow_context(
         detail: FlowDetail, tenant_view: str | None = None, link: str = ""
@@ -323,10 +330,17 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         }
 
     async def flow_live(request: Request) -> Response:
-        detail = await reader.call(lambda s: s.flow(request.path_params["flow_id"]))
+        flow_id = request.path_params["flow_id"]
+        seen = _int(request.query_params.get("seen"))
+        if seen and await reader.call(lambda s: feed.flow_unchanged(s, flow_id, seen)):
+            return Response(status_code=204)  # neither the flow nor a child flow was written
+        stamp = time.time_ns()
+        detail = await reader.call(lambda s: feed.read_flow(s, flow_id))
         if request.query_params.get("v") == views.fingerprint(detail):
             return Response(status_code=204)
-        return page(request, "_flow_live.html", flow_context(detail), csp=CSP_DIAGRAM)
+        context = flow_context(detail)
+        context["seen"] = stamp
+        return page(request, "_flow_live.html", context, csp=CSP_DIAGRAM)
 
     async def flow_json(request: Request) -> Response:
         detail = await reader.call(lambda s: s.flow(request.path_params["flow_id"]))

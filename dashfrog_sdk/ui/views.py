@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.render import _fmt
 from dashfrog_sdk.store import Flow, FlowDetail, FlowStats, Step
+from dashfrog_sdk.store.convert import label_text
 from dashfrog_sdk.store.model import ns_to_datetime, times
 from dashfrog_sdk.timeutil import parse_duration, parse_instant, to_ns
 from dashfrog_sdk.ui.reader import StoreReader
@@ -299,11 +301,119 @@ def _before(f: Flow, until: int | None, last: tuple[int, str] | None) -> bool:
     return not (last is not None and start == last[0] and f.id == last[1])
 
 
+LOOK_BACK_NS = 2_000_000_000  # another process may commit a row stamped this much earlier
+
+
 def changed_since(store: StoreReader, cursor_ns: int) -> bool:
     """Whether any flow was written after `cursor_ns` (store clock). Another process may
     commit a row stamped up to a moment earlier, so the last 2 s are looked at again."""
-    flows, _ = store.changes(cursor_ns - 2_000_000_000, limit=1)
+    flows, _ = store.changes(cursor_ns - LOOK_BACK_NS, limit=1)
     return bool(flows)
+
+
+class ChangeFeed:
+    """The store's recent changes, read once per `every_s` for every open page.
+
+    Each live page used to ask the store on each poll (`changed_since`, then the whole page
+    or flow again when anything at all had changed). Now one `store.changes()` read serves
+    every poll in the same interval, and a page is answered "unchanged" (204) without a store
+    read when none of the flows changed since it was drawn could be on it: every record the
+    store writes stamps its flow (`FlowStore.changes`), so a flow page whose flow and child
+    flows were not stamped shows what it showed. Conservative: a page whose stamp is older
+    than what the feed keeps is "changed". Used on the store thread only."""
+
+    PAGE = 1000
+    MAX_PAGES = 20  # changes read per refresh at most; beyond, the feed starts over
+
+    VERIFY_S = 10.0  # a flow page is read in full at least this often, changes or not
+
+    def __init__(self, every_s: float, keep_s: float = 120.0) -> None:
+        self.every_s = every_s
+        # flow id -> when its page was last read in full: a safety net for what a backend's
+        # changes() may not stamp (the ClickHouse rollup's events and logs).
+        self._verified: dict[str, float] = {}
+        self.keep_ns = int(keep_s * 1e9)
+        self._cursor: int | None = None  # store stamp read up to
+        self._start = 0  # every change stamped after this is in the batches
+        self._read_at = float("-inf")
+        self._batches: deque[tuple[int, list[Flow]]] = deque()  # (cursor after, flows)
+        self._latest: dict[str, int] = {}  # flow id (or parent id) -> cursor it was seen at
+
+    def refresh(self, store: StoreReader) -> None:
+        now = time.monotonic()
+        if now - self._read_at < self.every_s:
+            return
+        self._read_at = now
+        if self._cursor is None:
+            self._cursor = self._start = time.time_ns() - 2 * LOOK_BACK_NS
+        for _ in range(self.MAX_PAGES):
+            flows, cursor = store.changes(self._cursor, limit=self.PAGE)
+            self._cursor = max(self._cursor, cursor)
+            if flows:
+                self._batches.append((cursor, flows))
+                for f in flows:
+                    self._latest[f.id] = cursor
+                    if f.parent_id is not None:
+                        self._latest["^" + f.parent_id] = cursor
+            if len(flows) < self.PAGE:
+                break
+        else:  # more changes than a page would ever look through: start over from here
+            self._batches.clear()
+            self._latest.clear()
+            self._start = self._cursor
+        while self._batches and self._batches[0][0] < self._cursor - self.keep_ns:
+            self._start = self._batches.popleft()[0]
+        if len(self._latest) > 20 * self.PAGE * self.MAX_PAGES:
+            self._latest = {k: v for k, v in self._latest.items() if v > self._start}
+
+    def _known(self, stamp: int) -> bool:
+        return self._cursor is not None and stamp - LOOK_BACK_NS >= self._start
+
+    def read_flow(self, store: StoreReader, flow_id: str) -> FlowDetail:
+        """`store.flow(flow_id)`, noting that its page was read in full now."""
+        detail = store.flow(flow_id)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[flow_id] = time.monotonic()
+        return detail
+
+    def flow_unchanged(self, store: StoreReader, flow_id: str, stamp: int) -> bool:
+        """Whether flow `flow_id` and its child flows were not written after `stamp` (and
+        its page was read in full within ``VERIFY_S``)."""
+        self.refresh(store)
+        verified = self._verified.get(flow_id)
+        if not self._known(stamp) or verified is None:
+            return False
+        if time.monotonic() - verified > self.VERIFY_S:
+            return False
+        after = stamp - LOOK_BACK_NS
+        return self._latest.get(flow_id, 0) <= after and self._latest.get("^" + flow_id, 0) <= after
+
+    def page_unchanged(self, store: StoreReader, q: FlowQuery, stamp: int, floor_ns: int) -> bool:
+        """Whether no flow written after `stamp` can be on the page of `q` whose last row
+        started at `floor_ns` (0: the page was not full). Status, window and minimum duration
+        are not looked at: a flow that leaves the page's status must leave the page."""
+        self.refresh(store)
+        if not self._known(stamp):
+            return False
+        after = stamp - LOOK_BACK_NS
+        for cursor, flows in reversed(self._batches):
+            if cursor <= after:
+                break
+            if any(_may_show(q, floor_ns, f) for f in flows):
+                return False
+        return True
+
+
+def _may_show(q: FlowQuery, floor_ns: int, f: Flow) -> bool:
+    if q.tenant is not None and f.tenant != q.tenant:
+        return False
+    if q.name is not None and f.name != q.name:
+        return False
+    for key, value in q.labels:
+        if key not in f.labels or label_text(f.labels[key]) != value:
+            return False
+    return f.start_ns is None or f.start_ns >= floor_ns
 
 
 # -- tenants (home) ------------------------------------------------------------------------------

@@ -363,3 +363,134 @@ def test_hostile_artifacts_and_progress_are_text(viewer: Viewer, filled: Filled)
     data = viewer.get(f"/flows/{filled.ids['hostile']}/json").json()
     (step,) = data["steps"]
     assert step["artifacts"]["evil"]["name"].startswith("<img src=x")
+
+
+# -- live updates: one change feed for every open page -------------------------------------------
+
+_WRITE = """
+import json, sys
+from dashfrog_sdk.store import StoreWriter
+from dashfrog_sdk.store.convert import Batch, FlowRow
+writer = StoreWriter(sys.argv[1])
+assert writer.write(Batch(flows=[FlowRow(**row) for row in json.loads(sys.argv[2])]))
+writer.close()
+"""
+
+
+def _write_elsewhere(store: Path, *rows: dict[str, object]) -> None:
+    """Flow rows written by another process (as a worker's store writer would)."""
+    import json
+
+    subprocess.run(
+        [sys.executable, "-c", _WRITE, str(store), json.dumps(list(rows))],
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+class _Poll:
+    """What an open page's htmx does: GET its live URL; after a fresh answer, the URL in it."""
+
+    def __init__(self, viewer: Viewer, url: str) -> None:
+        self.viewer, self.url, self.text = viewer, url, ""
+
+    def __call__(self) -> int:
+        r = self.viewer.get(self.url)
+        if r.status_code == 200:
+            self.text = r.text
+            found = re.search(r'hx-get="([^"]+)"', r.text)
+            if found:
+                self.url = found.group(1).replace("&amp;", "&")
+        return r.status_code
+
+    def stays(self, code: int, seconds: float = 1.5) -> None:
+        """Every poll for `seconds` (longer than the feed's refresh interval) gets `code`."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            assert self() == code, self.url
+
+
+def test_live_pages_change_only_when_their_flows_are_written(tmp_path: Path) -> None:
+    from tests.support.procs import wait_until
+
+    store = tmp_path / "live.db"
+    now = time.time_ns()
+    a, b, kid = "a" * 32, "b" * 32, "c" * 32
+    _write_elsewhere(
+        store,
+        {"flow_id": a, "name": "job", "tenant": "acme", "status": "running", "start_ns": now},
+        {"flow_id": b, "name": "job", "tenant": "globex", "status": "running", "start_ns": now},
+    )
+    v = Viewer(store).start()
+    try:
+        found = re.search(r'hx-get="(/flows/rows[^"]+)"', v.get("/flows?tenant=acme").text)
+        assert found
+        rows = _Poll(v, found.group(1).replace("&amp;", "&"))
+        found = re.search(r'hx-get="(/flows/a+/live[^"]+)"', v.get(f"/flows/{a}").text)
+        assert found and "seen=" in found.group(1)
+        live = _Poll(v, found.group(1).replace("&amp;", "&"))
+        # Once the writes before the pages were drawn are past the 2 s look-back: unchanged.
+        wait_until(lambda: rows() == 204 and live() == 204, timeout=15)
+        # Another tenant's flow changes: neither page has anything new to show.
+        _write_elsewhere(store, {"flow_id": b, "status": "completed", "end_ns": now + 10**9})
+        rows.stays(204)
+        live.stays(204)
+        # A child flow of `a` starts: the flow page shows it (the list has nothing new).
+        _write_elsewhere(
+            store,
+            {"flow_id": kid, "name": "sub", "tenant": "globex", "parent_id": a, "start_ns": now},
+        )
+        wait_until(lambda: live() == 200, timeout=15)
+        assert kid[:12] in live.text
+        rows.stays(204)
+        # `a` itself ends: both pages answer with it completed.
+        _write_elsewhere(store, {"flow_id": a, "status": "completed", "end_ns": now + 10**9})
+        wait_until(lambda: rows() == 200, timeout=15)
+        assert "completed" in rows.text and a[:12] in rows.text
+        wait_until(lambda: live() == 200 and "completed" in live.text, timeout=15)
+    finally:
+        v.stop()
+
+
+def test_one_change_read_serves_every_open_page(tmp_path: Path) -> None:
+    from dashfrog_sdk.store import FlowNotFoundError, FlowStore
+    from dashfrog_sdk.ui import views
+
+    store = tmp_path / "feed.db"
+    now = time.time_ns()
+    _write_elsewhere(
+        store,
+        *(
+            {"flow_id": f"{i:032x}", "name": "job", "tenant": f"t{i % 4}", "start_ns": now}
+            for i in range(40)
+        ),
+    )
+
+    class Counting:
+        def __init__(self, inner: FlowStore) -> None:
+            self.inner, self.reads = inner, 0
+
+        def changes(self, after_ns: int, limit: int = 1000) -> object:
+            self.reads += 1
+            return self.inner.changes(after_ns, limit)
+
+    with FlowStore(store) as real:
+        counting = Counting(real)
+        feed = views.ChangeFeed(every_s=60)
+        stamp = time.time_ns()
+        queries = [views.FlowQuery(tenant=f"t{i % 4}") for i in range(20)]
+        answers = [feed.page_unchanged(counting, q, stamp, 0) for q in queries]  # type: ignore[arg-type]
+        assert counting.reads == 1
+        assert answers == [False] * 20  # written within the look-back: maybe on each page
+        assert not feed.flow_unchanged(counting, f"{1:032x}", stamp)  # type: ignore[arg-type]
+        assert feed.page_unchanged(counting, views.FlowQuery(tenant="t9"), stamp, 0)  # type: ignore[arg-type]
+        assert not feed.flow_unchanged(counting, "f" * 32, stamp)  # type: ignore[arg-type]
+        with pytest.raises(FlowNotFoundError):  # never read in full: read it
+            feed.read_flow(real, "f" * 32)
+        feed.read_flow(real, f"{2:032x}")
+        assert not feed.flow_unchanged(counting, f"{2:032x}", stamp)  # type: ignore[arg-type]
+        later = stamp + 3 * views.LOOK_BACK_NS
+        assert feed.flow_unchanged(counting, f"{2:032x}", later)  # type: ignore[arg-type]
+        assert not feed.page_unchanged(counting, queries[0], 1, 0)  # type: ignore[arg-type]
+        assert counting.reads == 1
