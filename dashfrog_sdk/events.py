@@ -1,6 +1,7 @@
 """Lifecycle events in the application: `events.add_sink(callback)`.
 
-Every flow and step start and end, and every `flow.event()`, reaches each sink as a
+Every flow and step start and end, every `flow.event()`, and a step's progress (at most four a
+second) and artifacts reach each sink as a
 :class:`LifecycleEvent` (named fields, no tuple), in the order it happened, on dashfrog's
 dispatcher thread (the ``dashfrog-events`` thread, within about 0.1 s; or on the thread that
 calls `dashfrog_sdk.flush()`), never on the thread running the flow: a sink costs the flow
@@ -39,7 +40,9 @@ __all__ = [
     "FLOW_EVENT",
     "FLOW_START",
     "KINDS",
+    "STEP_ARTIFACT",
     "STEP_END",
+    "STEP_PROGRESS",
     "STEP_START",
     "LifecycleEvent",
     "Sink",
@@ -55,7 +58,18 @@ STEP_END: Final = c.STEP_END  # a step ended: status, duration, error
 FLOW_CLOSE: Final = c.FLOW_CLOSE  # a flow's block exited here (ends_flow: and ended the flow)
 FLOW_END: Final = c.EVENT_FLOW_END  # flow.end() / flow.fail(), or a flow open at exit
 FLOW_EVENT: Final = c.EVENT_FLOW_EVENT  # flow.event(name, **attributes)
-KINDS: Final = (FLOW_START, STEP_START, STEP_END, FLOW_CLOSE, FLOW_END, FLOW_EVENT)
+STEP_PROGRESS: Final = c.EVENT_STEP_PROGRESS  # s.progress(): the latest value, at most 4/s a step
+STEP_ARTIFACT: Final = c.EVENT_STEP_ARTIFACT  # s.artifact(name, value)
+KINDS: Final = (
+    FLOW_START,
+    STEP_START,
+    STEP_END,
+    FLOW_CLOSE,
+    FLOW_END,
+    FLOW_EVENT,
+    STEP_PROGRESS,
+    STEP_ARTIFACT,
+)
 
 
 @dataclass(frozen=True)

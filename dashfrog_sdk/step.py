@@ -327,7 +327,7 @@ class StepScope(Scope["StepScope"]):
                 fail_flow(state, error)
         self._retry = retry
         if self._progress is not None or self._artifacts is not None:
-            self._finish_progress(span, state)
+            self._finish_progress(span, state, end)  # recorded at the end, as _exit does
         stamp_one(span, c.STEP_STATUS, status)
         span.end(end)
         if state is not None:
@@ -582,7 +582,7 @@ class StepScope(Scope["StepScope"]):
             self._depth,
         )
 
-    def _finish_progress(self, span: Span, state: Any) -> None:
+    def _finish_progress(self, span: Span, state: Any, now: int | None = None) -> None:
         """At the step's end: its last progress on the span, and recorded if it was not yet
         (the console shows it; the OTel sink leaves it to the span). Resets the scope, so a
         scope entered again starts with no progress and no artifacts."""
@@ -592,7 +592,7 @@ class StepScope(Scope["StepScope"]):
             if value is not None:
                 stamp(span, self._progress_attributes(value))
                 if state is not None and value is not getattr(self, "_progress_recorded", None):
-                    self._record_progress(value, time_ns())
+                    self._record_progress(value, time_ns() if now is None else now)
             self._progress = self._progress_recorded = self._artifacts = None
             self._progress_sent = 0
 

@@ -159,7 +159,7 @@ def _output(detail: FlowDetail) -> list[str]:
         for name, value in step.artifacts.items():
             if out:
                 out.append("")
-            out.append(f"### {_code(step.name)} → {_code(name)}")
+            out.append(f"### {_code(step.label)} → {_code(name)}")
             out.append("")
             out += _fenced("json", _fmt.artifact_json(value, indent=2))
     return out

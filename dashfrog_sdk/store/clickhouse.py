@@ -48,6 +48,7 @@ from dashfrog_sdk.store.model import (
     SpanRecord,
     Step,
     artifact_value,
+    step_options,
 )
 from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 
@@ -56,9 +57,9 @@ from dashfrog_sdk.timeutil import TimeArg, seconds, to_ns
 RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
 # The rank of each ended status in dashfrog_flow_status (sql/002_flow_indexes.sql).
 _ENDED_RANKS = {s: i + 1 for i, s in enumerate(RANKED_STATUSES) if i > 0}
-# The oldest rollup these queries read (002 adds the status and label indexes and the step
-# states).
-NEEDS_VERSION = 2
+# The oldest rollup these queries read (002: the status and label indexes and the step states;
+# 003: progress and artifacts; 004: steps' options).
+NEEDS_VERSION = 4
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
 # would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
@@ -134,6 +135,13 @@ SELECT span_id, name, argMax(value, ts) AS value, max(ts) AS latest
 FROM {db}.dashfrog_artifacts
 WHERE flow_id = """
 _ARTIFACTS_END = " GROUP BY span_id, name ORDER BY latest, name"
+
+# The options of a flow's steps that had any (sql/004_step_options.sql).
+_OPTIONS = """
+SELECT span_id, argMax(options, length(options)) AS options
+FROM {db}.dashfrog_step_options
+WHERE flow_id = """
+_OPTIONS_END = " GROUP BY span_id"
 
 # Migration 1 copies every event but the starts into dashfrog_events: these are a step's.
 _NOT_FLOW_EVENTS = literal(sorted(c.STEP_EVENTS))
@@ -633,6 +641,13 @@ class ClickHouseFlowStore:
                 owner = steps.get(str(row["span_id"]))
                 if owner is not None:
                     owner.artifacts[str(row["name"])] = artifact_value(str(row["value"]))
+            for row in self._rows(
+                _OPTIONS.replace("{db}", self._db) + literal(flow_id) + _OPTIONS_END
+            ):
+                owner = steps.get(str(row["span_id"]))
+                if owner is not None:
+                    for key, value in step_options(dict(row["options"] or {})).items():
+                        setattr(owner, key, value)
         return list(steps.values())
 
     def _spans(self, flow_id: str) -> list[SpanRecord]:

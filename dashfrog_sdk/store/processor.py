@@ -319,5 +319,8 @@ class StoreEventSink:
             kind = event.kind
             if kind in c.OTEL_EVENTS:
                 start = kind in _STARTS
-                if not (start and event.span_id in ended):
-                    put(event, start)
+                # As sinks.otel_logs.OtelEventEmitter: no start, and no progress (its span
+                # carries the last value), for work that ended in this batch.
+                if event.span_id in ended and (start or kind == c.EVENT_STEP_PROGRESS):
+                    continue
+                put(event, start)

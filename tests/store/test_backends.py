@@ -598,6 +598,12 @@ def test_real_sdk_flows_read_the_same_on_both_backends(
                 ("enrich", "failed"),
             ]
             assert [(s.name, s.status) for s in timed_out.steps] == [("crunch", "timed_out")]
+            assert [(s.attempt, s.attempts, s.retried) for s in retried.steps[:3]] == [
+                (1, 3, True),
+                (2, 3, True),
+                (3, 3, False),
+            ]
+            assert retried.steps[0].label == "fetch_rates (attempt 1/3)"
             assert (timed_out.error_type, timed_out.steps[0].error_type) == ("TimeoutError",) * 2
 
 

@@ -55,6 +55,12 @@ with flow.start("handoff", tenant="t2", end_on_exit=False):
 with flow.start("quick", tenant="t3"):
     with step.start("a"):
         pass
+with flow.start("imports", tenant="t3"):  # progress, an artifact and a step's options
+    with step.start("rows", timeout=5) as s:
+        s.progress(1, total=2)
+        bus.flush()  # sampled while the step runs
+        s.progress(2, total=2, message="done")
+        s.artifact("summary", {"rows": 2})
 bus.flush()
 
 from dashfrog_sdk.sinks.otel_logs import OtelEventEmitter
@@ -110,8 +116,9 @@ def test_events_from_the_bus_give_the_rows_the_otel_log_records_give(tmp_path: P
     otel, bus = _rows(via_otel), _rows(via_bus)
     assert otel == bus
     # The comparison is not vacuous: events, step starts and flow rows are there.
-    assert len(otel["flows"]) == 4 and len(otel["events"]) >= 1 and len(otel["steps"]) == 5
-    assert {r[1] for r in otel["flows"]} == {"order", "broken", "handoff", "quick"}
+    assert len(otel["flows"]) == 5 and len(otel["events"]) >= 1 and len(otel["steps"]) == 6
+    assert {r[1] for r in otel["flows"]} == {"order", "broken", "handoff", "quick", "imports"}
+    assert len(otel["artifacts"]) == 1
 
 
 # The embedded default builds no OTel log record for its events; a log processor the

@@ -285,6 +285,8 @@ def test_a_version_3_store_is_migrated_with_its_tails(
     with FlowStore(path) as store:
         assert store.count() == 1000
     with sqlite3.connect(path) as check:
-        assert check.execute("SELECT MAX(version) FROM schema_version").fetchone() == (schema.SCHEMA_VERSION,)
+        assert check.execute("SELECT MAX(version) FROM schema_version").fetchone() == (
+            schema.SCHEMA_VERSION,
+        )
     for since in (None, "1d", "7d"):
         _assert_same(path, monkeypatch, since=since)
