@@ -13,6 +13,8 @@ passing unseen. A test that provokes one on purpose says so with
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -67,3 +69,23 @@ def exported_capture() -> Iterator[Capture]:
 
 
 pytest_plugins = ["pytester"]
+
+
+# chDB (the in-process ClickHouse of the store tests) can die with SIGSEGV while the interpreter
+# exits, after every test passed, when a session is still open (chdb-io/chdb-core#177: its
+# engine threads outlive its atexit hook; one full run in CI did). So once pytest has reported
+# everything (its summary and cache are written in pytest_sessionfinish), a run that loaded
+# chDB leaves with its exit status at once, without the interpreter's teardown.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _exit_status and "chdb" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])
