@@ -12,12 +12,17 @@ from dashfrog_sdk import conventions as c
 from dashfrog_sdk.text import clean
 
 
-def safe_str(value: object) -> str:
+def raw_str(value: object) -> str:
     """str(value), or a stand-in when its __str__ raises: an SDK must not replace the error."""
     try:
-        return clean(str(value))
+        return str(value)
     except Exception:
         return f"<{type(value).__name__}: str() failed>"
+
+
+def safe_str(value: object) -> str:
+    """:func:`raw_str`, with lone surrogates cleaned (dashfrog_sdk.text)."""
+    return clean(raw_str(value))
 
 
 def describe(error: BaseException | str | None) -> str:

@@ -32,6 +32,7 @@ from opentelemetry.sdk._logs import LoggingHandler
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk import diagnostics, text
 from dashfrog_sdk.context import current_step_name, flow_state
+from dashfrog_sdk.error_text import raw_str
 
 # Records from these loggers are never captured: exporting them could log again, forever.
 _IGNORED_PREFIXES = ("opentelemetry", "dashfrog_sdk")
@@ -89,7 +90,7 @@ class FlowLogHandler(LoggingHandler):
 def _cleaned(record: logging.LogRecord) -> logging.LogRecord:
     message = record.getMessage()
     exc = record.exc_info[1] if record.exc_info else None
-    exc_text = None if exc is None else _exc_str(exc)
+    exc_text = None if exc is None else raw_str(exc)
     if not text.has_lone_surrogate(message) and not (
         exc_text is not None and text.has_lone_surrogate(exc_text)
     ):
@@ -105,13 +106,6 @@ def _cleaned(record: logging.LogRecord) -> logging.LogRecord:
         setattr(out, "exception.message", text.clean(exc_text))
         setattr(out, "exception.stacktrace", text.clean(stack))
     return out
-
-
-def _exc_str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__name__}: str() failed>"
 
 
 def install_logging_capture(
