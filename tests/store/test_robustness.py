@@ -274,8 +274,10 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> Non
     # Switching a new file to WAL needs it to itself, and SQLite runs no busy handler for
     # that: without waiting for it, one of two processes opening a new store at the same
     # moment got "database is locked" (about one try in three here) and its first batch was
-    # lost. Real processes, started together at a barrier.
-    ctx = multiprocessing.get_context("fork")
+    # lost. Real processes, started together at a barrier. Forked from a fork server, not from
+    # this process: by now the test process may run chDB's engine threads (the ClickHouse store
+    # tests), and a child forked while one of them held a lock hung (one CI run).
+    ctx = multiprocessing.get_context("forkserver")
     for attempt in range(40):
         path = str(tmp_path / f"new-{attempt}.db")
         barrier, results = ctx.Barrier(3), ctx.Queue()
