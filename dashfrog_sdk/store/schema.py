@@ -184,6 +184,14 @@ def _v5(conn: sqlite3.Connection) -> None:
     tails.install(conn)
 
 
+# v6: the running steps of the flows on a page, for their current step (`_fill_current_steps`,
+# asked by every flows list, every live page of the viewer and every `changes()` read). Through
+# `steps_flow` it read every step of each flow to find the running one (0.9 ms for a page of 50
+# live flows of about 8 steps; 0.25 ms with this index). Partial: a step is in it only while it
+# runs, and a step that ended before it was stored is never in it.
+_V6 = "CREATE INDEX steps_running ON steps (flow_id, start_ns) WHERE status = 'running'"
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
     """Refill what triggers keep (labels' start, the stats tails) from ``flows``: after a
     bulk load that dropped the triggers (benchmarks/store.py)."""
@@ -208,6 +216,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _script(_V3),
     _script(_V4),
     _v5,
+    _script(_V6),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

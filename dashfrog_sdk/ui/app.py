@@ -39,7 +39,8 @@ from dashfrog_sdk.render.mermaid import sequence_diagram
 from dashfrog_sdk.store import FlowDetail, FlowNotFoundError, StoreError, StoreNotFoundError
 from dashfrog_sdk.store.model import ns_to_datetime
 from dashfrog_sdk.ui import links, views
-from dashfrog_sdk.ui.reader import Reader
+from dashfrog_sdk.ui.reader import Reader, StoreReader
+from dashfrog_sdk.ui.rows import RowCache
 from dashfrog_sdk.ui.settings import UIConfig, is_loopback
 
 CSP = (
@@ -184,6 +185,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
     templates = _templates()
     steps = views.StepCache()  # used on the store thread only
     feed = views.ChangeFeed(every_s=config.poll_s / 2)  # likewise
+    table_rows = RowCache(templates.env)  # used on the event loop thread only
     poll_ms = int(config.poll_s * 1000)
 
     def page(
@@ -231,8 +233,26 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
     async def home(request: Request) -> Response:
         window = views.Window.parse(request.query_params, "1d")
         search = request.query_params.get("q", "")
-        rows = await reader.call(lambda s: views.tenants(s, window, search))
-        return page(request, "tenants.html", {"rows": rows, "window": window, "q": search})
+        number = views.page_number(request.query_params)
+        found = await reader.call(
+            lambda s: views.tenants(s, window, search, number, config.page_size)
+        )
+
+        def page_url(n: int) -> str:
+            params = {**window.params(), **({"q": search} if search else {}), "page": str(n)}
+            return "/?" + urlencode(params)
+
+        return page(
+            request,
+            "tenants.html",
+            {
+                "rows": found.rows,
+                "found": found,
+                "window": window,
+                "q": search,
+                "page_url": page_url,
+            },
+        )
 
     async def search(request: Request) -> Response:
         text = request.query_params.get("q", "").strip()
@@ -247,8 +267,11 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
                 pass
         return RedirectResponse("/?" + urlencode({"q": text}), status_code=303)
 
-    def flows_context(q: views.FlowQuery, result: views.FlowPage, link: str = "") -> dict[str, Any]:
-        """The flows table's context; `link`: the signed tenant link's parameters, if any."""
+    def flows_context(
+        q: views.FlowQuery, result: views.FlowPage, link: str = "", tenant_view: str | None = None
+    ) -> dict[str, Any]:
+        """The flows table's context; `link`: the signed tenant link's parameters and
+        `tenant_view` its tenant, if any."""
         live = not q.before or any(f.status in c.OPEN for f in result.flows)
         seen = {"seen": str(result.cursor_ns)}
         if result.next_before and result.flows:  # a full page: older flows are not on it
@@ -274,6 +297,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
             "live_url": q.url("/flows/rows", seen),
             "page_url": page_url,
             "flow_url": flow_url,
+            "row": lambda f: table_rows.row(f, result.where.get(f.id), flow_url(f.id), tenant_view),
         }
 
     async def flows(request: Request) -> Response:
@@ -288,12 +312,18 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         seen = _int(params.get("seen"))
         deadline = _int(params.get("deadline"))
         floor = _int(params.get("floor"))
-        now = time.time_ns()
-        if seen and not (deadline and deadline <= now):
-            same = await reader.call(lambda s: feed.page_unchanged(s, q, seen, floor))
-            if same:
-                return Response(status_code=204)
-        result = await reader.call(lambda s: views.list_flows(s, q, steps))
+        check = seen and not (deadline and deadline <= time.time_ns())
+
+        def read(s: StoreReader) -> views.FlowPage | None:
+            # One trip to the store thread for both (each trip is a thread hand-off and a
+            # wake-up of the event loop, a tenth of a fresh answer's cost).
+            if check and feed.page_unchanged(s, q, seen, floor):
+                return None
+            return views.list_flows(s, q, steps)
+
+        result = await reader.call(read)
+        if result is None:
+            return Response(status_code=204)
         return page(request, "_rows.html", flows_context(q, result))
 
     async def flow(request: Request) -> Response:
@@ -332,11 +362,17 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
     async def flow_live(request: Request) -> Response:
         flow_id = request.path_params["flow_id"]
         seen = _int(request.query_params.get("seen"))
-        if seen and await reader.call(lambda s: feed.flow_unchanged(s, flow_id, seen)):
-            return Response(status_code=204)  # neither the flow nor a child flow was written
-        stamp = time.time_ns()
-        detail = await reader.call(lambda s: feed.read_flow(s, flow_id))
-        if request.query_params.get("v") == views.fingerprint(detail):
+        stamp = 0
+
+        def read(s: StoreReader) -> FlowDetail | None:
+            nonlocal stamp
+            if seen and feed.flow_unchanged(s, flow_id, seen):
+                return None  # neither the flow nor a child flow was written
+            stamp = time.time_ns()
+            return feed.read_flow(s, flow_id)
+
+        detail = await reader.call(read)  # one trip to the store thread (see rows())
+        if detail is None or request.query_params.get("v") == views.fingerprint(detail):
             return Response(status_code=204)
         context = flow_context(detail)
         context["seen"] = stamp
@@ -371,7 +407,7 @@ def create_app(config: UIConfig, reader: Reader | None = None) -> Starlette:
         window = views.Window.parse(request.query_params, "7d")
         result = await reader.call(lambda s: views.list_flows(s, q, steps))
         data, days = await reader.call(lambda s: views.stats_rows(s, window, tenant=tenant))
-        context = flows_context(q, result, link)
+        context = flows_context(q, result, link, tenant)
         expires = ns_to_datetime(int(request.query_params["expires"]) * 1_000_000_000)
         context.update(
             {

@@ -228,6 +228,37 @@ def test_older_pages_walk_every_flow_once_newest_first(tmp_path: Path) -> None:
         v.stop()
 
 
+def test_the_tenants_page_pages_worst_first(tmp_path: Path) -> None:
+    # 120 tenants, two flows each; every seventh flow failed: pages of 50, worst failure
+    # rate first, each tenant on exactly one page, the last failure of those shown.
+    store = tmp_path / "tenants.db"
+    run_app(store, "api", "bulk", "240", "120")
+    v = Viewer(store).start()
+    try:
+        seen: list[str] = []
+        rates: list[float] = []
+        for number in (1, 2, 3):
+            html = v.get(f"/?window=1d&page={number}").text
+            names = re.findall(r'<a class="tenant" href="[^"]+">([^<]+)</a>', html)
+            assert len(names) == (50 if number < 3 else 20), number
+            seen += names
+            rates += [
+                float(x) for x in re.findall(r'<td class="num [a-z]*">([0-9.]+) %</td>', html)
+            ]
+            assert f"page {number} of 3 (120 tenants)" in html
+            assert ('class="older"' in html) == (number < 3)
+        assert sorted(seen) == sorted(f"t{i}" for i in range(120))
+        assert rates == sorted(rates, reverse=True) and rates[0] == 50.0 and rates[-1] == 0.0
+        first = v.get("/?window=1d").text
+        assert first.count("bulk failure") >= 1  # the last failure's error, on the page
+        beyond = v.get("/?window=1d&page=9").text  # past the end: the last page
+        assert "page 3 of 3" in beyond
+        bad = v.get("/?page=zero")
+        assert bad.status_code == 400 and "page=" in bad.text
+    finally:
+        v.stop()
+
+
 def test_live_rows_answer_204_until_something_changes(viewer: Viewer) -> None:
     html = viewer.get("/flows").text
     live = re.search(r'hx-get="(/flows/rows[^"]+)"', html)

@@ -3,7 +3,8 @@
     python tests/ui/uiapp.py api                # the "api" service's part; prints ids + carriers
     python tests/ui/uiapp.py billing CARRIERS   # the "billing" service ends those flows
     python tests/ui/uiapp.py hold GATE_FILE     # a flow that waits in a step until GATE_FILE
-    python tests/ui/uiapp.py bulk N             # N small flows (pagination)
+    python tests/ui/uiapp.py bulk N [TENANTS]   # N small flows over 3 (or TENANTS) tenants,
+                                                # every seventh failed with TENANTS (pagination)
     python tests/ui/uiapp.py progress GATE      # a step at 40%, at 80% after GATE.1, ends after
                                                 # GATE.2 with an artifact
 
@@ -134,9 +135,13 @@ def progress(gate: str) -> None:
     assert dashfrog_sdk.flush(60)
 
 
-def bulk(count: int) -> None:
+def bulk(count: int, tenants: int | None = None) -> None:
     for i in range(count):
-        with flow.start("bulk", tenant=f"t{i % 3}", n=i), step.start("only"):
+        try:
+            with flow.start("bulk", tenant=f"t{i % (tenants or 3)}", n=i), step.start("only"):
+                if tenants and i % 7 == 0:
+                    raise RuntimeError(f"bulk failure {i}")
+        except RuntimeError:
             pass
     assert dashfrog_sdk.flush(60)
 
@@ -152,7 +157,7 @@ def main(argv: list[str]) -> None:
     elif argv[0] == "progress":
         progress(argv[1])
     elif argv[0] == "bulk":
-        bulk(int(argv[1]))
+        bulk(int(argv[1]), int(argv[2]) if len(argv) > 2 else None)
     else:
         raise SystemExit(f"unknown command {argv[0]}")
 
