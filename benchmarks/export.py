@@ -314,6 +314,20 @@ def throughput(env: dict[str, str], seconds: float, config: str, threads: int) -
     return 0.0
 
 
+WAIT_MODES = (("no wait", {"DASHFROG_QUEUE_FULL_WAIT": "off"}), ("backpressure", {}))
+
+
+def _threads_row(label: str, env: dict[str, str], seconds: float) -> None:
+    r = _run_bench(env, "dashfrog", "sustain", seconds=seconds, threads=8)
+    dropped = {k: v for k, v in r["dropped"].items() if k != "spans_missing"}
+    print(
+        f"  {label:30} {r['rate']:6,.0f} flows/s, {r['process_us']:4.0f} µs CPU/flow, "
+        f"dropped {sum(dropped.values()):7,} {dropped}, waited {r['waited']:,}, peak queued "
+        f"{r['peak_queued']:,}, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="table,throughput,threads,outage")
@@ -361,24 +375,21 @@ def main() -> None:
                     f"dashfrog {ours:,.0f} flows/s, 0 dropped"
                 )
             if "threads" in parts:
-                print("\n8 threads flat out, default settings:")
-                r = _run_bench(env, "dashfrog", "sustain", seconds=args.seconds / 3, threads=8)
                 print(
-                    f"  collector up: {r['rate']:,.0f} flows/s, dropped {r['dropped']}, "
-                    f"peak queued {r['peak_queued']:,} items, peak RSS "
-                    f"{r['peak_rss_kb'] / 1024:.0f} MiB"
+                    "\n8 threads flat out, default settings; 'no wait' is "
+                    "DASHFROG_QUEUE_FULL_WAIT=off (a full queue drops at once, "
+                    "as before backpressure)"
                 )
+                for label, extra in WAIT_MODES:
+                    _threads_row(f"collector up, {label}", env | extra, args.seconds / 3)
         if "threads" in parts:
             from tests.support.procs import free_port
 
             down = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
             down["DASHFROG_SHUTDOWN_TIMEOUT"] = "1"
-            r = _run_bench(down, "dashfrog", "sustain", seconds=args.seconds / 3, threads=8)
-            print(
-                f"  collector down: {r['rate']:,.0f} flows/s, peak queued {r['peak_queued']:,} "
-                f"items (bounds: 100,000 events + 16,384 spans + 16,384 log records), peak RSS "
-                f"{r['peak_rss_kb'] / 1024:.0f} MiB, dropped {r['dropped']}"
-            )
+            print("  (bounds: 100,000 events + 16,384 spans + 16,384 log records)")
+            for label, extra in WAIT_MODES:
+                _threads_row(f"collector down, {label}", down | extra, args.seconds / 3)
     if "outage" in parts:
         outage(args)
 

@@ -314,6 +314,13 @@ def sustain(config: str, seconds: float, rate: float, threads: int) -> dict[str,
     sampler.join()
     flows = sum(counts)
     after = dropped(flows + CHUNK)
+    waited = 0
+    if tracked:
+        from dashfrog_sdk.exporting import stats
+
+        s = stats()
+        waited = s["traces"]["waited"] + s["logs"]["waited"]
+        waited += s["diagnostics"].get("events.waited", 0)
     return {
         "flows": flows,
         "elapsed": elapsed,
@@ -323,4 +330,5 @@ def sustain(config: str, seconds: float, rate: float, threads: int) -> dict[str,
         "dropped": {k: v - before.get(k, 0) for k, v in after.items()},
         "peak_rss_kb": peak["rss_kb"],
         "peak_queued": peak["queued"],
+        "waited": waited,  # items that waited for room in a full queue (backpressure)
     }

@@ -30,6 +30,10 @@ DEFAULT_MAX_QUEUE = 16_384
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_DELAY_MS = {"traces": 5000.0, "logs": 1000.0}  # the OTel spec's defaults
 DEFAULT_CARDINALITY_LIMIT = 2000  # the OTel spec's default aggregation cardinality limit
+# A full queue while the collector accepts data: the export thread is behind (many threads
+# producing flat out), so the producer waits for it, at most this long (benchmarks/export.py,
+# "threads": one batch exports in well under it). An outage never waits.
+DEFAULT_QUEUE_FULL_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class Config:
     propagation_max_age_s: float | None = 7 * 86400.0
     propagators: str | None = None  # OTEL_PROPAGATORS, as given (None: the default set)
     capture_print: bool = False  # print() inside a flow becomes log records of it
+    # Backpressure: how long a thread may wait for room in a full queue while the collector
+    # accepts data (DASHFROG_QUEUE_FULL_WAIT); 0: drop at once, as when it does not.
+    queue_full_wait_s: float = DEFAULT_QUEUE_FULL_WAIT_S
 
     @property
     def distributed(self) -> bool:
@@ -161,6 +168,15 @@ def _positive_int(name: str, value: object) -> int | None:
     return number
 
 
+def _wait(name: str, value: object) -> float | None:
+    """A short duration (``100ms``, ``0.05``, ``off``), never negative."""
+    if isinstance(value, bool) or (
+        isinstance(value, int | float) and not 0 <= value < float("inf")
+    ):
+        raise ValueError(f"{name} must be a duration like 100ms or 'off', got {value!r}")
+    return _duration(name, value)
+
+
 @dataclass(frozen=True)
 class Option:
     """One `setup()` keyword: the variable it overrides, how both are parsed, the default."""
@@ -201,6 +217,7 @@ OPTIONS: dict[str, Option] = {
             "cardinality_limit", "DASHFROG_METRICS_CARDINALITY_LIMIT", _positive_int, "2000", ""
         ),
         Option("handle_sigterm", "DASHFROG_HANDLE_SIGTERM", _switch, "on", "SIGTERM handler"),
+        Option("queue_full_wait", "DASHFROG_QUEUE_FULL_WAIT", _wait, "1s", "backpressure"),
     )
 }
 """Every `setup()` keyword (the providers aside) and its variable; tests/config/test_config.py
@@ -321,6 +338,7 @@ def load(**overrides: Any) -> Config:
     cardinality = _option("cardinality_limit", overrides)
     flow_metrics = _option("flow_metrics", overrides)
     sigterm = _option("handle_sigterm", overrides)
+    queue_full_wait = _option("queue_full_wait", overrides)
 
     return Config(
         service_name=_option("service_name", overrides),
@@ -349,6 +367,7 @@ def load(**overrides: Any) -> Config:
         propagation_max_age_s=max_age,
         propagators=_env("OTEL_PROPAGATORS"),
         capture_print=bool(capture_print),
+        queue_full_wait_s=queue_full_wait or 0.0,
     )
 
 

@@ -93,6 +93,7 @@ def setup(
     flow_metrics: bool | None = None,
     cardinality_limit: int | None = None,
     handle_sigterm: bool | None = None,
+    queue_full_wait: str | float | None = None,
     tracer_provider: TracerProvider | None = None,
     logger_provider: LoggerProvider | None = None,
     meter_provider: otel_metrics.MeterProvider | None = None,
@@ -105,7 +106,7 @@ def setup(
     `DASHFROG_PROPAGATION_KEY`, `DASHFROG_PROPAGATION_MAX_AGE`, `DASHFROG_CAPTURE_LOGGING`,
     `DASHFROG_CAPTURE_PRINT`,
     `DASHFROG_SHUTDOWN_TIMEOUT`, `DASHFROG_FLOW_METRICS`, `DASHFROG_METRICS_CARDINALITY_LIMIT`,
-    `DASHFROG_HANDLE_SIGTERM` (one table: `dashfrog_sdk.config.OPTIONS`). A bad value raises
+    `DASHFROG_HANDLE_SIGTERM`, `DASHFROG_QUEUE_FULL_WAIT` (one table: `dashfrog_sdk.config.OPTIONS`). A bad value raises
     `ValueError` naming the variable or keyword; an unknown keyword raises `TypeError`.
 
     Example:
@@ -277,7 +278,7 @@ def _wire(inst: _Installed) -> None:
     )
     if cfg.handle_sigterm and exit_module.install_sigterm():
         inst.extras.append(exit_module.uninstall_sigterm)
-    events.start()
+    events.start(cfg.queue_full_wait_s)
 
 
 def _service_name(provider: LoggerProvider) -> str | None:

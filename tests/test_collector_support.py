@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -28,8 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from tests.support.collector import Protocol, RotelCollector, collector_env
-from tests.support.otlp_receiver import HistogramValue, OtlpReceiver, ReceivedMetric
-from tests.support.procs import ManagedProcess, free_port, port_open, wait_for_port
+from tests.support.otlp_receiver import HistogramValue, OtlpReceiver, ReceivedMetric, _Handler
+from tests.support.procs import ManagedProcess, free_port, port_open, wait_for_port, wait_until
 
 PROTOCOLS: list[Protocol] = ["grpc", "http/protobuf"]
 JSON = {"Content-Type": "application/json"}
@@ -171,6 +172,41 @@ def test_log_record_arrives_with_event_name(otel: Otel, collector: RotelCollecto
     assert record.span_id == format(span.get_span_context().span_id, "016x")
     assert record.scope == "support.events"
     assert record.timestamp_ns > 0
+
+
+def test_a_request_rotel_sends_again_is_kept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rotel delivers at least once: a receiver that stored a request but answered it after
+    rotel's request timeout (a test process starved of CPU on a loaded CI machine) gets the
+    same request again. The receiver keeps its records once and counts the repeat; without
+    that, a test expecting one `dashfrog.flow.end` record saw two identical ones."""
+    reply = _Handler._reply
+    late = [1]
+
+    def late_reply(handler: _Handler, code: int, body: bytes, content_type: str) -> None:
+        if handler.path.startswith("/v1/logs") and late[0]:
+            late[0] = 0
+            time.sleep(1.5)  # longer than rotel's request timeout below
+        reply(handler, code, body, content_type)
+
+    monkeypatch.setattr(_Handler, "_reply", late_reply)
+    with RotelCollector(log_dir=tmp_path, request_timeout="500ms") as rotel:
+        for key, value in collector_env(rotel, "grpc").items():
+            monkeypatch.setenv(key, value)
+        otel = make_otel("grpc")
+        try:
+            otel.logger_provider.get_logger("support.events").emit(
+                event_name="dashfrog.flow.end", attributes={"dashfrog.flow.id": "e" * 32}
+            )
+            assert otel.logger_provider.force_flush(10_000)
+            wait_until(lambda: rotel.receiver.redelivered, timeout=20)
+            ends = [r for r in rotel.receiver.logs if r.resource["service.name"] == otel.service]
+            assert len(ends) == 1, ends
+            assert rotel.receiver.redelivered == 1
+        finally:
+            otel.shutdown()
+    assert "will retry" in rotel.log_text()  # rotel did send it twice
 
 
 def test_counter_and_histogram_arrive(otel: Otel, collector: RotelCollector) -> None:

@@ -27,15 +27,18 @@ class SignalCounters:
 
     * ``exported``: items (spans, log records, metric data points) the collector accepted;
     * ``dropped``: items lost for good (queue full, rejected after retries, left at shutdown);
-    * ``failed``: export attempts that failed (each is retried; a batch can fail many times).
+    * ``failed``: export attempts that failed (each is retried; a batch can fail many times);
+    * ``waited``: items that found the queue full while the collector accepted data, and waited
+      for room instead of being dropped (backpressure, ``DASHFROG_QUEUE_FULL_WAIT``).
     """
 
-    __slots__ = ("_lock", "dropped", "exported", "failed", "queued")
+    __slots__ = ("_lock", "dropped", "exported", "failed", "queued", "waited")
 
     def __init__(self) -> None:
         self.exported = 0
         self.dropped = 0
         self.failed = 0
+        self.waited = 0
         self.queued: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
 
@@ -49,6 +52,7 @@ class SignalCounters:
             "exported": self.exported,
             "dropped": self.dropped,
             "failed": self.failed,
+            "waited": self.waited,
             "queued": self.queued(),
         }
 
@@ -61,7 +65,7 @@ def stats() -> dict[str, Any]:
 
     Example:
         >>> dashfrog_sdk.stats()
-        {'traces': {'exported': 1200, 'dropped': 0, 'failed': 3, 'queued': 0},
+        {'traces': {'exported': 1200, 'dropped': 0, 'failed': 3, 'waited': 0, 'queued': 0},
          'logs': {...}, 'metrics': {...}, 'diagnostics': {'export.unreachable': 3}}
     """
     out: dict[str, Any] = {signal: c.snapshot() for signal, c in counters.items()}
@@ -72,7 +76,7 @@ def stats() -> dict[str, Any]:
 def reset_after_fork() -> None:
     """A forked child counts its own exports: the parent's numbers are the parent's."""
     for c in counters.values():
-        c.exported = c.dropped = c.failed = 0
+        c.exported = c.dropped = c.failed = c.waited = 0
         c._lock = threading.Lock()
     _outage.reset()
 

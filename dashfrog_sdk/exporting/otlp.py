@@ -135,6 +135,7 @@ def _pipeline(signal: str, cfg: Config) -> Pipeline[Any]:
         delay_s=s.delay_s,
         shutdown_timeout_s=cfg.shutdown_timeout_s,
         counters=counters[signal],
+        wait_s=cfg.queue_full_wait_s,
     )
 
 

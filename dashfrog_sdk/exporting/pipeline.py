@@ -9,6 +9,16 @@ the bound, and warns once per outage.
 
 The calling thread only appends to a deque (``put``): no lock, no I/O, whatever the collector
 does. Everything else runs on one daemon thread per pipeline.
+
+Backpressure: a queue that fills up while the collector accepts data is an export thread that
+got too little of the GIL (many application threads producing flat out), not an outage. Then
+``put`` waits, up to ``wait_s`` (``DASHFROG_QUEUE_FULL_WAIT``), for the export thread to take
+the next batch, instead of dropping. It waits only while the last export succeeded: never
+before a first export got through (the collector may be down from the start), never while
+exports fail (the collector down or refusing: an outage must not slow the application; the
+bound holds memory and drops are counted as before), never on the export thread itself. After
+a wait that ran out, no thread waits again until the export thread takes a batch: a collector
+that dies or hangs while the queue is full costs each thread one wait, not one per item.
 """
 
 from __future__ import annotations
@@ -130,6 +140,7 @@ class Pipeline(Generic[T]):
         delay_s: float,
         shutdown_timeout_s: float,
         counters: SignalCounters,
+        wait_s: float = 0.0,
     ) -> None:
         self.signal = signal
         self.endpoint = endpoint
@@ -138,6 +149,7 @@ class Pipeline(Generic[T]):
         self._max_queue = max_queue
         self._batch_size = max(1, batch_size)
         self._delay_s = delay_s
+        self._wait_s = wait_s  # backpressure: how long put() may wait for room (0: never)
         self.shutdown_timeout_s = shutdown_timeout_s
         self._counters = counters
         self._orphans: list[Exporter[T]] = []
@@ -158,6 +170,10 @@ class Pipeline(Generic[T]):
         self._refused = 0  # attempts of the held batch that the collector refused
         self._failures = 0  # consecutive failures, for the backoff
         self._full_warned = False
+        self._room = threading.Condition(threading.Lock())  # put() waits on it for room
+        self._waiters = 0  # threads waiting in put()
+        self._stalled = False  # a wait ran out: none again until the export thread takes a batch
+        self._healthy = False  # the last export succeeded: a full queue waits (backpressure)
         self.lost_at_exit = 0
         self._unreachable = False  # the last failure was "nothing listens there"
         self._thread = threading.Thread(
@@ -177,12 +193,53 @@ class Pipeline(Generic[T]):
     # -- calling threads --------------------------------------------------------------------
     def put(self, item: T) -> None:
         queue = self._queue
-        if self._closed or len(queue) >= self._max_queue:
+        if self._closed or (len(queue) >= self._max_queue and not self._wait_for_room()):
             self._drop(1, "closed" if self._closed else "full")
             return
         queue.append(item)
         if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def _wait_for_room(self) -> bool:
+        """The queue is full: wait for the export thread to take a batch, if it is exporting
+        successfully (see the module's docstring). True if there is room now."""
+        if (
+            self._wait_s <= 0
+            or not self._healthy
+            or self._stalled
+            or self._closed
+            or threading.current_thread() is self._thread
+        ):
+            return False
+        deadline = time.monotonic() + self._wait_s
+        room = self._room
+        with room:
+            self._waiters += 1
+            try:
+                while len(self._queue) >= self._max_queue:
+                    if not self._healthy or self._stalled or self._closed:
+                        return False
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._stalled = True
+                        return False
+                    self._wake.set()
+                    room.wait(remaining)
+            finally:
+                self._waiters -= 1
+        self._counters.add("waited", 1)
+        return True
+
+    def _release_waiters(self, *, room_made: bool) -> None:
+        """Wake the threads waiting in put(): to append (`room_made`) or to drop (an export
+        failed, the pipeline closed). Unlocked read of the two fields first: a waiter counts
+        itself, under the lock, before it looks at the queue's length, which the export thread
+        shortened before it looks here; so a waiter it does not see has seen the room."""
+        if self._waiters or (room_made and self._stalled):
+            with self._room:
+                if room_made:
+                    self._stalled = False
+                self._room.notify_all()
 
     def pending(self) -> int:
         return len(self._queue) + len(self._held)
@@ -227,6 +284,7 @@ class Pipeline(Generic[T]):
         self._closed = True
         self._stop = True
         self._wake.set()
+        self._release_waiters(room_made=False)
         self._thread.join(max(0.0, deadline - time.monotonic()))
         # Still busy (an export retrying against a dead collector): shutting the exporter down
         # interrupts its retry wait, and the thread ends.
@@ -283,6 +341,7 @@ class Pipeline(Generic[T]):
         with self._done:
             self._held = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
             self._taken += len(self._held)
+        self._release_waiters(room_made=True)
         return True
 
     def _export_held(self) -> bool:
@@ -291,6 +350,7 @@ class Pipeline(Generic[T]):
         if ok:
             self._counters.add("exported", len(batch))
             self._refused = self._failures = 0
+            self._healthy = True
             self._settle(len(batch))
             outage.recovered(self.signal, self.endpoint)
             if self._full_warned and len(self._queue) < self._batch_size:
@@ -302,6 +362,8 @@ class Pipeline(Generic[T]):
             return True
         self._counters.add("failed", 1)
         self._failures += 1
+        self._healthy = False
+        self._release_waiters(room_made=False)  # they drop at once now: an outage must not wait
         if self._stop:
             return False
         self._unreachable = not reachable(self.endpoint)

@@ -4,11 +4,19 @@ The calling thread only appends a record's fields to a deque (`lifecycle.records
 thread drains it in order, views each record as a `Lifecycle`, and hands each batch to the
 sinks (`dashfrog_sdk.sinks`: OTel log records, console, flow metrics). Building log records off
 the calling thread is what keeps a flow within budget (ARCHITECTURE.md, "Hot path").
+
+The queue is bounded (`records.MAX_QUEUE` events). A thread that finds it full waits, up to
+`wait_s` (DASHFROG_QUEUE_FULL_WAIT), for the dispatcher to take the next chunk: backpressure,
+the same as the export pipelines' (exporting.pipeline). Never on the dispatcher's own thread or
+one draining (a sampler queues records while draining), nor while it is stopped; after a wait
+that ran out, none until it takes a chunk. The log records it emits go to the OTLP pipeline,
+which drops at once while the collector is down: so an outage never makes this queue wait.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import islice
@@ -34,6 +42,14 @@ class _Bus:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.wait_s = 0.0  # backpressure: how long a full queue may make a thread wait
+        self._new_room()
+        records.pending.wait_for_room = self.wait_for_room
+
+    def _new_room(self) -> None:
+        self._room = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self._stalled = False
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -75,6 +91,10 @@ class _Bus:
             # SystemExit or KeyboardInterrupt on this thread) can run between two pops and
             # leave a partial event at the head of the queue.
             taken = list(islice(fields, count * _WIDTH))
+            if self._waiters or self._stalled:
+                with self._room:  # (see Pipeline._release_waiters for why this read is safe)
+                    self._stalled = False
+                    self._room.notify_all()
             batch = [make(taken[i : i + _WIDTH]) for i in range(0, len(taken), _WIDTH)]
             for sink in self.sinks:
                 try:
@@ -82,9 +102,43 @@ class _Bus:
                 except Exception as exc:  # a sink must never kill the dispatcher
                     diagnostics.internal_error("events.sink_errors", exc, "an event sink")
 
+    def wait_for_room(self) -> bool:
+        """A thread found the queue full: wait for the dispatcher to take a chunk (see the
+        module's docstring). True if there is room now."""
+        thread, me = self._thread, threading.get_ident()
+        if (
+            self.wait_s <= 0
+            or self._stalled
+            or self._stop
+            or thread is None
+            or thread.ident == me
+            or self._draining == me
+        ):
+            return False
+        deadline = time.monotonic() + self.wait_s
+        room = self._room
+        with room:
+            self._waiters += 1
+            try:
+                while len(records.pending.fields) >= records.MAX_FIELDS:
+                    if self._stalled or self._stop:
+                        return False
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._stalled = True
+                        return False
+                    self._wake.set()
+                    room.wait(remaining)
+            finally:
+                self._waiters -= 1
+        diagnostics.count("events.waited")
+        return True
+
     def stop(self) -> None:
         self._stop = True
         self._wake.set()
+        with self._room:
+            self._room.notify_all()  # waiting threads drop now
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
@@ -96,6 +150,7 @@ class _Bus:
         # and a fresh lock (the parent's may have been held by its dispatcher at fork time).
         records.pending.fields = deque()
         self._lock = threading.Lock()
+        self._new_room()
         self._draining = None
         self._wake = threading.Event()
         if self._thread is not None:
@@ -123,7 +178,10 @@ def remove_sink(sink: Sink) -> None:
     _bus.sinks = tuple(s for s in _bus.sinks if s is not sink)
 
 
-def start() -> None:
+def start(wait_s: float | None = None) -> None:
+    """Start the dispatcher thread; `wait_s`: the backpressure bound (DASHFROG_QUEUE_FULL_WAIT)."""
+    if wait_s is not None:
+        _bus.wait_s = wait_s
     _bus.start()
 
 

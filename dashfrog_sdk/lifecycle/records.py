@@ -16,7 +16,7 @@ collector tracks) and that the sinks get each one back whole.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from dashfrog_sdk import conventions as c
@@ -81,34 +81,45 @@ Record = tuple[
 
 WIDTH = len(Lifecycle._fields)
 MAX_QUEUE = 100_000
-_MAX_FIELDS = MAX_QUEUE * WIDTH
+MAX_FIELDS = MAX_QUEUE * WIDTH
+
+
+def _never() -> bool:
+    return False
 
 
 class _Pending:
-    """The queue of waiting records' fields (replaced in a forked child, see lifecycle.bus)."""
+    """The queue of waiting records' fields (replaced in a forked child, see lifecycle.bus),
+    and how a thread that finds it full waits for the dispatcher to make room (set by
+    lifecycle.bus: backpressure, DASHFROG_QUEUE_FULL_WAIT)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "wait_for_room")
 
     def __init__(self) -> None:
         self.fields: deque[Any] = deque()
+        self.wait_for_room: Callable[[], bool] = _never
 
 
 pending = _Pending()
 
 
-def _full() -> None:
+def _no_room() -> bool:
+    """The queue is full: False once the dispatcher made room; True (the record is dropped,
+    and counted) when it did not within the wait, or cannot be waited for."""
+    if pending.wait_for_room():
+        return False
     diagnostics.report(
         "events.dropped",
         "dashfrog_sdk: lifecycle event queue full (%d); dropping events",
         MAX_QUEUE,
     )
+    return True
 
 
 def _append(record: Record) -> None:
     """Queue one record (the moments off the hot path)."""
     queue = pending.fields
-    if len(queue) >= _MAX_FIELDS:
-        _full()
+    if len(queue) >= MAX_FIELDS and _no_room():
         return
     queue.extend(record)
 
@@ -116,8 +127,7 @@ def _append(record: Record) -> None:
 def flow_started(state: FlowState, depth: int) -> None:
     """`flow.start()` entered: the flow span started here."""
     queue = pending.fields
-    if len(queue) >= _MAX_FIELDS:
-        _full()
+    if len(queue) >= MAX_FIELDS and _no_room():
         return
     queue.extend(
         (
@@ -149,8 +159,7 @@ def step_started(
     """`step.start()` entered inside a flow (`attributes`: its attempt, for a step with
     retries, on the wire with the dashfrog.step.start event)."""
     queue = pending.fields
-    if len(queue) >= _MAX_FIELDS:
-        _full()
+    if len(queue) >= MAX_FIELDS and _no_room():
         return
     queue.extend(
         (
@@ -185,8 +194,7 @@ def step_ended(
     """A step's block exited with `status` (for the console and the step metrics;
     `attributes`: its attempt and whether it is retried, for a step with retries)."""
     queue = pending.fields
-    if len(queue) >= _MAX_FIELDS:
-        _full()
+    if len(queue) >= MAX_FIELDS and _no_room():
         return
     queue.extend(
         (
@@ -209,8 +217,7 @@ def step_ended(
 def flow_closed(state: FlowState, time_ns: int, status: str, depth: int, ends_flow: bool) -> None:
     """The flow span ended where it started; `ends_flow` when that also ended the flow."""
     queue = pending.fields
-    if len(queue) >= _MAX_FIELDS:
-        _full()
+    if len(queue) >= MAX_FIELDS and _no_room():
         return
     queue.extend(
         (

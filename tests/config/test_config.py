@@ -212,6 +212,7 @@ BAD_VALUE = {
     "flow_metrics": "maybe",
     "cardinality_limit": "lots",
     "handle_sigterm": "sure",
+    "queue_full_wait": "a while",
 }
 
 
@@ -240,6 +241,18 @@ def test_every_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, key
 def test_an_unknown_keyword_is_refused() -> None:
     with pytest.raises(TypeError, match="unknown keyword.*store_max_ages"):
         config.load(store_max_ages="1d")
+
+
+def test_queue_full_wait_is_a_short_duration_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config.load().queue_full_wait_s == config.DEFAULT_QUEUE_FULL_WAIT_S == 1.0
+    monkeypatch.setenv("DASHFROG_QUEUE_FULL_WAIT", "50ms")
+    assert config.load().queue_full_wait_s == 0.05
+    monkeypatch.setenv("DASHFROG_QUEUE_FULL_WAIT", "off")
+    assert config.load().queue_full_wait_s == 0.0  # drop at once, as before backpressure
+    assert config.load(queue_full_wait=0.2).queue_full_wait_s == 0.2  # the keyword wins
+    for bad in (-1, True, float("nan")):
+        with pytest.raises(ValueError, match="queue_full_wait must be a duration"):
+            config.load(queue_full_wait=bad)
 
 
 def test_durations_take_the_same_units_as_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:

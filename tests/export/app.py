@@ -34,6 +34,37 @@ def run_flows(n: int, name: str = "order", tenant: str = "acme", steps: int = 1)
     return {"ids": ids, "max_ms": worst * 1000}
 
 
+def threads(threads: int, n: int, events: int = 1) -> dict[str, Any]:
+    """`threads` threads, each running `n` flows flat out (a step and `events` custom events,
+    so log records too, each); the ids, and the slowest flow's latency."""
+    ids: list[list[str]] = [[] for _ in range(threads)]
+    latencies: list[float] = []
+    start = threading.Barrier(threads)
+
+    def produce(k: int) -> None:
+        start.wait()
+        for i in range(n):
+            t0 = time.perf_counter()
+            with flow.start("busy", tenant="acme", seq=i) as flow_id, step.start("work"):
+                for e in range(events):
+                    flow.event("tick", n=e)
+            latencies.append(time.perf_counter() - t0)
+            ids[k].append(flow_id)
+
+    workers = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    lat = sorted(latencies)
+    return {
+        "ids": [flow_id for per in ids for flow_id in per],
+        "s": time.perf_counter() - t0,
+        "max_ms": lat[-1] * 1000,
+    }
+
+
 class Load:
     """Flows at a steady rate on a background thread, with per-flow latency."""
 
@@ -75,6 +106,8 @@ def handle(op: str, args: dict[str, Any]) -> Any:
     global _load
     if op == "flows":
         return run_flows(**args)
+    if op == "threads":
+        return threads(**args)
     if op == "load_start":
         _load = Load(args.get("rate", 200), args.get("name", "load"))
         return {"ok": True}

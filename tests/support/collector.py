@@ -51,6 +51,9 @@ class RotelCollector(Started):
       by default a temp dir deleted at :meth:`stop`, after its text was kept for :meth:`log_text`.
     * ``debug_log``: rotel ``--debug-log`` signals (``"traces"``, ``"metrics"``, ``"logs"``)
       to print what it receives into its log.
+    * ``request_timeout``: how long rotel waits for the receiver to answer a request before it
+      sends it again (rotel retries until an answer: at-least-once, so a receiver slower than
+      this gets the same request twice; the receiver keeps one, see OtlpReceiver.redelivered).
 
     :meth:`kill` simulates a crash, :meth:`restart` brings it back on the same ports.
     """
@@ -62,6 +65,7 @@ class RotelCollector(Started):
         batch_timeout: str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         debug_log: Sequence[str] = (),
+        request_timeout: str = "5s",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
     ) -> None:
@@ -69,6 +73,7 @@ class RotelCollector(Started):
         self.receiver = receiver if receiver is not None else OtlpReceiver()
         self.batch_timeout = batch_timeout
         self.debug_log = list(debug_log)
+        self.request_timeout = request_timeout
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self._owns_log_dir = log_dir is None
@@ -170,7 +175,7 @@ class RotelCollector(Started):
             "--exporter=otlp",
             f"--otlp-exporter-endpoint={self.receiver.endpoint}",
             "--otlp-exporter-protocol=http",
-            "--otlp-exporter-request-timeout=5s",
+            f"--otlp-exporter-request-timeout={self.request_timeout}",
             "--otlp-exporter-retry-initial-backoff=50ms",
             "--otlp-exporter-retry-max-backoff=500ms",
             "--otlp-exporter-retry-max-elapsed-time=30s",
