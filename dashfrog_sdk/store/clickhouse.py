@@ -313,6 +313,13 @@ class ClickHouseFlowStore:
         if name is not None:
             inner.append(f"name = {literal(name)}")
         if parent_id is not None:
+            # Most flows have no child: one narrow read of the parent id's skip index says so,
+            # where the whole query would plan and merge (flow(id) asks for every flow).
+            if not self._rows(
+                f"SELECT 1 FROM {self._db}.dashfrog_flows "
+                f"WHERE parent_id = {literal(parent_id)} LIMIT 1"
+            ):
+                return Results()
             inner.append(
                 f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flows "
                 f"WHERE parent_id = {literal(parent_id)})"
