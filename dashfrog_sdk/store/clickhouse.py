@@ -7,9 +7,10 @@ Same methods, arguments and result types as the SQLite :class:`dashfrog_sdk.stor
 attribute and label values come back as the strings the exporter stored (``"2"``, ``"true"``),
 and a flow is listed once its span or its ``dashfrog.flow.start`` event has arrived.
 
-Every query reads the rollup tables by their keys: flows by (tenant, name, hour), ended flows
-by status and labels by hour through migration 2's indexes (the candidates they give are then
-read by ``dashfrog_flows``' full key), a flow's steps, spans, events and logs by flow id;
+Every query reads the rollup tables by their keys: a tenant's flows by (tenant, name, hour),
+the flows of every tenant by (hour, flow_id) (migration 5's ``dashfrog_flows_by_hour``), ended
+flows by status and labels by hour through migration 2's indexes (the candidates they give are
+then read by the flows table's full key), a flow's steps, spans, events and logs by flow id;
 nothing scans ``otel_traces`` or ``otel_logs`` (ARCHITECTURE.md, "Flows in ClickHouse").
 """
 
@@ -58,8 +59,12 @@ RANKED_STATUSES = tuple(sorted(RANK, key=RANK.__getitem__))
 # The rank of each ended status in dashfrog_flow_status (sql/002_flow_indexes.sql).
 _ENDED_RANKS = {s: i + 1 for i, s in enumerate(RANKED_STATUSES) if i > 0}
 # The oldest rollup these queries read (002: the status and label indexes and the step states;
-# 003: progress and artifacts; 004: steps' options).
-NEEDS_VERSION = 4
+# 003: progress and artifacts; 004: steps' options; 005: the flows keyed by time).
+NEEDS_VERSION = 5
+# Where a query without a tenant reads flows (sql/005_flows_by_hour.sql): the same rows as
+# dashfrog_flows, keyed (hour, flow_id), so the newest flows of every tenant are neighbours.
+_BY_TENANT = "dashfrog_flows"
+_BY_HOUR = "dashfrog_flows_by_hour"
 
 # Aggregates are named apart from the table's columns (f_*): an alias equal to a column name
 # would be what WHERE sees, and made ClickHouse re-plan the query ten times slower.
@@ -75,7 +80,7 @@ SELECT flow_id,
        max(span_id) AS f_span_id,
        max(timeout_s) AS f_timeout_s,
        anyIf(labels, notEmpty(labels)) AS f_labels
-FROM {db}.dashfrog_flows
+FROM {db}.{table}
 WHERE """
 _FLOW_ROWS_END = " GROUP BY flow_id"
 
@@ -239,14 +244,19 @@ class ClickHouseFlowStore:
 
     # -- flows -------------------------------------------------------------------------------
     def _flow_sql(
-        self, inner: list[str], outer: list[str], now: int, tail: str = "ORDER BY start_ns DESC"
+        self,
+        inner: list[str],
+        outer: list[str],
+        now: int,
+        tail: str = "ORDER BY start_ns DESC",
+        table: str = _BY_TENANT,
     ) -> str:
         # Templates get the database first; clauses holding literals are joined in last, so
         # no placeholder is ever looked for inside a value.
         db = self._db
         return (
             _STATUS.replace("{db}", db).replace("{{now}}", literal(now))
-            + _FLOW_ROWS.replace("{db}", db)
+            + _FLOW_ROWS.replace("{db}", db).replace("{table}", table)
             + (" AND ".join(inner) or "1")
             + _FLOW_ROWS_END
             + _FLOWS_WHERE
@@ -303,6 +313,13 @@ class ClickHouseFlowStore:
         if name is not None:
             inner.append(f"name = {literal(name)}")
         if parent_id is not None:
+            # Most flows have no child: one narrow read of the parent id's skip index says so,
+            # where the whole query would plan and merge (flow(id) asks for every flow).
+            if not self._rows(
+                f"SELECT 1 FROM {self._db}.dashfrog_flows "
+                f"WHERE parent_id = {literal(parent_id)} LIMIT 1"
+            ):
+                return Results()
             inner.append(
                 f"flow_id IN (SELECT flow_id FROM {self._db}.dashfrog_flows "
                 f"WHERE parent_id = {literal(parent_id)})"
@@ -328,6 +345,10 @@ class ClickHouseFlowStore:
         tail = "ORDER BY start_ns DESC"
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
+        # A tenant's flows are a slice of dashfrog_flows; the flows of every tenant are read
+        # where they are neighbours in time. A parent's children and the change feed's ids are
+        # found by dashfrog_flows' flow and parent id indexes.
+        table = _BY_HOUR if tenant is None and parent_id is None and _ids is None else _BY_TENANT
         if (
             statuses
             and all(s in _ENDED_RANKS for s in statuses)
@@ -337,7 +358,7 @@ class ClickHouseFlowStore:
             and running_longer_than is None
         ):
             rows = self._by_status(
-                statuses, tenant, name, since_ns, until_ns, inner, outer, now, limit
+                statuses, tenant, name, since_ns, until_ns, inner, outer, now, limit, table
             )
         else:
             rows = self._by_window(
@@ -351,6 +372,7 @@ class ClickHouseFlowStore:
                 windowed=tenant is None and since is None and _ids is None and not parent_id,
                 since_ns=since_ns,
                 until_ns=until_ns,
+                table=table,
             )
         flows = Results([self._flow(row, now) for row in rows])
         self._fill_current_steps(flows)
@@ -369,6 +391,7 @@ class ClickHouseFlowStore:
         windowed: bool,
         since_ns: int | None,
         until_ns: int | None,
+        table: str,
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         # Newest first with a limit and no lower bound: look at the last hour, then the last
@@ -389,11 +412,16 @@ class ClickHouseFlowStore:
                 # Flows with every label in the window, from dashfrog_flow_labels_by_hour:
                 # `limit` of them read by key, not the window's rows of every tenant.
                 rows = self._newest(
-                    self._labelled(labels, low, until_ns), bounded, outer_bounded, now, limit
+                    self._labelled(labels, low, until_ns),
+                    bounded,
+                    outer_bounded,
+                    now,
+                    limit,
+                    table,
                 )
             else:
                 bounded.extend(self._label_filters(labels, tenant))
-                rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail))
+                rows = self._rows(self._flow_sql(bounded, outer_bounded, now, tail, table))
             if limit is None or len(rows) >= limit:
                 break
         return rows
@@ -444,6 +472,7 @@ class ClickHouseFlowStore:
         outer: list[str],
         now: int,
         limit: int | None,
+        table: str,
     ) -> list[dict[str, Any]]:
         """Ended flows by status through dashfrog_flow_status: the candidates (flows with a
         record of that rank, newest first), then their merged rows from dashfrog_flows, where
@@ -467,7 +496,7 @@ class ClickHouseFlowStore:
             "SELECT flow_id, tenant, name, toUInt32(hour) AS h, toUnixTimestamp64Nano(start) AS s "
             f"FROM {self._db}.dashfrog_flow_status WHERE {' AND '.join(where)} ORDER BY start DESC"
         )
-        return self._newest(candidates, inner, outer, now, limit)
+        return self._newest(candidates, inner, outer, now, limit, table)
 
     def _newest(
         self,
@@ -476,6 +505,7 @@ class ClickHouseFlowStore:
         outer: list[str],
         now: int,
         limit: int | None,
+        table: str,
     ) -> list[dict[str, Any]]:
         """The newest `limit` flows among `candidates` (SQL returning flow_id, tenant, name,
         h = the hour, s = the record's start; newest first) that match every filter.
@@ -483,36 +513,45 @@ class ClickHouseFlowStore:
         A record starts no earlier than its flow. With a limit, the newest `k` candidates hold
         the answer when at least `limit` of them match and start no earlier than the oldest
         candidate (any flow left out started before it); otherwise `k` grows, up to every
-        candidate. Each round reads `k` flows by dashfrog_flows' full key."""
+        candidate. Each round reads `k` flows by the full key of `table` (dashfrog_flows:
+        tenant, name, hour, flow_id; dashfrog_flows_by_hour: hour, flow_id)."""
         tail = "ORDER BY start_ns DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
+        by_hour = table == _BY_HOUR
+        key = "(hour, flow_id)" if by_hour else "(tenant, name, hour, flow_id)"
         k = limit
         while True:
             if k is None:  # every candidate: a set built in ClickHouse, however many
-                every = (
-                    "(tenant, name, hour, flow_id) IN (SELECT tenant, name, toDateTime(h), "
-                    f"flow_id FROM ({candidates}))"
-                )
-                return self._rows(self._flow_sql([*inner, every], outer, now, tail))
+                picked = "" if by_hour else "tenant, name, "
+                every = f"{key} IN (SELECT {picked}toDateTime(h), flow_id FROM ({candidates}))"
+                return self._rows(self._flow_sql([*inner, every], outer, now, tail, table))
             found = self._rows(f"{candidates} LIMIT {int(k)}")
             if not found:
                 return []
             keys = ", ".join(
                 sorted(
                     {
-                        f"({literal(str(r['tenant']))}, {literal(str(r['name']))}, "
-                        f"toDateTime({int(r['h'])}), {literal(str(r['flow_id']))})"
+                        "("
+                        + (
+                            ""
+                            if by_hour
+                            else f"{literal(str(r['tenant']))}, {literal(str(r['name']))}, "
+                        )
+                        + f"{int(r['h'])}, {literal(str(r['flow_id']))})"
                         for r in found
                     }
                 )
             )
             # The full key names every granule to read: the skip indexes (the flow id's bloom
-            # filter) would only be checked again for each of them.
+            # filter) would only be checked again for each of them. Hours as plain numbers
+            # (the set takes the column's type): a toDateTime() call per key doubled the
+            # planning of a 100-flow page.
             rows = self._rows(
                 self._flow_sql(
-                    [*inner, f"(tenant, name, hour, flow_id) IN ({keys})"],
+                    [*inner, f"{key} IN ({keys})"],
                     outer,
                     now,
                     tail + " SETTINGS use_skip_indexes = 0",
+                    table,
                 )
             )
             if len(found) < k or limit is None:
@@ -764,17 +803,24 @@ class ClickHouseFlowStore:
         if ns is not None:
             where.append(f"hour >= {_hour(ns)}")
             having = f"start_ns >= {literal(ns)}"
-        ended = "status NOT IN ('running', 'timed_out')"
+        table = _BY_TENANT if tenant is not None else _BY_HOUR
+        # The status as a number (RANKED_STATUSES' ranks, 5 timed out), as _STATUS decides it:
+        # counting by strings cost about a sixth of the query at 1M flows.
+        code = (
+            "multiIf(f_outcome.1 = 4, 4, f_outcome.1 = 3, 3, f_outcome.1 = 2, 2, f_timeout_s > 0 "
+            f"AND start_ns + toInt64(f_timeout_s * 1e9) < {literal(now)}, 5, 1)"
+        )
+        codes = {s: i + 1 for i, s in enumerate(RANKED_STATUSES)} | {c.TIMED_OUT: 5}
         rows = self._rows(
             "SELECT f_name AS name, f_tenant AS tenant, count() AS n, "
-            + ", ".join(f"countIf(status = '{s}') AS {s}" for s in (*RANKED_STATUSES, c.TIMED_OUT))
-            + ", quantilesExactInclusiveIf(0.5, 0.95)("
-            f"(f_outcome.2 - start_ns) / 1e6, {ended}) AS q FROM ("
-            + _STATUS.replace("{{now}}", literal(now))
-            + "SELECT flow_id, anyIf(tenant, tenant != '') AS f_tenant, "
+            + ", ".join(f"countIf(code = {i}) AS {s}" for s, i in codes.items())
+            + ", quantilesExactInclusiveIf(0.5, 0.95)((f_outcome.2 - start_ns) / 1e6, "
+            f"code IN (2, 3, 4)) AS q FROM (SELECT f_name, f_tenant, f_outcome, start_ns, "
+            f"{code} AS code FROM ("
+            "SELECT flow_id, anyIf(tenant, tenant != '') AS f_tenant, "
             "anyIf(name, name != '') AS f_name, toUnixTimestamp64Nano(min(start)) AS start_ns, "
             "max((outcome.1, outcome.2)) AS f_outcome, max(timeout_s) AS f_timeout_s "
-            f"FROM {self._db}.dashfrog_flows WHERE {' AND '.join(where) or '1'} "
+            f"FROM {self._db}.{table} WHERE {' AND '.join(where) or '1'} "
             f"GROUP BY flow_id HAVING {having})) GROUP BY f_name, f_tenant"
         )
         out: Results[FlowStats] = Results()

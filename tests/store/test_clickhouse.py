@@ -385,6 +385,39 @@ def test_init_upgrades_a_database_at_version_1(chdb_dir: str) -> None:  # noqa: 
     } == before
 
 
+def test_flows_by_hour_answer_the_same_after_merges(chdb_dir: str) -> None:  # noqa: F811
+    """Migration 5's table merges a flow's rows with its own functions (tenant, name and labels
+    are no key there): the lists and stats without a tenant, which read it, give the answers
+    of the tenant queries and the same answers once ClickHouse has merged every part."""
+    db = new_database(chdb_dir)
+    pipe = ChPipe(db)
+    ids = _mixed_flows(pipe)  # a late failure from another process: two records of one flow
+    with FlowStore(db.url) as store:
+        before = _answers(store)
+        by_tenant = {
+            t: [f.id for f in store.flows(tenant=t, status="failed")] for t in ("acme", "globex")
+        }
+        for table in ("dashfrog_flows", "dashfrog_flows_by_hour"):
+            db.transport.command(f"OPTIMIZE TABLE `{db.database}`.{table} FINAL")
+        merged = db.transport.rows(
+            f"SELECT count() AS n FROM `{db.database}`.dashfrog_flows_by_hour"
+        )
+        after = _answers(store)
+        late = store.flows(labels={"plan": "pro"}, status="failed")[0]
+    pipe.close()
+    assert int(merged[0]["n"]) == 3  # one row a flow
+    assert before == after
+    assert before["failed"] == [ids["late_fail"], ids["failed"]]
+    assert sorted(before["failed"]) == sorted(by_tenant["acme"] + by_tenant["globex"])
+    assert (late.id, late.tenant, late.name, late.labels) == (
+        ids["late_fail"],
+        "globex",
+        "checkout",
+        {"plan": "pro"},
+    )
+    assert late.error_message == "worker lost"
+
+
 @contextmanager
 def pipe_and_store(db: ChDatabase) -> Iterator[tuple[ChPipe, FlowBackend]]:
     pipe, store = ChPipe(db), FlowStore(db.url)
