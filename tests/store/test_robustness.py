@@ -270,6 +270,7 @@ def _open_new_store(path: str, barrier: Any, results: Any) -> None:
         results.put(repr(exc))
 
 
+@pytest.mark.timeout(360)  # 300 tries of two new processes: 20-60 s, more on a loaded runner
 def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
     # Switching a new file to WAL needs it to itself, and SQLite runs no busy handler for
     # that: without waiting for it, one of two processes opening a new store at the same
@@ -277,8 +278,14 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> Non
     # lost. Real processes, started together at a barrier. Forked from a fork server, not from
     # this process: by now the test process may run chDB's engine threads (the ClickHouse store
     # tests), and a child forked while one of them held a lock hung (one CI run).
+    # Children fork from a server that has imported this module already (when this test
+    # starts the server), so a try takes about 0.1 s instead of 2-3 s (40 slow tries reached
+    # the 120 s test timeout on a loaded runner). Without the fix one fast try in about 50
+    # lost the race here (it failed at try 50 once the wait was taken out), so 300 tries miss
+    # it with a probability of about 0.2 %.
     ctx = multiprocessing.get_context("forkserver")
-    for attempt in range(40):
+    ctx.set_forkserver_preload([__name__])
+    for attempt in range(300):
         path = str(tmp_path / f"new-{attempt}.db")
         barrier, results = ctx.Barrier(3), ctx.Queue()
         procs = [ctx.Process(target=_open_new_store, args=(path, barrier, results)) for _ in "ab"]
