@@ -135,21 +135,54 @@ FROM {db}.dashfrog_step_progress
 WHERE flow_id IN """
 _PROGRESS_END = " GROUP BY span_id"
 
-_ARTIFACTS = """
-SELECT span_id, name, argMax(value, ts) AS value, max(ts) AS latest
-FROM {db}.dashfrog_artifacts
-WHERE flow_id = """
-_ARTIFACTS_END = " GROUP BY span_id, name ORDER BY latest, name"
-
-# The options of a flow's steps that had any (sql/004_step_options.sql).
-_OPTIONS = """
-SELECT span_id, argMax(options, length(options)) AS options
-FROM {db}.dashfrog_step_options
-WHERE flow_id = """
-_OPTIONS_END = " GROUP BY span_id"
 
 # Migration 1 copies every event but the starts into dashfrog_events: these are a step's.
 _NOT_FLOW_EVENTS = literal(sorted(c.STEP_EVENTS))
+
+# Everything of one flow but its own row and its steps, in one statement: each statement costs
+# its planning on ClickHouse (10-25 ms on chDB) whatever it reads, and these six read a few
+# rows each. Every branch has the same columns (`kind` says which table; `text1`, `text2`,
+# `number` and `total` hold what only some kinds have: see `_records`).
+_RECORD_COLUMNS = (
+    "kind, span_id, name, ts_ns, end_ns, service, step_name, trace_id, attributes, "
+    "text1, text2, number, total"
+)
+_RECORDS = f"""
+SELECT {_RECORD_COLUMNS} FROM (
+SELECT 'span' AS kind, span_id, name, toUnixTimestamp64Nano(start) AS ts_ns, end_ns,
+       toString(service) AS service, '' AS step_name, trace_id,
+       CAST(map(), 'Map(String, String)') AS attributes, parent_span_id AS text1,
+       toString(kind) AS text2, toFloat64(error) AS number, CAST(NULL, 'Nullable(Float64)') AS total
+FROM (SELECT * FROM {{db}}.dashfrog_spans WHERE flow_id = {{id}} ORDER BY start LIMIT 1 BY span_id)
+UNION ALL
+SELECT 'event', span_id, name, toUnixTimestamp64Nano(ts), toInt64(0), toString(service),
+       step_name, trace_id, attributes, '', '', toFloat64(0), CAST(NULL, 'Nullable(Float64)')
+FROM {{db}}.dashfrog_events WHERE flow_id = {{id}} AND name NOT IN {_NOT_FLOW_EVENTS}
+UNION ALL
+SELECT 'log', span_id, logger, toUnixTimestamp64Nano(ts), toInt64(0), toString(service),
+       step_name, trace_id, attributes, toString(severity), body, toFloat64(0),
+       CAST(NULL, 'Nullable(Float64)')
+FROM {{db}}.dashfrog_logs WHERE flow_id = {{id}}
+UNION ALL
+SELECT 'progress', span_id, '', toUnixTimestamp64Nano(max(ts)), toInt64(0), '', '', '',
+       CAST(map(), 'Map(String, String)'), argMax(message, ts), '', argMax(done, ts),
+       argMax(total, ts)
+FROM {{db}}.dashfrog_step_progress WHERE flow_id = {{id}} GROUP BY span_id
+UNION ALL
+SELECT 'artifact', span_id, name, toUnixTimestamp64Nano(max(ts)), toInt64(0), '', '', '',
+       CAST(map(), 'Map(String, String)'), argMax(value, ts), '', toFloat64(0),
+       CAST(NULL, 'Nullable(Float64)')
+FROM {{db}}.dashfrog_artifacts WHERE flow_id = {{id}} GROUP BY span_id, name
+UNION ALL
+SELECT 'options', span_id, '', toInt64(0), toInt64(0), '', '', '',
+       argMax(options, length(options)), '', '', toFloat64(0), CAST(NULL, 'Nullable(Float64)')
+FROM {{db}}.dashfrog_step_options WHERE flow_id = {{id}} GROUP BY span_id
+UNION ALL
+SELECT 'child', '', '', toInt64(0), toInt64(0), '', '', '', CAST(map(), 'Map(String, String)'),
+       '', '', toFloat64(0), CAST(NULL, 'Nullable(Float64)')
+FROM (SELECT 1 FROM {{db}}.dashfrog_flows WHERE parent_id = {{id}} LIMIT 1)
+) ORDER BY kind, ts_ns, name, span_id
+"""
 
 
 def _progress(row: Mapping[str, Any]) -> Progress:
@@ -607,39 +640,70 @@ class ClickHouseFlowStore:
     # -- one flow ------------------------------------------------------------------------------
     def resolve(self, flow_id: str) -> str:
         """The full id of a flow given its id or a unique prefix of it."""
+        return self._locate(flow_id)[0]
+
+    def _locate(self, flow_id: str) -> tuple[str, str]:
+        """The full id of a flow (or of the one flow an id prefix names) and the SQL set of
+        its keys in dashfrog_flows (tenant, name, hour, flow_id): its rows there are then read
+        by key, without a lookup subquery to plan."""
         key = flow_id.strip().lower()
         if not key:
             raise FlowNotFoundError("empty flow id")
         rows = self._rows(
-            f"SELECT DISTINCT flow_id FROM {self._db}.dashfrog_flow_ids "
+            "SELECT flow_id, groupUniqArray((tenant, name, toUInt32(hour))) AS keys "
+            f"FROM {self._db}.dashfrog_flow_ids "
             f"WHERE flow_id >= {literal(key)} AND flow_id < {literal(key + chr(0xFFFF))} "
-            "ORDER BY flow_id LIMIT 2"
+            "GROUP BY flow_id ORDER BY flow_id LIMIT 2"
         )
         if not rows:
             raise FlowNotFoundError(f"no flow {flow_id} in {self.target.describe()}")
         first = str(rows[0]["flow_id"])
         if len(rows) > 1 and first != key:
             raise FlowNotFoundError(f"flow id prefix {flow_id} is ambiguous; give more characters")
-        return first
+        ident = literal(first)
+        keys = ", ".join(
+            sorted(
+                f"({literal(str(t))}, {literal(str(n))}, {int(h)}, {ident})"
+                for t, n, h in rows[0]["keys"]
+            )
+        )
+        return first, keys
 
     def _one(self, flow_id: str, now: int) -> Flow:
-        full = self.resolve(flow_id)
-        ident = literal(full)
-        inner = [
-            f"(tenant, name) IN (SELECT tenant, name FROM {self._db}.dashfrog_flow_ids "
-            f"WHERE flow_id = {ident})",
-            f"flow_id = {ident}",
-        ]
-        rows = self._rows(self._flow_sql(inner, [], now))
+        _, keys = self._locate(flow_id)
+        # By the full key, as `_newest` reads a page: the skip indexes would only be checked
+        # again for the granules the key names.
+        rows = self._rows(
+            self._flow_sql(
+                [f"(tenant, name, hour, flow_id) IN ({keys})"],
+                [],
+                now,
+                "ORDER BY start_ns DESC SETTINGS use_skip_indexes = 0",
+            )
+        )
         if not rows:
             raise FlowNotFoundError(f"no flow {flow_id} in {self.target.describe()}")
         return self._flow(rows[0], now)
 
-    def _steps(self, flow_id: str, spans: list[SpanRecord] | None = None) -> list[Step]:
+    def _records(self, flow_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The flow's spans, events, logs, its steps' progress, artifacts and options, and
+        whether it has a child flow (one row if so), by kind: one statement (`_RECORDS`)."""
+        out: dict[str, list[dict[str, Any]]] = {
+            kind: []
+            for kind in ("span", "event", "log", "progress", "artifact", "options", "child")
+        }
+        sql = _RECORDS.replace("{db}", self._db)
+        for row in self._rows(sql.replace("{id}", literal(flow_id))):
+            out[str(row["kind"])].append(row)
+        return out
+
+    def _steps(
+        self, flow_id: str, records: dict[str, list[dict[str, Any]]] | None = None
+    ) -> list[Step]:
         rows = self._rows(_STEPS.replace("{db}", self._db) + literal(flow_id) + _STEPS_END)
-        if spans is None:
-            spans = self._spans(flow_id)
-        span_parents = {span.span_id: span.parent_span_id for span in spans}
+        if records is None:
+            records = self._records(flow_id)
+        span_parents = {str(r["span_id"]): _none(r["text1"]) for r in records["span"]}
         ids = {str(row["span_id"]) for row in rows}
         steps: dict[str, Step] = {}
         for row in rows:
@@ -667,65 +731,59 @@ class ClickHouseFlowStore:
                 depth=depth,
                 trace_id=_none(row["trace_id"]),
             )
-        if steps:
-            for row in self._rows(
-                _PROGRESS.replace("{db}", self._db) + literal([flow_id]) + _PROGRESS_END
-            ):
-                owner = steps.get(str(row["span_id"]))
-                if owner is not None:
-                    owner.progress = _progress(row)
-            for row in self._rows(
-                _ARTIFACTS.replace("{db}", self._db) + literal(flow_id) + _ARTIFACTS_END
-            ):
-                owner = steps.get(str(row["span_id"]))
-                if owner is not None:
-                    owner.artifacts[str(row["name"])] = artifact_value(str(row["value"]))
-            for row in self._rows(
-                _OPTIONS.replace("{db}", self._db) + literal(flow_id) + _OPTIONS_END
-            ):
-                owner = steps.get(str(row["span_id"]))
-                if owner is not None:
-                    for key, value in step_options(dict(row["options"] or {})).items():
-                        setattr(owner, key, value)
+        for row in records["progress"]:
+            owner = steps.get(str(row["span_id"]))
+            if owner is not None:
+                owner.progress = Progress(
+                    done=float(row["number"]),
+                    total=None if row["total"] is None else float(row["total"]),
+                    message=_none(row["text1"]),
+                    ts_ns=_int(row["ts_ns"]),
+                )
+        for row in records["artifact"]:
+            owner = steps.get(str(row["span_id"]))
+            if owner is not None:
+                owner.artifacts[str(row["name"])] = artifact_value(str(row["text1"]))
+        for row in records["options"]:
+            owner = steps.get(str(row["span_id"]))
+            if owner is not None:
+                for key, value in step_options(dict(row["attributes"] or {})).items():
+                    setattr(owner, key, value)
         return list(steps.values())
 
-    def _spans(self, flow_id: str) -> list[SpanRecord]:
-        rows = self._rows(
-            "SELECT span_id, parent_span_id, name, kind, service, "
-            "toUnixTimestamp64Nano(start) AS start_ns, end_ns, error, trace_id "
-            f"FROM {self._db}.dashfrog_spans WHERE flow_id = {literal(flow_id)} "
-            "ORDER BY start_ns LIMIT 1 BY span_id"
-        )
+    @staticmethod
+    def _spans(records: dict[str, list[dict[str, Any]]]) -> list[SpanRecord]:
         return [
             SpanRecord(
                 span_id=str(r["span_id"]),
-                parent_span_id=_none(r["parent_span_id"]),
+                parent_span_id=_none(r["text1"]),
                 name=str(r["name"]),
-                kind=_none(r["kind"]),
+                kind=_none(r["text2"]),
                 service=_none(r["service"]),
-                start_ns=_int(r["start_ns"]),
+                start_ns=_int(r["ts_ns"]),
                 end_ns=_int(r["end_ns"]),
-                error=bool(int(r["error"])),
+                error=bool(r["number"]),
                 trace_id=_none(r["trace_id"]),
             )
-            for r in rows
+            for r in records["span"]
         ]
 
-    def _detail(self, flow_id: str) -> FlowDetail:
+    def _detail(self, flow_id: str) -> tuple[FlowDetail, dict[str, list[dict[str, Any]]]]:
         detail = FlowDetail(**vars(self._one(flow_id, time.time_ns())))
-        detail.spans = self._spans(detail.id)
-        detail.steps = self._steps(detail.id, detail.spans)
-        return detail
+        records = self._records(detail.id)
+        detail.spans = self._spans(records)
+        detail.steps = self._steps(detail.id, records)
+        return detail, records
 
     def flow(self, flow_id: str) -> FlowDetail:
         """One flow with its steps (in start order), child flows, events, logs and spans."""
-        detail = self._detail(flow_id)
+        detail, records = self._detail(flow_id)
         current = detail.current
         detail.current_step = current.name if current else None
         detail.current_progress = current.progress if current else None
-        detail.children = list(self.flows(parent_id=detail.id, limit=None))
-        detail.children.reverse()
-        ident = literal(detail.id)
+        if records["child"]:
+            detail.children = list(self.flows(parent_id=detail.id, limit=None))
+            detail.children.reverse()
         detail.events = [
             FlowEvent(
                 name=str(r["name"]),
@@ -736,29 +794,21 @@ class ClickHouseFlowStore:
                 trace_id=_none(r["trace_id"]),
                 span_id=_none(r["span_id"]),
             )
-            for r in self._rows(
-                "SELECT name, toUnixTimestamp64Nano(ts) AS ts_ns, service, step_name, "
-                f"attributes, trace_id, span_id FROM {self._db}.dashfrog_events WHERE flow_id = {ident} "
-                f"AND name NOT IN {_NOT_FLOW_EVENTS} ORDER BY ts"
-            )
+            for r in records["event"]
         ]
         detail.logs = [
             LogEntry(
                 ts_ns=_int(r["ts_ns"]),
-                severity=_none(r["severity"]),
-                body=r["body"],
-                logger=_none(r["logger"]),
+                severity=_none(r["text1"]),
+                body=r["text2"],
+                logger=_none(r["name"]),
                 step_name=_none(r["step_name"]),
                 service=_none(r["service"]),
                 attributes=dict(r["attributes"] or {}),
                 trace_id=_none(r["trace_id"]),
                 span_id=_none(r["span_id"]),
             )
-            for r in self._rows(
-                "SELECT toUnixTimestamp64Nano(ts) AS ts_ns, severity, body, logger, step_name, "
-                f"service, attributes, trace_id, span_id FROM {self._db}.dashfrog_logs "
-                f"WHERE flow_id = {ident} ORDER BY ts"
-            )
+            for r in records["log"]
         ]
         if detail.status in c.OPEN and detail.name is not None:
             detail.pending_steps = self._pending(detail)
@@ -781,7 +831,7 @@ class ClickHouseFlowStore:
 
     def durations(self, flow_id: str) -> FlowDurations:
         """The flow's duration and each step's, with each step's share of the flow."""
-        return FlowDurations.of(self._detail(flow_id))
+        return FlowDurations.of(self._detail(flow_id)[0])
 
     # -- aggregates ----------------------------------------------------------------------------
     def stats(
