@@ -34,6 +34,7 @@ DEFAULT_CARDINALITY_LIMIT = 2000  # the OTel spec's default aggregation cardinal
 # producing flat out), so the producer waits for it, at most this long (benchmarks/export.py,
 # "threads": one batch exports in well under it). An outage never waits.
 DEFAULT_QUEUE_FULL_WAIT_S = 1.0
+MAX_QUEUE_FULL_WAIT_S = 10.0  # beyond, a "wait" is an outage the application sits through
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,12 @@ def _wait(name: str, value: object) -> float | None:
         isinstance(value, int | float) and not 0 <= value < float("inf")
     ):
         raise ValueError(f"{name} must be a duration like 100ms or 'off', got {value!r}")
-    return _duration(name, value)
+    seconds = _duration(name, value)
+    if seconds is not None and seconds > MAX_QUEUE_FULL_WAIT_S:
+        raise ValueError(
+            f"{name} must be at most {MAX_QUEUE_FULL_WAIT_S:g}s (or 'off'), got {value!r}"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+from dashfrog_sdk import _threads, diagnostics, metrics
 from dashfrog_sdk import config as config_module
 from dashfrog_sdk import conventions as c
-from dashfrog_sdk import diagnostics, metrics
 from dashfrog_sdk._otel import log_records
 from dashfrog_sdk._runtime import runtime
 from dashfrog_sdk._version import __version__
@@ -278,6 +278,7 @@ def _wire(inst: _Installed) -> None:
     )
     if cfg.handle_sigterm and exit_module.install_sigterm():
         inst.extras.append(exit_module.uninstall_sigterm)
+    events.set_outlets([p for p in inst.pipelines if p.signal == "logs"])
     events.start(cfg.queue_full_wait_s)
 
 
@@ -331,12 +332,16 @@ def flush(timeout_s: float = 5.0) -> bool:
     Pending events first, then every signal in parallel. Returns False if something could not
     be delivered in time (the collector is down: it stays queued, and is retried).
     """
-    events.flush()
-    inst = _installed
-    if inst is None:
-        return True
+    # The deadline first: delivering the pending events is part of the flush. This thread is
+    # one of dashfrog's own meanwhile: a full queue drops instead of waiting (backpressure
+    # must not take a flush past its timeout).
     deadline = time.monotonic() + timeout_s
-    return _flush(inst, deadline, metrics_too=True)
+    with _threads.own():
+        events.flush(deadline)
+        inst = _installed
+        if inst is None:
+            return True
+        return _flush(inst, deadline, metrics_too=True)
 
 
 def _flush(inst: _Installed, deadline: float, *, metrics_too: bool) -> bool:
@@ -364,7 +369,9 @@ def _bounded_call(fn: Callable[[], bool], deadline: float) -> bool:
     """
     result: list[bool] = []
     thread = threading.Thread(
-        target=lambda: result.append(bool(fn())), name="dashfrog-flush", daemon=True
+        target=_threads.target(lambda: result.append(bool(fn()))),
+        name="dashfrog-flush",
+        daemon=True,
     )
     thread.start()
     thread.join(max(0.0, deadline - time.monotonic()))
@@ -387,31 +394,43 @@ def _shutdown(*, at_exit: bool) -> None:
         if inst is None:
             return
         deadline = time.monotonic() + inst.config.shutdown_timeout_s
-        if at_exit:
-            events.flush()  # the tracker learns of every start and end recorded so far
-            exit_module.open_flows.close_all("the process exited while the flow was running")
-        events.flush()
-        _flush(inst, deadline, metrics_too=False)
-        for pipeline in inst.pipelines:  # what is left now is lost: count it
-            pipeline.shutdown(deadline, report=False)
-        report_lost_at_exit(inst.pipelines)  # one line for every signal
-        if inst.reader is not None:
-            _stop_reader(inst, deadline)
-        for sink in inst.sinks:
-            events.remove_sink(sink)
-        for extra in inst.extras:
-            extra()
-        span_fanout = _span_fanouts.get(id(inst.tracer_provider))
-        log_fanout = _log_fanouts.get(id(inst.logger_provider))
-        if span_fanout is not None:
-            span_fanout.shutdown()
-        if log_fanout is not None:
-            log_fanout.shutdown()
-        # Providers stay up: the global ones cannot be replaced once set, so a later setup()
-        # reuses them; the SDK shuts them down itself at interpreter exit.
+        # From now on no thread waits for room in a full queue (backpressure): the shutdown
+        # keeps to its timeout, and what does not fit is dropped and counted.
+        events.stop_waiting()
+        for pipeline in inst.pipelines:
+            pipeline.stop_waiting()
+        with _threads.own():
+            _shutdown_within(inst, deadline, at_exit=at_exit)
+        events.set_outlets([])
+        events.stop_waiting(False)  # a later setup() waits again
         _installed = None
         runtime.configured = False
         runtime.tracer = trace.NoOpTracer()
+
+
+def _shutdown_within(inst: _Installed, deadline: float, *, at_exit: bool) -> None:
+    if at_exit:
+        events.flush()  # the tracker learns of every start and end recorded so far
+        exit_module.open_flows.close_all("the process exited while the flow was running")
+    events.flush()
+    _flush(inst, deadline, metrics_too=False)
+    for pipeline in inst.pipelines:  # what is left now is lost: count it
+        pipeline.shutdown(deadline, report=False)
+    report_lost_at_exit(inst.pipelines)  # one line for every signal
+    if inst.reader is not None:
+        _stop_reader(inst, deadline)
+    for sink in inst.sinks:
+        events.remove_sink(sink)
+    for extra in inst.extras:
+        extra()
+    span_fanout = _span_fanouts.get(id(inst.tracer_provider))
+    log_fanout = _log_fanouts.get(id(inst.logger_provider))
+    if span_fanout is not None:
+        span_fanout.shutdown()
+    if log_fanout is not None:
+        log_fanout.shutdown()
+    # Providers stay up: the global ones cannot be replaced once set, so a later setup()
+    # reuses them; the SDK shuts them down itself at interpreter exit.
 
 
 def _stop_reader(inst: _Installed, deadline: float) -> None:

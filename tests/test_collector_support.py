@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry._logs import SeverityNumber
@@ -174,13 +175,13 @@ def test_log_record_arrives_with_event_name(otel: Otel, collector: RotelCollecto
     assert record.timestamp_ns > 0
 
 
-def test_a_request_rotel_sends_again_is_kept_once(
+def test_a_request_rotel_sends_again_arrives_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """rotel delivers at least once: a receiver that stored a request but answered it after
     rotel's request timeout (a test process starved of CPU on a loaded CI machine) gets the
-    same request again. The receiver keeps its records once and counts the repeat; without
-    that, a test expecting one `dashfrog.flow.end` record saw two identical ones."""
+    same request again, and keeps both (a double send must show). Hence the harness's 60 s
+    request timeout: with a short one, a test expecting one record saw two."""
     reply = _Handler._reply
     late = [1]
 
@@ -200,10 +201,13 @@ def test_a_request_rotel_sends_again_is_kept_once(
                 event_name="dashfrog.flow.end", attributes={"dashfrog.flow.id": "e" * 32}
             )
             assert otel.logger_provider.force_flush(10_000)
-            wait_until(lambda: rotel.receiver.redelivered, timeout=20)
-            ends = [r for r in rotel.receiver.logs if r.resource["service.name"] == otel.service]
-            assert len(ends) == 1, ends
-            assert rotel.receiver.redelivered == 1
+
+            def ends() -> list[Any]:
+                logs = rotel.receiver.logs
+                return [r for r in logs if r.resource["service.name"] == otel.service]
+
+            wait_until(lambda: len(ends()) >= 2, timeout=20)
+            assert ends()[0] == ends()[1]  # the same record, received twice
         finally:
             otel.shutdown()
     assert "will retry" in rotel.log_text()  # rotel did send it twice

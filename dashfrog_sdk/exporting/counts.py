@@ -29,30 +29,46 @@ class SignalCounters:
     * ``dropped``: items lost for good (queue full, rejected after retries, left at shutdown);
     * ``failed``: export attempts that failed (each is retried; a batch can fail many times);
     * ``waited``: items that found the queue full while the collector accepted data, and waited
-      for room instead of being dropped (backpressure, ``DASHFROG_QUEUE_FULL_WAIT``).
+      for room instead of being dropped (backpressure, ``DASHFROG_QUEUE_FULL_WAIT``);
+    * ``wait_expired``: waits that ran out (the item was dropped; no thread waits again until
+      the collector keeps up: see exporting.pipeline);
+    * ``waited_s``: the time application threads spent waiting, in seconds, in all.
     """
 
-    __slots__ = ("_lock", "dropped", "exported", "failed", "queued", "waited")
+    __slots__ = (
+        "_lock",
+        "dropped",
+        "exported",
+        "failed",
+        "queued",
+        "wait_expired",
+        "waited",
+        "waited_s",
+    )
 
     def __init__(self) -> None:
         self.exported = 0
         self.dropped = 0
         self.failed = 0
         self.waited = 0
+        self.wait_expired = 0
+        self.waited_s = 0.0
         self.queued: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
 
-    def add(self, name: str, n: int) -> None:
+    def add(self, name: str, n: float) -> None:
         # Export threads and (for drops) calling threads both write: `+=` is not atomic.
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, float]:
         return {
             "exported": self.exported,
             "dropped": self.dropped,
             "failed": self.failed,
             "waited": self.waited,
+            "wait_expired": self.wait_expired,
+            "waited_s": round(self.waited_s, 3),
             "queued": self.queued(),
         }
 
@@ -65,7 +81,8 @@ def stats() -> dict[str, Any]:
 
     Example:
         >>> dashfrog_sdk.stats()
-        {'traces': {'exported': 1200, 'dropped': 0, 'failed': 3, 'waited': 0, 'queued': 0},
+        {'traces': {'exported': 1200, 'dropped': 0, 'failed': 3, 'waited': 0,
+                    'wait_expired': 0, 'waited_s': 0.0, 'queued': 0},
          'logs': {...}, 'metrics': {...}, 'diagnostics': {'export.unreachable': 3}}
     """
     out: dict[str, Any] = {signal: c.snapshot() for signal, c in counters.items()}
@@ -76,7 +93,8 @@ def stats() -> dict[str, Any]:
 def reset_after_fork() -> None:
     """A forked child counts its own exports: the parent's numbers are the parent's."""
     for c in counters.values():
-        c.exported = c.dropped = c.failed = c.waited = 0
+        c.exported = c.dropped = c.failed = c.waited = c.wait_expired = 0
+        c.waited_s = 0.0
         c._lock = threading.Lock()
     _outage.reset()
 

@@ -13,12 +13,21 @@ does. Everything else runs on one daemon thread per pipeline.
 Backpressure: a queue that fills up while the collector accepts data is an export thread that
 got too little of the GIL (many application threads producing flat out), not an outage. Then
 ``put`` waits, up to ``wait_s`` (``DASHFROG_QUEUE_FULL_WAIT``), for the export thread to take
-the next batch, instead of dropping. It waits only while the last export succeeded: never
-before a first export got through (the collector may be down from the start), never while
-exports fail (the collector down or refusing: an outage must not slow the application; the
-bound holds memory and drops are counted as before), never on the export thread itself. After
-a wait that ran out, no thread waits again until the export thread takes a batch: a collector
-that dies or hangs while the queue is full costs each thread one wait, not one per item.
+the next batch, instead of dropping. It waits only while the pipeline is *armed*:
+
+* not before a first export got through, nor after an export failed (the collector down or
+  refusing: an outage must not slow the application; the bound holds memory and drops are
+  counted as before), until an export succeeds in less than the bound with fewer than a batch
+  queued: while the backlog built during the outage drains, the queue stays full and nothing
+  waits for it;
+* not after a wait ran out (the collector is slow: each export takes longer than the bound),
+  until an export succeeds in less than the bound with the queue below half its bound: a slow
+  collector costs each thread one wait, not one per batch. The threads waiting then drop too;
+* never on dashfrog's own threads, nor on a thread running an asyncio event loop
+  (``dashfrog_sdk._threads``), nor once ``flush()``/``shutdown()`` stopped the waits.
+
+``stats()`` counts the items that waited (``waited``), the waits that ran out
+(``wait_expired``) and the time spent waiting (``waited_s``).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from urllib.parse import urlparse
 
 from opentelemetry.context import attach, detach, get_current, set_value
 
-from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk import _fork, _threads, diagnostics
 from dashfrog_sdk._otel.keys import SUPPRESS_INSTRUMENTATION_KEY
 from dashfrog_sdk.exporting.counts import SignalCounters, outage
 
@@ -170,14 +179,19 @@ class Pipeline(Generic[T]):
         self._refused = 0  # attempts of the held batch that the collector refused
         self._failures = 0  # consecutive failures, for the backoff
         self._full_warned = False
-        self._room = threading.Condition(threading.Lock())  # put() waits on it for room
+        # put() waits on it for room. Reentrant: a signal handler that emits telemetry on a
+        # thread holding it must not deadlock.
+        self._room = threading.Condition(threading.RLock())
         self._waiters = 0  # threads waiting in put()
-        self._stalled = False  # a wait ran out: none again until the export thread takes a batch
-        self._healthy = False  # the last export succeeded: a full queue waits (backpressure)
+        self._armed = False  # a full queue may wait (see the module's docstring)
+        # Disarmed: a fast export with fewer than this many queued arms it again. A batch after
+        # an outage (or before the first export), half the bound after a wait that ran out.
+        self._rearm_below = self._after_outage = min(self._batch_size, max(1, self._max_queue // 2))
+        self._no_wait = False  # flush() or shutdown() stopped the waits
         self.lost_at_exit = 0
         self._unreachable = False  # the last failure was "nothing listens there"
         self._thread = threading.Thread(
-            target=self._run, name=f"dashfrog-export-{self.signal}", daemon=True
+            target=_threads.target(self._run), name=f"dashfrog-export-{self.signal}", daemon=True
         )
         self._thread.start()
 
@@ -201,44 +215,103 @@ class Pipeline(Generic[T]):
             self._wake.set()
 
     def _wait_for_room(self) -> bool:
-        """The queue is full: wait for the export thread to take a batch, if it is exporting
-        successfully (see the module's docstring). True if there is room now."""
+        """The queue is full: wait for the export thread to take a batch, if the pipeline is
+        armed (see the module's docstring). True if there is room now."""
         if (
             self._wait_s <= 0
-            or not self._healthy
-            or self._stalled
+            or not self._armed
+            or self._no_wait
             or self._closed
-            or threading.current_thread() is self._thread
+            or not _threads.may_wait()
         ):
             return False
-        deadline = time.monotonic() + self._wait_s
+        start = time.monotonic()
+        deadline = start + self._wait_s
         room = self._room
-        with room:
-            self._waiters += 1
-            try:
-                while len(self._queue) >= self._max_queue:
-                    if not self._healthy or self._stalled or self._closed:
-                        return False
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self._stalled = True
-                        return False
-                    self._wake.set()
-                    room.wait(remaining)
-            finally:
-                self._waiters -= 1
+        try:
+            with room:
+                self._waiters += 1
+                try:
+                    while len(self._queue) >= self._max_queue:
+                        if not self._armed or self._no_wait or self._closed:
+                            return False
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            self._counters.add("wait_expired", 1)
+                            self._disarm(max(1, self._max_queue // 2))
+                            return False
+                        self._wake.set()
+                        room.wait(remaining)
+                finally:
+                    self._waiters -= 1
+        finally:
+            self._counters.add("waited_s", time.monotonic() - start)
         self._counters.add("waited", 1)
         return True
 
-    def _release_waiters(self, *, room_made: bool) -> None:
-        """Wake the threads waiting in put(): to append (`room_made`) or to drop (an export
-        failed, the pipeline closed). Unlocked read of the two fields first: a waiter counts
-        itself, under the lock, before it looks at the queue's length, which the export thread
-        shortened before it looks here; so a waiter it does not see has seen the room."""
-        if self._waiters or (room_made and self._stalled):
+    def _disarm(self, rearm_below: int) -> None:
+        """No thread waits from now on, and those waiting drop now, until an export succeeds in
+        less than the bound with fewer than `rearm_below` items queued (the stricter of two
+        pending conditions holds)."""
+        with self._room:
+            if self._armed:
+                self._rearm_below = rearm_below
+            else:
+                self._rearm_below = min(self._rearm_below, rearm_below)
+            self._armed = False
+            self._room.notify_all()
+
+    def headroom(self) -> int | None:
+        """For the lifecycle dispatcher, which never waits in put(): how many items fit now,
+        if it should hold back what does not (the pipeline is armed); None: no limit (the
+        items that do not fit are dropped, as for any thread that may not wait)."""
+        if self._wait_s <= 0 or not self._armed or self._no_wait or self._closed:
+            return None
+        return max(0, self._max_queue - len(self._queue))
+
+    def wait_room(self, deadline: float | None = None) -> bool:
+        """The dispatcher found no headroom: wait, holding no lock of its own, for the export
+        thread to take a batch, up to the bound (a wait that runs out disarms, as in put()), or
+        `deadline` if sooner (a flush's; reaching it does not disarm)."""
+        start = time.monotonic()
+        bound = start + self._wait_s
+        deadline = bound if deadline is None else min(deadline, bound)
+        with self._room:
+            self._waiters += 1
+            try:
+                while len(self._queue) >= self._max_queue:
+                    if not self._armed or self._no_wait or self._closed:
+                        return False
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        if deadline >= bound:
+                            self._counters.add("wait_expired", 1)
+                            self._disarm(max(1, self._max_queue // 2))
+                        return False
+                    self._wake.set()
+                    self._room.wait(remaining)
+            finally:
+                self._waiters -= 1
+                self._counters.add("waited_s", time.monotonic() - start)
+        return True
+
+    def stop_waiting(self) -> None:
+        """No put() waits any more, and those waiting drop now (flush() and shutdown(), which
+        must keep to their timeouts). `resume_waiting` undoes it."""
+        with self._room:
+            self._no_wait = True
+            self._room.notify_all()
+
+    def resume_waiting(self) -> None:
+        self._no_wait = False
+
+    def _release_waiters(self) -> None:
+        """Wake the threads waiting in put(): the export thread took a batch. Unlocked read of
+        the count first: a waiter counts itself, under the lock, before it looks at the queue's
+        length, which the export thread shortened before it looks here; so a waiter it does not
+        see has seen the room."""
+        if self._waiters:
             with self._room:
-                if room_made:
-                    self._stalled = False
                 self._room.notify_all()
 
     def pending(self) -> int:
@@ -284,7 +357,7 @@ class Pipeline(Generic[T]):
         self._closed = True
         self._stop = True
         self._wake.set()
-        self._release_waiters(room_made=False)
+        self.stop_waiting()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         # Still busy (an export retrying against a dead collector): shutting the exporter down
         # interrupts its retry wait, and the thread ends.
@@ -341,16 +414,22 @@ class Pipeline(Generic[T]):
         with self._done:
             self._held = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
             self._taken += len(self._held)
-        self._release_waiters(room_made=True)
+        self._release_waiters()
         return True
 
     def _export_held(self) -> bool:
         batch = self._held
+        started = time.monotonic()
         ok, reason = call_quietly(lambda: self._exporter.export(batch))
         if ok:
             self._counters.add("exported", len(batch))
             self._refused = self._failures = 0
-            self._healthy = True
+            if (
+                not self._armed
+                and time.monotonic() - started < self._wait_s
+                and len(self._queue) < self._rearm_below
+            ):
+                self._armed = True  # the collector keeps up again: a full queue may wait
             self._settle(len(batch))
             outage.recovered(self.signal, self.endpoint)
             if self._full_warned and len(self._queue) < self._batch_size:
@@ -362,8 +441,7 @@ class Pipeline(Generic[T]):
             return True
         self._counters.add("failed", 1)
         self._failures += 1
-        self._healthy = False
-        self._release_waiters(room_made=False)  # they drop at once now: an outage must not wait
+        self._disarm(self._after_outage)  # they drop at once now: an outage must not wait
         if self._stop:
             return False
         self._unreachable = not reachable(self.endpoint)

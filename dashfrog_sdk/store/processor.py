@@ -33,7 +33,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from dashfrog_sdk import _fork, diagnostics
+from dashfrog_sdk import _fork, _threads, diagnostics
 from dashfrog_sdk import conventions as c
 from dashfrog_sdk.lifecycle.records import Lifecycle
 from dashfrog_sdk.sinks.otel_logs import ended_in
@@ -140,7 +140,7 @@ class StoreQueue:
         with self._thread_lock:
             if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(
-                    target=self._run, name="dashfrog-store", daemon=True
+                    target=_threads.target(self._run), name="dashfrog-store", daemon=True
                 )
                 self._thread.start()
 

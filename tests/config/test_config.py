@@ -253,6 +253,10 @@ def test_queue_full_wait_is_a_short_duration_or_off(monkeypatch: pytest.MonkeyPa
     for bad in (-1, True, float("nan")):
         with pytest.raises(ValueError, match="queue_full_wait must be a duration"):
             config.load(queue_full_wait=bad)
+    assert config.load(queue_full_wait="10s").queue_full_wait_s == 10.0
+    monkeypatch.setenv("DASHFROG_QUEUE_FULL_WAIT", "11s")
+    with pytest.raises(ValueError, match="DASHFROG_QUEUE_FULL_WAIT must be at most 10s"):
+        config.load()
 
 
 def test_durations_take_the_same_units_as_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:

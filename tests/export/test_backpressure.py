@@ -36,7 +36,7 @@ def _first_exports(app: App) -> None:
 def test_eight_threads_flat_out_lose_nothing(
     collector: RotelCollector, start_app: Callable[..., App]
 ) -> None:
-    env = app_env(collector, "grpc", **SMALL_QUEUES)
+    env = app_env(collector, "grpc", **WAIT, **SMALL_QUEUES)
     service = env["OTEL_SERVICE_NAME"]
     app = start_app(env)
     _first_exports(app)
@@ -146,6 +146,9 @@ def test_a_collector_dying_under_backpressure_costs_one_wait(
     result = app.call("threads", threads=THREADS, n=FLOWS, events=2, wait_s=120)
     stats = app.call("stats")
     assert stats["traces"]["dropped"] > 0 and stats["traces"]["queued"] <= 256 + 64, stats
+    # The producers were waiting when the export in flight failed, or one wait ran out first.
+    assert stats["traces"]["waited"] + stats["traces"]["wait_expired"] > 0, stats
+    assert stats["traces"]["wait_expired"] <= 1, stats
     # A flow waited at most once (a second wait would take it past twice the bound), and so
     # did the run: had each of the ~3,700 dropped spans waited out the bound, 8 threads would
     # take some 15 minutes (the run takes 1-5 s, plus that one wait).

@@ -179,9 +179,6 @@ def test_queue_full_warns_once_per_outage(
         "http/protobuf",
         OTEL_BSP_MAX_QUEUE_SIZE="100",
         OTEL_BSP_MAX_EXPORT_BATCH_SIZE="10",
-        # Once exports get through again, a full queue waits for room instead of dropping
-        # (backpressure): off, to keep the queue full while the backlog drains.
-        DASHFROG_QUEUE_FULL_WAIT="off",
     )
     app = start_app(env)
     app.call("flows", n=100)  # 200 spans into a queue of 100

@@ -188,7 +188,7 @@ def flow_end(receiver: OtlpReceiver, flow_id: str, service: str) -> ReceivedLog:
         ),
         timeout=30,
     )
-    # Two records here are the SDK's doing: a re-sent request is kept once (OtlpReceiver).
+    # Two records here are a double send (rotel's request timeout is 60 s: OtlpReceiver).
     # Their times and span ids tell which code path emitted each one.
     assert len(logs) == 1, [(r.timestamp_ns, r.span_id, r.attributes) for r in logs]
     return logs[0]

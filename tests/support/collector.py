@@ -53,7 +53,9 @@ class RotelCollector(Started):
       to print what it receives into its log.
     * ``request_timeout``: how long rotel waits for the receiver to answer a request before it
       sends it again (rotel retries until an answer: at-least-once, so a receiver slower than
-      this gets the same request twice; the receiver keeps one, see OtlpReceiver.redelivered).
+      this gets the same request twice). 60 s by default: a test process starved of CPU on a
+      loaded CI runner answered late and saw records twice; the receiver keeps every request,
+      so that a real double send by the SDK shows (see OtlpReceiver).
 
     :meth:`kill` simulates a crash, :meth:`restart` brings it back on the same ports.
     """
@@ -65,7 +67,7 @@ class RotelCollector(Started):
         batch_timeout: str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         debug_log: Sequence[str] = (),
-        request_timeout: str = "5s",
+        request_timeout: str = "60s",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
     ) -> None:
