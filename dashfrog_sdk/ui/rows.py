@@ -61,7 +61,8 @@ class RowCache:
             None if progress is None else (progress.text(), progress.fraction),
             f.error_type,
             f.error_message,
-            tuple(f.labels.items()),
+            # With each value's type: 1, 1.0 and True are equal keys but print differently.
+            tuple((k, type(v), v) for k, v in f.labels.items()),
             url,
             tenant_view,
         )

@@ -88,11 +88,13 @@ def test_a_change_of_anything_shown_renders_the_row_again() -> None:
         _flow(current_progress=Progress(done=5, total=10, message="rows", ts_ns=1)),
         _flow(status="completed", end_ns=time.time_ns(), duration_ms=70_000.0),
         _flow(labels={"region": "us"}),
+        _flow(labels={"region": "us", "n": 1}),
+        _flow(labels={"region": "us", "n": True}),  # equal to 1 as a key, shown otherwise
         _flow(name="refund"),
     ):
         row = kept.row(changed, None, "/flows/x", None)
         assert row == _cache().row(changed, None, "/flows/x", None)
-    assert kept.rendered == 6
+    assert kept.rendered == 8
 
 
 def test_the_cache_is_bounded() -> None:
