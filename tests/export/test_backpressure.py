@@ -146,8 +146,10 @@ def test_a_collector_dying_under_backpressure_costs_one_wait(
     result = app.call("threads", threads=THREADS, n=FLOWS, events=2, wait_s=120)
     stats = app.call("stats")
     assert stats["traces"]["dropped"] > 0 and stats["traces"]["queued"] <= 256 + 64, stats
-    # The producers were waiting when the export in flight failed, or one wait ran out first.
-    assert stats["traces"]["waited"] + stats["traces"]["wait_expired"] > 0, stats
+    # Either the producers were waiting when the export in flight failed, or one wait ran out
+    # first, or the failure came before the queue filled (a refused connection fails at once)
+    # and nobody waited: all three are right, so the number of waits is not asserted (one CI
+    # run saw 0), only that no more than one ran out.
     assert stats["traces"]["wait_expired"] <= 1, stats
     # A flow waited at most once (a second wait would take it past twice the bound), and so
     # did the run: had each of the ~3,700 dropped spans waited out the bound, 8 threads would
