@@ -225,27 +225,8 @@ class Pipeline(Generic[T]):
             or not _threads.may_wait()
         ):
             return False
-        start = time.monotonic()
-        deadline = start + self._wait_s
-        room = self._room
-        try:
-            with room:
-                self._waiters += 1
-                try:
-                    while len(self._queue) >= self._max_queue:
-                        if not self._armed or self._no_wait or self._closed:
-                            return False
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            self._counters.add("wait_expired", 1)
-                            self._disarm(max(1, self._max_queue // 2))
-                            return False
-                        self._wake.set()
-                        room.wait(remaining)
-                finally:
-                    self._waiters -= 1
-        finally:
-            self._counters.add("waited_s", time.monotonic() - start)
+        if not self.wait_room():
+            return False
         self._counters.add("waited", 1)
         return True
 
@@ -270,9 +251,10 @@ class Pipeline(Generic[T]):
         return max(0, self._max_queue - len(self._queue))
 
     def wait_room(self, deadline: float | None = None) -> bool:
-        """The dispatcher found no headroom: wait, holding no lock of its own, for the export
-        thread to take a batch, up to the bound (a wait that runs out disarms, as in put()), or
-        `deadline` if sooner (a flush's; reaching it does not disarm)."""
+        """Wait for the export thread to take a batch, up to the bound (a wait that runs out
+        disarms), or `deadline` if sooner (a flush's; reaching it does not disarm). For put()
+        on a full queue, and for the dispatcher that found no headroom (holding no lock of its
+        own). True if there is room now."""
         start = time.monotonic()
         bound = start + self._wait_s
         deadline = bound if deadline is None else min(deadline, bound)

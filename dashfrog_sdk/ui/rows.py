@@ -58,7 +58,8 @@ class RowCache:
             None if running else f.duration_ms,
             where,
             f.current_step,
-            None if progress is None else (progress.text(), progress.fraction),
+            # What the progress text and bar are made of (not the text: built per row, per poll).
+            None if progress is None else (progress.done, progress.total, progress.message),
             f.error_type,
             f.error_message,
             # With each value's type: 1, 1.0 and True are equal keys but print differently.
