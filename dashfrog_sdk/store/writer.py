@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -39,12 +40,16 @@ RETENTION_SLICE = 500
 # (failed > cancelled > completed > running; the latest end), not the order of arrival.
 # Numbered parameters, bound from a tuple in `_flow_params`' order (a dict per row, bound by
 # name, cost about 4 µs a flow more).
-_UPSERT_FLOW = """
+_FLOW_COLUMNS = """
 INSERT INTO flows (flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s,
                    deadline_ns, end_on_exit, trace_id, span_id, service, error_type,
                    error_message, labels, seen_ns)
-VALUES (?1, ?2, ?3, ?4, COALESCE(?5, 'running'), ?6, ?7, ?8, ?6 + CAST(?8 * 1e9 AS INTEGER),
-        ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+VALUES """
+_FLOW_VALUES = (
+    "(?1, ?2, ?3, ?4, COALESCE(?5, 'running'), ?6, ?7, ?8, ?6 + CAST(?8 * 1e9 AS INTEGER), "
+    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+)
+_UPSERT_FLOW = """
 ON CONFLICT (flow_id) DO UPDATE SET
     name = COALESCE(flows.name, excluded.name),
     tenant = COALESCE(flows.tenant, excluded.tenant),
@@ -77,10 +82,8 @@ ON CONFLICT (flow_id) DO UPDATE SET
 
 # `started` here, not by the schema's trigger (which fills it for writers that leave it out):
 # one UPDATE less per label.
-_INSERT_LABEL = (
-    "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) "
-    "VALUES (?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
-)
+_LABEL_COLUMNS = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) VALUES "
+_LABEL_VALUES = "(?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
 
 # Which of two progress values of a step is the later one (each says when it was recorded).
 _NEWER_PROGRESS = (
@@ -89,11 +92,13 @@ _NEWER_PROGRESS = (
 )
 
 # A step's span is authoritative; its start event only fills a row until the span arrives.
-_UPSERT_STEP = """
+_STEP_COLUMNS = """
 INSERT INTO steps (span_id, flow_id, trace_id, parent_span_id, name, service, status, optional,
                    start_ns, end_ns, error_type, error_message, attributes, progress_done,
                    progress_total, progress_message, progress_ns)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES """
+_STEP_VALUES = "(" + ", ".join(f"?{i}" for i in range(1, 18)) + ")"
+_UPSERT_STEP = """
 ON CONFLICT (span_id) DO UPDATE SET
     trace_id = COALESCE(excluded.trace_id, steps.trace_id),
     parent_span_id = COALESCE(excluded.parent_span_id, steps.parent_span_id),
@@ -155,6 +160,60 @@ INSERT INTO logs (flow_id, ts_ns, severity, body, logger, step_name, service, tr
 VALUES (:flow_id, :ts_ns, :severity, :body, :logger, :step_name, :service, :trace_id, :span_id,
         :attributes)
 """
+
+# Rows per INSERT statement for flows, steps and labels: one multi-row VALUES statement upserts
+# its rows one after the other, as executemany's statement per row does (a later row of the
+# same key meets the earlier one's row: SQLite inserts VALUES rows in order), but with one
+# sqlite3_step, so one release of the GIL, per statement instead of per row: a release while
+# another thread wants the GIL hands it over, and the writer waits to get it back. 50 rows
+# of 17 values stay under the smallest variable limit SQLite builds use (999).
+# tests/store/test_tail_changes.py (test_multi_row_statements_equal_one_row_statements)
+# checks the store equals what one row per statement writes.
+ROWS_PER_STATEMENT = 50
+_PARAM = re.compile(r"\?(\d+)")
+_statements: dict[tuple[str, int], str] = {}
+
+
+def _statement(head: str, values: str, tail: str, width: int, rows: int) -> str:
+    """`head` + `rows` copies of `values` (its ?N numbered for row i as ?(N + width * i)) +
+    `tail`; kept per shape (a handful: see `_upsert_rows`)."""
+    key = (head, rows)
+    sql = _statements.get(key)
+    if sql is None:
+        copies = []
+        for i in range(rows):
+
+            def number(m: re.Match[str], shift: int = width * i) -> str:
+                return f"?{int(m.group(1)) + shift}"
+
+            copies.append(_PARAM.sub(number, values))
+        sql = _statements[key] = head + ", ".join(copies) + tail
+    return sql
+
+
+def _upsert_rows(
+    conn: sqlite3.Connection,
+    head: str,
+    values: str,
+    tail: str,
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Write `rows` as ``executemany(head + values + tail, rows)`` would, in statements of up
+    to ROWS_PER_STATEMENT rows: full ones, then the rest by powers of two (a few statement
+    shapes, all kept in sqlite3's statement cache)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    size = ROWS_PER_STATEMENT
+    i = 0
+    while i < len(rows):
+        n = min(size, len(rows) - i)
+        if n < size:
+            n = 1 << (n.bit_length() - 1)  # the largest power of two that fits
+        chunk = rows[i : i + n]
+        conn.execute(_statement(head, values, tail, width, n), [v for row in chunk for v in row])
+        i += n
+
 
 _CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs", "artifacts")
 
@@ -477,7 +536,10 @@ class StoreWriter:
     def _write(self, conn: sqlite3.Connection, batch: Batch) -> int:
         flows = _coalesce_flows(batch.flows)
         seen = self._seen_base(conn) if flows else 0
-        conn.executemany(
+        _upsert_rows(
+            conn,
+            _FLOW_COLUMNS,
+            _FLOW_VALUES,
             _UPSERT_FLOW,
             [
                 (
@@ -503,10 +565,19 @@ class StoreWriter:
         )
         labels = {(r.flow_id, k): label_text(v) for r in flows for k, v in r.labels.items()}
         if labels:
-            conn.executemany(_INSERT_LABEL, [(f, k, v) for (f, k), v in labels.items()])
+            _upsert_rows(
+                conn,
+                _LABEL_COLUMNS,
+                _LABEL_VALUES,
+                "",
+                [(f, k, v) for (f, k), v in labels.items()],
+            )
         steps = _coalesce_steps(batch.steps)
         if steps:
-            conn.executemany(
+            _upsert_rows(
+                conn,
+                _STEP_COLUMNS,
+                _STEP_VALUES,
                 _UPSERT_STEP,
                 [
                     (

@@ -328,3 +328,52 @@ def test_fill_gives_every_identity_field() -> None:
         setattr(kept, name, "first" if name != "end_on_exit" else False)
         writer._fill(kept, row)
         assert getattr(kept, name) == ("first" if name != "end_on_exit" else False), name
+
+
+def test_multi_row_statements_equal_one_row_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writer._upsert_rows writes up to ROWS_PER_STATEMENT rows per INSERT; with 1 it is one
+    statement per row (what executemany did). Random batches that repeat flows (a flow's
+    two ends in one statement meet as an upsert), labels and steps: the same store."""
+    from dashfrog_sdk.store.convert import StepRow
+
+    now = time.time_ns()
+    ids = [f"{i:032x}" for i in range(150)]
+    dumps = []
+    for rows_per_statement in (1, writer.ROWS_PER_STATEMENT, 7):
+        monkeypatch.setattr(writer, "ROWS_PER_STATEMENT", rows_per_statement)
+        rng = random.Random(15)
+        path = tmp_path / f"rows-{rows_per_statement}.db"
+        w = StoreWriter(str(path))
+        for _ in range(6):
+            flows = _random_rows(rng, ids, now, rng.randrange(1, 300))
+            steps = [
+                StepRow(
+                    f"{rng.randrange(400):016x}",
+                    rng.choice(ids),
+                    rng.choice("abc"),
+                    status=rng.choice(STATUSES),
+                    start_ns=now - rng.randrange(10**9),
+                    end_ns=rng.choice((None, now)),
+                    attributes=rng.choice(({}, {"n": rng.randrange(9)})),
+                )
+                for _ in range(rng.randrange(0, 200))
+            ]
+            assert w.write(Batch(flows=flows, steps=steps))
+        w.close()
+        with sqlite3.connect(path) as conn:
+            dumps.append(
+                [
+                    conn.execute(
+                        "SELECT flow_id, name, tenant, status, start_ns, end_ns, deadline_ns, "
+                        "error_type, labels FROM flows ORDER BY flow_id"
+                    ).fetchall(),
+                    conn.execute("SELECT * FROM flow_labels ORDER BY 1, 2").fetchall(),
+                    conn.execute("SELECT * FROM steps ORDER BY span_id").fetchall(),
+                    _tail_rows(conn),
+                ]
+            )
+        conn.close()
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert len(dumps[0][0]) > 100 and len(dumps[0][2]) > 100
