@@ -581,7 +581,7 @@ def scaled(cache: str, flows: int, baseline: int) -> int:
             f"{median / base if base else 0:6.1f}x  {verdict}"
         )
     print(f"\nload average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
-    with tempfile.TemporaryDirectory() as workdir:  # the small store of the CLI runs
+    with tempfile.TemporaryDirectory() as workdir:  # the 50-flow store of cli_startup
         cli_startup(paths[flows], workdir)
     print(f"\ntargets missed: {missed}")
     return 1 if missed else 0

@@ -382,9 +382,11 @@ def shutdown() -> None:
     """Flush and undo `setup()`; a later `setup()` (or flow) configures afresh.
 
     Bounded by the shutdown timeout (`DASHFROG_SHUTDOWN_TIMEOUT`, default 5 s) in all: what the
-    collector has not accepted by then is dropped and counted in `stats()`.
+    collector has not accepted by then is dropped and counted in `stats()`. An error inside
+    is the SDK's, never the caller's: warned once and counted (`shutdown.errors`).
     """
-    _shutdown(at_exit=False)
+    with diagnostics.capture_internal_errors("shutdown.errors", "shutdown()"):
+        _shutdown(at_exit=False)
 
 
 def _shutdown(*, at_exit: bool) -> None:
@@ -399,10 +401,14 @@ def _shutdown(*, at_exit: bool) -> None:
         events.stop_waiting()
         for pipeline in inst.pipelines:
             pipeline.stop_waiting()
-        with _threads.own():
-            _shutdown_within(inst, deadline, at_exit=at_exit)
-        events.set_outlets([])
-        events.stop_waiting(False)  # a later setup() waits again
+        try:
+            with _threads.own():
+                _shutdown_within(inst, deadline, at_exit=at_exit)
+            events.set_outlets([])
+        finally:
+            # A later setup() waits again, even if an exception cut this shutdown short (the
+            # lifecycle bus outlives setup: left stopped, it would never wait for room again).
+            events.stop_waiting(False)
         _installed = None
         runtime.configured = False
         runtime.tracer = trace.NoOpTracer()

@@ -61,6 +61,10 @@ MAX_REFUSED_ATTEMPTS = 5
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 5.0
 POLL_S = 0.25  # while the collector is unreachable, how often to check it is back
+# "The queue is full" is one warning per episode of drops: a drop warns again only after the
+# backlog was delivered and this long passed without a drop (a queue too small for its bursts
+# overflows on every burst: one line, not one per burst; the drops are counted in stats()).
+EPISODE_QUIET_S = 30.0
 NOUNS = {"traces": "spans", "logs": "log records", "metrics": "metric points"}
 
 
@@ -178,7 +182,10 @@ class Pipeline(Generic[T]):
         self._stop = False
         self._refused = 0  # attempts of the held batch that the collector refused
         self._failures = 0  # consecutive failures, for the backoff
-        self._full_warned = False
+        # The "queue is full" warning, once per episode (see _drop): whether an export left
+        # the queue under `_after_outage` since the last drop, and when that drop was.
+        self._drained = False
+        self._last_full_drop = float("-inf")
         # put() waits on it for room. Reentrant: a signal handler that emits telemetry on a
         # thread holding it must not deadlock.
         self._room = threading.Condition(threading.RLock())
@@ -414,12 +421,8 @@ class Pipeline(Generic[T]):
                 self._armed = True  # the collector keeps up again: a full queue may wait
             self._settle(len(batch))
             outage.recovered(self.signal, self.endpoint)
-            if self._full_warned and len(self._queue) < self._batch_size:
-                # The backlog is delivered: a queue that fills up again is a new episode. Not
-                # at the first delivered batch: while the backlog drains, new items keep the
-                # queue full, and re-arming per batch printed the warning once per batch.
-                self._full_warned = False
-                diagnostics.rearm(f"export.{self.signal}.queue_full")
+            if len(self._queue) < self._after_outage:
+                self._drained = True  # the backlog is delivered (see _drop)
             return True
         self._counters.add("failed", 1)
         self._failures += 1
@@ -464,7 +467,17 @@ class Pipeline(Generic[T]):
     def _drop(self, n: int, why: str) -> None:
         self._counters.add("dropped", n)
         if why == "full":
-            self._full_warned = True
+            # One warning per episode. A new episode: since the last drop, an export left the
+            # queue under half (and under a batch), and EPISODE_QUIET_S passed without a drop.
+            # Re-arming at the first delivered batch printed once per batch while a backlog
+            # drained (new items kept the queue full); re-arming whenever fewer than a batch
+            # stayed queued printed once per burst when the batch is the whole queue (a queue
+            # of 100: every batch leaves it empty, every burst overflows it again).
+            now = time.monotonic()
+            if self._drained and now - self._last_full_drop >= EPISODE_QUIET_S:
+                diagnostics.rearm(f"export.{self.signal}.queue_full")
+            self._drained = False
+            self._last_full_drop = now
             diagnostics.report(
                 f"export.{self.signal}.queue_full",
                 "dashfrog_sdk: the %s export queue is full (%d items: the collector is slow or "

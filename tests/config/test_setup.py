@@ -210,3 +210,28 @@ def test_flushes_at_exit_without_explicit_flush(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("✔ flow batch  completed") == 50
     assert "✔ flow last  completed" in proc.stdout
+
+
+def test_a_shutdown_cut_short_leaves_later_setups_waiting_for_room(tmp_path: Path) -> None:
+    """shutdown() stops the waits for room (backpressure) to keep to its timeout; an exception
+    inside it must not leave the lifecycle bus, which outlives setup(), never waiting again,
+    nor reach the caller (it did: RuntimeError out of dashfrog_sdk.shutdown())."""
+    proc = run(
+        """
+        import importlib
+        import dashfrog_sdk
+        from dashfrog_sdk.lifecycle import bus
+        dashfrog_sdk.setup()
+        s = importlib.import_module("dashfrog_sdk.setup")  # the module, not the function
+        def boom(*args, **kwargs):
+            raise RuntimeError("boom")
+        s._shutdown_within = boom
+        dashfrog_sdk.shutdown()  # never raises into user code: warns, counts
+        print("no_wait", bus._bus._no_wait)
+        print("errors", dashfrog_sdk.stats()["diagnostics"].get("shutdown.errors"))
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no_wait False" in proc.stdout and "errors 1" in proc.stdout, proc.stdout
+    assert proc.stderr.count("internal error in shutdown(), ignored: RuntimeError('boom')") == 1

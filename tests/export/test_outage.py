@@ -5,6 +5,7 @@ what exceeds the bound is dropped and counted; one warning per outage."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -154,6 +155,7 @@ def test_bounded_queue_drops_and_counts(
 
 # Refill the span queue to its bound each time an export after the outage takes a batch out:
 # the backlog is being delivered, but the outage (and its full queue) is not over yet.
+SET_QUIET = "result = 1\npipeline.EPISODE_QUIET_S = "
 REFILL_WHILE_DRAINING = """
 import time
 from dashfrog_sdk.exporting import stats
@@ -168,34 +170,42 @@ result = stats()
 """
 
 
+@pytest.mark.parametrize("batch", ["10", None], ids=["batch-10", "batch-default"])
 def test_queue_full_warns_once_per_outage(
-    collector: RotelCollector, start_app: Callable[..., App]
+    collector: RotelCollector, start_app: Callable[..., App], batch: str | None
 ) -> None:
     """The queue stays full while its backlog drains: each delivered batch must not re-arm the
-    warning (it used to print once per batch, 56-118 times in one outage of benchmarks/export)."""
+    warning (it used to print once per batch, 56-118 times in one outage of benchmarks/export).
+    With the default batch (512, cut to the queue's 100), "drained" once meant "fewer than one
+    batch queued", which a full queue of 100 always was after a batch left: once per batch."""
     collector.kill()
-    env = app_env(
-        collector,
-        "http/protobuf",
-        OTEL_BSP_MAX_QUEUE_SIZE="100",
-        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="10",
-    )
+    # No backpressure: the refills below must overflow the queue, not wait for room.
+    sizes = {"OTEL_BSP_MAX_QUEUE_SIZE": "100", "DASHFROG_QUEUE_FULL_WAIT": "off"}
+    if batch is not None:
+        sizes["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = batch
+    env = app_env(collector, "http/protobuf", **sizes)
     app = start_app(env)
+    # A new episode needs EPISODE_QUIET_S without drops after the backlog is delivered.
+    quiet_s = 1.0
+    app.call("exec", code=f"from dashfrog_sdk.exporting import pipeline\n{SET_QUIET}{quiet_s}")
     app.call("flows", n=100)  # 200 spans into a queue of 100
     wait_until(lambda: app.call("stats")["traces"]["dropped"] > 0, timeout=20)
+    before = app.call("stats")["traces"]["dropped"]
     collector.restart()
     after = app.call("exec", code=REFILL_WHILE_DRAINING)
-    assert after["traces"]["dropped"] > 100, after  # the queue was full again and again
+    assert after["traces"]["dropped"] > before, after  # the queue was full again and again
     wait_until(lambda: app.call("stats")["traces"]["queued"] == 0, timeout=30)
     assert app.stderr.count("the spans export queue is full") == 1, app.stderr
-    # Delivered: a new outage that fills the queue warns again.
+    # Delivered, and quiet since: a new outage that fills the queue warns again. (The sleep is
+    # the quiet period under test, not a wait for a result.)
+    time.sleep(quiet_s + 0.2)
     collector.kill()
-    app.call("flows", n=100)
-    wait_until(
-        lambda: app.stderr.count("the spans export queue is full") == 2,
-        timeout=20,
-        message=lambda: app.stderr,
-    )
+
+    def warned_again() -> bool:  # flows until the queue (and the batch held) overflows
+        app.call("flows", n=100)
+        return app.stderr.count("the spans export queue is full") == 2
+
+    wait_until(warned_again, timeout=20, message=lambda: app.stderr)
     collector.restart()
     assert app.exit() == 0
 
