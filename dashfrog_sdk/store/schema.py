@@ -192,6 +192,17 @@ def _v5(conn: sqlite3.Connection) -> None:
 _V6 = "CREATE INDEX steps_running ON steps (flow_id, start_ns) WHERE status = 'running'"
 
 
+def _v7(conn: sqlite3.Connection) -> None:
+    """v7: the stats tails' triggers log each change to ``flow_tail_changes`` and the writer
+    folds them into the tails once per transaction (store/tails.py, "Folded per transaction"),
+    instead of three tail upserts per flow written. The tails themselves are unchanged: a v6
+    store's are carried over as they are (no change is pending in a committed v6 store)."""
+    from dashfrog_sdk.store import tails
+
+    for statement in tails.CHANGES_DDL:
+        conn.execute(statement)
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
     """Refill what triggers keep (labels' start, the stats tails) from ``flows``: after a
     bulk load that dropped the triggers (benchmarks/store.py)."""
@@ -217,6 +228,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _script(_V4),
     _v5,
     _script(_V6),
+    _v7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,9 +13,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from dashfrog_sdk import conventions as c
@@ -36,13 +38,18 @@ RETENTION_SLICE = 500
 # Several records end a flow that crosses processes (the API's flow span, a worker's flow.end
 # event, a downstream failure), in any order: status, end and error follow dashfrog_sdk.status
 # (failed > cancelled > completed > running; the latest end), not the order of arrival.
-_UPSERT_FLOW = """
+# Numbered parameters, bound from a tuple in `_flow_params`' order (a dict per row, bound by
+# name, cost about 4 µs a flow more).
+_FLOW_COLUMNS = """
 INSERT INTO flows (flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s,
                    deadline_ns, end_on_exit, trace_id, span_id, service, error_type,
                    error_message, labels, seen_ns)
-VALUES (:flow_id, :name, :tenant, :parent_id, COALESCE(:status, 'running'), :start_ns, :end_ns,
-        :timeout_s, :start_ns + CAST(:timeout_s * 1e9 AS INTEGER), :end_on_exit, :trace_id,
-        :span_id, :service, :error_type, :error_message, :labels, :seen_ns)
+VALUES """
+_FLOW_VALUES = (
+    "(?1, ?2, ?3, ?4, COALESCE(?5, 'running'), ?6, ?7, ?8, ?6 + CAST(?8 * 1e9 AS INTEGER), "
+    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+)
+_UPSERT_FLOW = """
 ON CONFLICT (flow_id) DO UPDATE SET
     name = COALESCE(flows.name, excluded.name),
     tenant = COALESCE(flows.tenant, excluded.tenant),
@@ -75,10 +82,8 @@ ON CONFLICT (flow_id) DO UPDATE SET
 
 # `started` here, not by the schema's trigger (which fills it for writers that leave it out):
 # one UPDATE less per label.
-_INSERT_LABEL = (
-    "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) "
-    "VALUES (?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
-)
+_LABEL_COLUMNS = "INSERT OR IGNORE INTO flow_labels (flow_id, key, value, started) VALUES "
+_LABEL_VALUES = "(?1, ?2, ?3, (SELECT start_ns FROM flows WHERE flow_id = ?1))"
 
 # Which of two progress values of a step is the later one (each says when it was recorded).
 _NEWER_PROGRESS = (
@@ -87,13 +92,13 @@ _NEWER_PROGRESS = (
 )
 
 # A step's span is authoritative; its start event only fills a row until the span arrives.
-_UPSERT_STEP = """
+_STEP_COLUMNS = """
 INSERT INTO steps (span_id, flow_id, trace_id, parent_span_id, name, service, status, optional,
                    start_ns, end_ns, error_type, error_message, attributes, progress_done,
                    progress_total, progress_message, progress_ns)
-VALUES (:span_id, :flow_id, :trace_id, :parent_span_id, :name, :service, :status, :optional,
-        :start_ns, :end_ns, :error_type, :error_message, :attributes, :progress_done,
-        :progress_total, :progress_message, :progress_ns)
+VALUES """
+_STEP_VALUES = "(" + ", ".join(f"?{i}" for i in range(1, 18)) + ")"
+_UPSERT_STEP = """
 ON CONFLICT (span_id) DO UPDATE SET
     trace_id = COALESCE(excluded.trace_id, steps.trace_id),
     parent_span_id = COALESCE(excluded.parent_span_id, steps.parent_span_id),
@@ -156,6 +161,60 @@ VALUES (:flow_id, :ts_ns, :severity, :body, :logger, :step_name, :service, :trac
         :attributes)
 """
 
+# Rows per INSERT statement for flows, steps and labels: one multi-row VALUES statement upserts
+# its rows one after the other, as executemany's statement per row does (a later row of the
+# same key meets the earlier one's row: SQLite inserts VALUES rows in order), but with one
+# sqlite3_step, so one release of the GIL, per statement instead of per row: a release while
+# another thread wants the GIL hands it over, and the writer waits to get it back. 50 rows
+# of 17 values stay under the smallest variable limit SQLite builds use (999).
+# tests/store/test_tail_changes.py (test_multi_row_statements_equal_one_row_statements)
+# checks the store equals what one row per statement writes.
+ROWS_PER_STATEMENT = 50
+_PARAM = re.compile(r"\?(\d+)")
+_statements: dict[tuple[str, int], str] = {}
+
+
+def _statement(head: str, values: str, tail: str, width: int, rows: int) -> str:
+    """`head` + `rows` copies of `values` (its ?N numbered for row i as ?(N + width * i)) +
+    `tail`; kept per shape (a handful: see `_upsert_rows`)."""
+    key = (head, rows)
+    sql = _statements.get(key)
+    if sql is None:
+        copies = []
+        for i in range(rows):
+
+            def number(m: re.Match[str], shift: int = width * i) -> str:
+                return f"?{int(m.group(1)) + shift}"
+
+            copies.append(_PARAM.sub(number, values))
+        sql = _statements[key] = head + ", ".join(copies) + tail
+    return sql
+
+
+def _upsert_rows(
+    conn: sqlite3.Connection,
+    head: str,
+    values: str,
+    tail: str,
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Write `rows` as ``executemany(head + values + tail, rows)`` would, in statements of up
+    to ROWS_PER_STATEMENT rows: full ones, then the rest by powers of two (a few statement
+    shapes, all kept in sqlite3's statement cache)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    size = ROWS_PER_STATEMENT
+    i = 0
+    while i < len(rows):
+        n = min(size, len(rows) - i)
+        if n < size:
+            n = 1 << (n.bit_length() - 1)  # the largest power of two that fits
+        chunk = rows[i : i + n]
+        conn.execute(_statement(head, values, tail, width, n), [v for row in chunk for v in row])
+        i += n
+
+
 _CHILD_TABLES = ("flow_labels", "steps", "spans", "events", "logs", "artifacts")
 
 # Counter in dashfrog_sdk.stats()["diagnostics"] (and WRITE_ERRORS above).
@@ -166,12 +225,57 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+# `_dumps` without building an encoder per call (json.dumps with options builds a JSONEncoder
+# and its C encoder every time: 3 µs for a two-label dict, 0.8 µs this way), and "{}" for
+# the empty attributes of most steps. Bypasses json.dumps' circular-reference check: what is
+# encoded here comes out of convert.jsonable, a tree. tests/store/test_load.py
+# (test_fast_json_equals_json_dumps) checks it gives what `_dumps` gives.
+def _c_encoder() -> Any:
+    """json's C encoder with `_dumps`' options, or None (no C accelerator, or one whose
+    arguments or output differ in this Python: checked once here)."""
+    if c_make_encoder is None:
+        return None
+    sample = {"é": [1, 2.5, float("inf"), None, True, {"k": "\n"}], "o": object()}
+    try:
+        encode = c_make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+        ok = "".join(encode(sample, 0)) == _dumps(sample)
+    except (TypeError, ValueError):
+        return None
+    return encode if ok else None
+
+
+_encode = _c_encoder()
+
+
+def _json(value: dict[str, Any]) -> str:
+    if not value:
+        return "{}"
+    if _encode is None:
+        return _dumps(value)
+    return "".join(_encode(value, 0))
+
+
 def _fill(into: FlowRow, row: FlowRow) -> None:
     """Give `into` what `row` (written after it) says and it does not: the upsert's COALESCE,
     where the earlier value wins; the earliest start; the first non-empty labels."""
-    for name in _FLOW_IDENTITY:
-        if getattr(into, name) is None:
-            setattr(into, name, getattr(row, name))
+    # Attribute by attribute rather than a loop over _FLOW_IDENTITY's names with getattr and
+    # setattr: three records of each flow fold into its row here (about 2 µs a flow less).
+    if into.name is None:
+        into.name = row.name
+    if into.tenant is None:
+        into.tenant = row.tenant
+    if into.parent_id is None:
+        into.parent_id = row.parent_id
+    if into.timeout_s is None:
+        into.timeout_s = row.timeout_s
+    if into.end_on_exit is None:
+        into.end_on_exit = row.end_on_exit
+    if into.trace_id is None:
+        into.trace_id = row.trace_id
+    if into.span_id is None:
+        into.span_id = row.span_id
+    if into.service is None:
+        into.service = row.service
     if row.start_ns is not None and (into.start_ns is None or row.start_ns < into.start_ns):
         into.start_ns = row.start_ns
     if not into.labels:
@@ -375,6 +479,8 @@ class StoreWriter:
                     flows = self._write(conn, batch)
                     if forget:
                         self._forget(conn, forget)
+                    if flows or forget:
+                        tails.fold(conn)  # what the triggers logged, into the stats tails
                     conn.execute("COMMIT")
                 except BaseException:
                     # Not a bare ROLLBACK: after a full disk SQLite has rolled back already,
@@ -430,31 +536,69 @@ class StoreWriter:
     def _write(self, conn: sqlite3.Connection, batch: Batch) -> int:
         flows = _coalesce_flows(batch.flows)
         seen = self._seen_base(conn) if flows else 0
-        conn.executemany(
+        _upsert_rows(
+            conn,
+            _FLOW_COLUMNS,
+            _FLOW_VALUES,
             _UPSERT_FLOW,
             [
-                {
-                    **{k: v for k, v in vars(r).items() if k not in ("labels", "end_on_exit")},
-                    "end_on_exit": None if r.end_on_exit is None else int(r.end_on_exit),
-                    "labels": _dumps(r.labels),
-                    "seen_ns": seen + i,
-                }
+                (
+                    r.flow_id,
+                    r.name,
+                    r.tenant,
+                    r.parent_id,
+                    r.status,
+                    r.start_ns,
+                    r.end_ns,
+                    r.timeout_s,
+                    None if r.end_on_exit is None else int(r.end_on_exit),
+                    r.trace_id,
+                    r.span_id,
+                    r.service,
+                    r.error_type,
+                    r.error_message,
+                    _json(r.labels),
+                    seen + i,
+                )
                 for i, r in enumerate(flows)
             ],
         )
         labels = {(r.flow_id, k): label_text(v) for r in flows for k, v in r.labels.items()}
         if labels:
-            conn.executemany(_INSERT_LABEL, [(f, k, v) for (f, k), v in labels.items()])
+            _upsert_rows(
+                conn,
+                _LABEL_COLUMNS,
+                _LABEL_VALUES,
+                "",
+                [(f, k, v) for (f, k), v in labels.items()],
+            )
         steps = _coalesce_steps(batch.steps)
         if steps:
-            conn.executemany(
+            _upsert_rows(
+                conn,
+                _STEP_COLUMNS,
+                _STEP_VALUES,
                 _UPSERT_STEP,
                 [
-                    {
-                        **vars(s),
-                        "optional": int(s.optional),
-                        "attributes": _dumps(s.attributes),
-                    }
+                    (
+                        s.span_id,
+                        s.flow_id,
+                        s.trace_id,
+                        s.parent_span_id,
+                        s.name,
+                        s.service,
+                        s.status,
+                        int(s.optional),
+                        s.start_ns,
+                        s.end_ns,
+                        s.error_type,
+                        s.error_message,
+                        _json(s.attributes),
+                        s.progress_done,
+                        s.progress_total,
+                        s.progress_message,
+                        s.progress_ns,
+                    )
                     for s in steps
                 ],
             )
@@ -473,11 +617,11 @@ class StoreWriter:
         if batch.events:
             conn.executemany(
                 _INSERT_EVENT,
-                [{**vars(e), "attributes": _dumps(e.attributes)} for e in batch.events],
+                [{**vars(e), "attributes": _json(e.attributes)} for e in batch.events],
             )
         if batch.logs:
             conn.executemany(
-                _INSERT_LOG, [{**vars(r), "attributes": _dumps(r.attributes)} for r in batch.logs]
+                _INSERT_LOG, [{**vars(r), "attributes": _json(r.attributes)} for r in batch.logs]
             )
         return len({r.flow_id for r in flows})
 
@@ -539,6 +683,7 @@ class StoreWriter:
                 for table in _CHILD_TABLES:
                     conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", doomed)
                 conn.executemany("DELETE FROM flows WHERE flow_id = ?", doomed)
+                tails.fold(conn)
             conn.execute("COMMIT")
         except BaseException:
             schema.rollback(conn)
