@@ -275,7 +275,9 @@ def test_a_version_6_store_is_migrated_with_its_tails(
     with FlowStore(path) as store:  # opening migrates
         assert store.count() == 500
     with sqlite3.connect(path) as check:
-        assert check.execute("SELECT MAX(version) FROM schema_version").fetchone() == (7,)
+        assert check.execute("SELECT MAX(version) FROM schema_version").fetchone() == (
+            schema.SCHEMA_VERSION,
+        )
         assert _tail_rows(check) == before  # carried over as they were
         triggers = dict(
             check.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
@@ -377,3 +379,32 @@ def test_multi_row_statements_equal_one_row_statements(
         conn.close()
     assert dumps[0] == dumps[1] == dumps[2]
     assert len(dumps[0][0]) > 100 and len(dumps[0][2]) > 100
+
+
+def test_old_advance_with_pending_changes_is_refused(tmp_path: Path) -> None:
+    """A pre-v7 process (connection opened before the migration) writes a flow without
+    folding, then its `advance` (UPDATE of the edges, no fold) moves the 1 h edge past the
+    flow's start: it took the flow out of a tail it was never folded into, and the fold that
+    follows, against the moved edge, never added it: the tail stayed at -1 for good. The
+    schema refuses that UPDATE while changes are pending; the new `advance` folds first."""
+
+    path = str(tmp_path / "s.db")
+    conn = schema.connect(path, create=True)
+    schema.migrate(conn)
+    t0 = time.time_ns()
+    tails.rebuild(conn, now_ns=t0)
+    conn.execute(
+        "INSERT INTO flows (flow_id, name, status, start_ns, end_ns, labels, seen_ns) "
+        "VALUES ('f', 'n', 'completed', ?, ?, '{}', ?)",
+        (t0 + 10**9, t0 + 2 * 10**9, t0),
+    )
+    later = t0 + 3602 * 10**9
+    with pytest.raises(sqlite3.IntegrityError, match="fold flow_tail_changes"):
+        # What pre-v7 tails.advance does: move the edge, without folding first.
+        conn.execute(
+            "UPDATE flow_tail_edges SET edge_ns = ? WHERE level = 0", (later - 3600 * 10**9,)
+        )
+    tails.advance(conn, now_ns=later)  # folds, then moves the edges
+    rows = conn.execute("SELECT level, SUM(n) FROM flow_tails GROUP BY 1 ORDER BY 1").fetchall()
+    conn.close()
+    assert rows == [(0, 0), (1, 1), (2, 1)]  # taken out of the 1 h tail once (not left at -1)
