@@ -134,6 +134,11 @@ def queries(store: Any, some_id: str) -> list[tuple[str, Callable[[], Any]]]:
             lambda: store.flows(tenant=TENANT, status="failed", since=timedelta(days=1)),
         ),
         ("flows(tenant, status=running)", lambda: store.flows(tenant=TENANT, status="running")),
+        ("flows(status=running)", lambda: store.flows(status="running")),
+        (
+            "flows(status=running, since=1d)",
+            lambda: store.flows(status="running", since=timedelta(days=1)),
+        ),
         (
             "flows(tenant, labels={region: eu})",
             lambda: store.flows(tenant=TENANT, labels={"region": "eu"}),

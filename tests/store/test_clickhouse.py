@@ -475,3 +475,103 @@ class FlowHandleLike:
     def __init__(self, attrs: dict[str, object], span: object, start_ns: int) -> None:
         self.attrs, self.span, self.start_ns = attrs, span, start_ns
         self.id = str(attrs[c.FLOW_ID])
+
+
+def _flow_record(
+    pipe: ChPipe,
+    flow_id: str,
+    start: int,
+    status: str,
+    *,
+    tenant: str = "acme",
+    timeout: float | None = None,
+    span: bool = True,
+) -> FlowHandleLike:
+    """A flow as the SDK records it: its dashfrog.flow.start event and (unless `span=False`,
+    flushed later by the caller's `span.end`) its span with `status` (running: ended elsewhere
+    or not yet)."""
+    attrs: dict[str, object] = {c.FLOW_ID: flow_id, c.FLOW_NAME: "batch", c.TENANT: tenant}
+    span_attrs: dict[str, object] = {**attrs, c.FLOW_STATUS: status}
+    if status == c.RUNNING:
+        span_attrs[c.FLOW_END_ON_EXIT] = False
+    if timeout is not None:
+        span_attrs[c.FLOW_TIMEOUT] = timeout
+    s = pipe.tracer.start_span("flow batch", attributes=span_attrs, start_time=start)
+    pipe.emit(c.EVENT_FLOW_START, dict(span_attrs), s, ts=start)  # type: ignore[arg-type]
+    if span:
+        s.end(end_time=start + 1_000_000)
+    return FlowHandleLike(attrs, s, start)
+
+
+def test_running_without_tenant_is_the_merged_status(chdb_dir: str) -> None:  # noqa: F811
+    """status=running without a tenant picks its candidates from the rank alone (flows whose
+    highest record is running) and reads them by key: the answers equal the full merge's
+    (every flow, then the status), with a flow ended later in another process, a flow whose end
+    arrived before its start, a timed-out one, one older than the last hour (the window widens),
+    limits, a cursor (`until`), and after ClickHouse merged every part."""
+    db = new_database(chdb_dir)
+    pipe = ChPipe(db)
+    now = time.time_ns()
+    s = 1_000_000_000
+    # The end of `end_first` (failed, from another process) reaches ClickHouse before its start.
+    early = FlowHandleLike(
+        {c.FLOW_ID: "e" * 32, c.FLOW_NAME: "batch", c.TENANT: "acme"},
+        pipe.tracer.start_span("flow batch", start_time=now - 30 * s),
+        now - 30 * s,
+    )
+    pipe.end(early, c.FAILED, error=("RuntimeError", "lost"))  # type: ignore[arg-type]
+    pipe.flush()
+    _flow_record(pipe, "e" * 32, now - 30 * s, c.RUNNING)
+    running = [
+        _flow_record(pipe, f"{i:032x}", now - i * s, c.RUNNING, tenant=("acme", "globex")[i % 2])
+        for i in range(1, 6)
+    ]
+    old = _flow_record(pipe, "a" * 32, now - 7200 * s, c.RUNNING)  # before the last hour
+    timed = _flow_record(pipe, "b" * 32, now - 20 * s, c.RUNNING, timeout=1.0)
+    done = [_flow_record(pipe, f"d{i:031x}", now - i * s - s // 2, c.COMPLETED) for i in range(6)]
+    ended_later = _flow_record(pipe, "c" * 32, now - 3 * s - s // 4, c.RUNNING)
+    pipe.flush()
+    pipe.end(ended_later, c.COMPLETED)  # type: ignore[arg-type]
+    pipe.flush()
+    open_ids = [f.id for f in running] + [old.id]  # newest first
+
+    def answers(store: FlowBackend) -> dict[str, list[str]]:
+        every = store.flows(limit=None)
+        return {
+            "reference": [f.id for f in every if f.status == c.RUNNING],
+            "running": [f.id for f in store.flows(status="running", limit=None)],
+            "running, 2": [f.id for f in store.flows(status="running", limit=2)],
+            "running, 6": [f.id for f in store.flows(status="running", limit=6)],
+            "open": [f.id for f in store.flows(status=list(c.OPEN), limit=7)],
+            "timed_out": [f.id for f in store.flows(status="timed_out", limit=1)],
+            "below a cursor": [
+                f.id
+                for f in store.flows(status="running", until=(now - 2 * s - s // 2) / 1e9, limit=2)
+            ],
+            "acme": [f.id for f in store.flows(tenant="acme", status="running")],
+        }
+
+    with FlowStore(db.url) as store:
+        before = answers(store)
+        for table in ("dashfrog_flows", "dashfrog_flows_by_hour"):
+            db.transport.command(f"OPTIMIZE TABLE `{db.database}`.{table} FINAL")
+        after = answers(store)
+        shown = store.flows(status="running", limit=1)[0]
+    pipe.close()
+    assert before == after
+    assert before["reference"] == before["running"] == open_ids
+    assert before["running, 2"] == open_ids[:2]
+    assert before["running, 6"] == open_ids  # the old one is found past the last hour
+    assert before["open"] == [*open_ids[:5], timed.id, old.id]
+    assert before["timed_out"] == [timed.id]
+    assert before["below a cursor"] == open_ids[2:4]
+    assert before["acme"] == [f.id for f in running if f.attrs[c.TENANT] == "acme"] + [old.id]
+    assert "e" * 32 not in before["running"] and ended_later.id not in before["running"]
+    assert all(d.id not in before["running"] for d in done)
+    # Read by key in full, as every list reads a flow: tenant, name and current state.
+    assert (shown.id, shown.tenant, shown.name, shown.status) == (
+        running[0].id,
+        "globex",
+        "batch",
+        c.RUNNING,
+    )
