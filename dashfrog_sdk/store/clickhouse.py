@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -205,6 +205,31 @@ def _int(value: Any) -> int | None:
 
 def _ms(start: int | None, end: int | None) -> float | None:
     return None if start is None or end is None else (end - start) / 1e6
+
+
+def _widening(
+    inner: list[str],
+    outer: list[str],
+    now: int,
+    limit: int | None,
+    windowed: bool,
+    since_ns: int | None,
+) -> Iterator[tuple[list[str], list[str], int | None]]:
+    """The filters of each read of a list, widest last: (inner, outer, lower start bound).
+
+    Newest first with a limit and no lower bound (`windowed`): the last hour, then the last
+    day, then everything; the caller stops at the first that holds `limit` rows. A window that
+    already holds `limit` matches holds the newest `limit` of all (flows are ordered by start),
+    so the answer is the same; the hour key keeps the common case (the latest flows) from
+    reading the whole table. Otherwise one read, bounded by `since_ns`."""
+    windows: tuple[int | None, ...] = (3600, 86400, None) if windowed and limit else (None,)
+    for window in windows:
+        bounded, outer_bounded, low = list(inner), list(outer), since_ns
+        if window is not None:
+            low = now - window * 1_000_000_000
+            bounded.append(f"hour >= {_hour(low)}")
+            outer_bounded.append(f"start_ns >= {literal(low)}")
+        yield bounded, outer_bounded, low
 
 
 def _hour(ns: int) -> str:
@@ -438,20 +463,8 @@ class ClickHouseFlowStore:
         table: str,
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        # Newest first with a limit and no lower bound: look at the last hour, then the last
-        # day, then everything. A window that already holds `limit` matches holds the newest
-        # `limit` of all (flows are ordered by start), so the answer is the same; the hour key
-        # keeps the common case (the latest flows) from reading the whole table. With a tenant
-        # the key already narrows the read to that tenant's rows: one query.
-        windows: tuple[int | None, ...] = (3600, 86400, None) if windowed and limit else (None,)
-        for window in windows:
-            bounded = list(inner)
-            outer_bounded = list(outer)
-            low = since_ns
-            if window is not None:
-                low = now - window * 1_000_000_000
-                bounded.append(f"hour >= {_hour(low)}")
-                outer_bounded.append(f"start_ns >= {literal(low)}")
+        # With a tenant the key already narrows the read to that tenant's rows: one query.
+        for bounded, outer_bounded, low in _widening(inner, outer, now, limit, windowed, since_ns):
             if labels and tenant is None:
                 # Flows with every label in the window, from dashfrog_flow_labels_by_hour:
                 # `limit` of them read by key, not the window's rows of every tenant.
@@ -569,15 +582,9 @@ class ClickHouseFlowStore:
         compares it with the full merge). Without a lower bound: the last hour, then the last
         day, then everything, as `_by_window`."""
         db = self._db
-        windows: tuple[int | None, ...] = (3600, 86400, None) if windowed and limit else (None,)
+        since_ns, high = bounds
         rows: list[dict[str, Any]] = []
-        for window in windows:
-            bounded, outer_bounded = list(inner), list(outer)
-            low, high = bounds
-            if window is not None:
-                low = now - window * 1_000_000_000
-                bounded.append(f"hour >= {_hour(low)}")
-                outer_bounded.append(f"start_ns >= {literal(low)}")
+        for bounded, outer_bounded, low in _widening(inner, outer, now, limit, windowed, since_ns):
             # The exact bounds on the flow's start too, so that a page below a cursor (the
             # viewer's `until`) spends no candidate on the flows above it.
             having = ["max(outcome.1) = 1"]

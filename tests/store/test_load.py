@@ -139,18 +139,22 @@ def _recorded(flows: int) -> tuple[list[Any], list[Any]]:
     return recorded
 
 
+# What a store holds of the records written, table by table (not seen_ns: a write's stamp).
+STORED = {
+    "flows": "SELECT flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s, "
+    "deadline_ns, end_on_exit, trace_id, span_id, service, error_type, error_message, "
+    "labels FROM flows ORDER BY flow_id",
+    "steps": "SELECT * FROM steps ORDER BY span_id",
+    "labels": "SELECT * FROM flow_labels ORDER BY flow_id, key",
+    "events": "SELECT flow_id, name, ts_ns, attributes FROM events ORDER BY flow_id, ts_ns",
+}
+
+
 def test_coalesced_writes_equal_row_by_row_writes(tmp_path: Path) -> None:
     """The writer folds each batch's rows per flow and per step: the store must end up exactly
     as if each record had been upserted alone, in either arrival order."""
     spans, logs = _recorded(12)
-    tables = {
-        "flows": "SELECT flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s, "
-        "deadline_ns, end_on_exit, trace_id, span_id, service, error_type, error_message, "
-        "labels FROM flows ORDER BY flow_id",
-        "steps": "SELECT * FROM steps ORDER BY span_id",
-        "labels": "SELECT * FROM flow_labels ORDER BY flow_id, key",
-        "events": "SELECT flow_id, name, ts_ns, attributes FROM events ORDER BY flow_id, ts_ns",
-    }
+    tables = STORED
     results = []
     for order in ("logs first", "spans first"):
         items = [*logs, *spans] if order == "logs first" else [*spans, *logs]
@@ -182,12 +186,7 @@ def test_records_in_any_order_and_any_batches_equal_row_by_row_writes(tmp_path: 
 
     spans, logs = _recorded(10)
     tables = {
-        "flows": "SELECT flow_id, name, tenant, parent_id, status, start_ns, end_ns, timeout_s, "
-        "deadline_ns, end_on_exit, trace_id, span_id, service, error_type, error_message, "
-        "labels FROM flows ORDER BY flow_id",
-        "steps": "SELECT * FROM steps ORDER BY span_id",
-        "labels": "SELECT * FROM flow_labels ORDER BY flow_id, key",
-        "events": "SELECT flow_id, name, ts_ns, attributes FROM events ORDER BY flow_id, ts_ns",
+        **STORED,
         "tails": "SELECT * FROM flow_tails WHERE n != 0 ORDER BY 1, 2, 3, 4, 5",
     }
     for seed in range(4):
